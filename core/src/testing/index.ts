@@ -1,0 +1,100 @@
+/**
+ * Test helpers for plugin authors (`@scalpels/core/testing`): run a parser over recorded output
+ * and compare with expected records; run a plugin's real worker under a timeout.
+ */
+import { readFileSync, existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { OptionValues, ParseResult, PluginManifest, TraceRecord, DroppedNotice } from '../api.js';
+import { validateOptions } from '../options.js';
+
+export { runWorker, type RunWorkerOptions, type RunWorkerResult } from './run-worker.js';
+
+export interface ParseOutcome {
+  records: TraceRecord[];
+  /** Diagnostics for malformed lines, with their 1-based line numbers. */
+  diagnostics: { line: number; message: string }[];
+  dropped: number;
+}
+
+/** Feeds lines to a fresh parser of the plugin, as the runner would. */
+export function parseLines(
+  manifest: PluginManifest,
+  lines: Iterable<string>,
+  rawOptions: Record<string, unknown> = {},
+  technique?: string,
+): ParseOutcome {
+  const options = validateOptions(manifest, rawOptions);
+  const parser = manifest.parser({ options, technique, startedAt: 0 });
+  const out: ParseOutcome = { records: [], diagnostics: [], dropped: 0 };
+  let n = 0;
+  const take = (r: ParseResult | DroppedNotice, line: number): void => {
+    if (r === null || r === undefined) return;
+    if (Array.isArray(r)) {
+      for (const x of r as TraceRecord[]) out.records.push(x);
+      return;
+    }
+    const one = r as TraceRecord | DroppedNotice | { kind: 'diagnostic'; message: string };
+    if (one.kind === 'diagnostic') out.diagnostics.push({ line, message: one.message });
+    else if (one.kind === 'dropped') out.dropped += one.count;
+    else out.records.push(one);
+  };
+  for (const text of lines) {
+    n++;
+    take(parser.line(text), n);
+  }
+  if (parser.end) take(parser.end(), n);
+  return out;
+}
+
+/** Splits recorded stdout as the runner does (on `\n`; a final line without newline counts). */
+export function splitRecorded(text: string): string[] {
+  const lines = text.split('\n');
+  if (lines.at(-1) === '') lines.pop();
+  return lines;
+}
+
+export interface TestdataCase {
+  /** Folder name, `<tool>-<version>-<scenario>`. */
+  name: string;
+  dir: string;
+  /** Recorded stdout of the real tool. */
+  stdout: string;
+  /** Options the tracer ran with (`options.json`), raw as a user would give them. */
+  options: Record<string, unknown>;
+  technique?: string;
+  /** `expected.json`: the records the parser must produce, plus counts of parse errors and drops. */
+  expected: { records: TraceRecord[]; parseErrors?: number; dropped?: number };
+}
+
+/**
+ * Lists the cases of a plugin's `testdata/` folder. Each case folder holds `stdout.txt` (recorded
+ * from the real tool), `expected.json`, optionally `options.json` and a `README.md` saying how it
+ * was recorded.
+ */
+export function loadTestdata(testdataDir: string): TestdataCase[] {
+  if (!existsSync(testdataDir)) return [];
+  return readdirSync(testdataDir, { withFileTypes: true })
+    .filter((d) => d.isDirectory() && existsSync(join(testdataDir, d.name, 'stdout.txt')))
+    .map((d) => {
+      const dir = join(testdataDir, d.name);
+      const json = (f: string): unknown =>
+        existsSync(join(dir, f)) ? JSON.parse(readFileSync(join(dir, f), 'utf8')) : undefined;
+      const opts = (json('options.json') ?? {}) as Record<string, unknown> & { technique?: string };
+      const { technique, ...options } = opts;
+      return {
+        name: d.name,
+        dir,
+        stdout: readFileSync(join(dir, 'stdout.txt'), 'utf8'),
+        options,
+        technique,
+        expected: (json('expected.json') ?? { records: [] }) as TestdataCase['expected'],
+      };
+    });
+}
+
+/** Parses a testdata case; compare `records`, `diagnostics.length` and `dropped` with `expected`. */
+export function parseTestdataCase(manifest: PluginManifest, c: TestdataCase): ParseOutcome {
+  return parseLines(manifest, splitRecorded(c.stdout), c.options, c.technique);
+}
+
+export type { OptionValues };

@@ -1,0 +1,52 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { OptionValues, PluginManifest, Target, TraceRecord } from '../api.js';
+import { validateOptions } from '../options.js';
+import { WorkerRunner, type TracerOutcome } from '../runner.js';
+import { ExecaSpawner } from '../spawner.js';
+
+export interface RunWorkerOptions {
+  /** Raw options as a user would give them. */
+  options?: Record<string, unknown>;
+  target?: Target;
+  /** Absolute path of the plugin package (where its scripts are). */
+  pluginDir: string;
+  technique?: string;
+  /** Called once the worker is ready; the worker is stopped when the returned promise settles. */
+  during?: () => Promise<unknown>;
+  /** Stop after this long when `during` is not given. Default 2000 ms. */
+  durationMs?: number;
+}
+
+export interface RunWorkerResult {
+  outcome: TracerOutcome;
+  records: TraceRecord[];
+  options: OptionValues;
+}
+
+/** Runs a plugin's real worker through the core's runner, collecting its records in memory. */
+export async function runWorker(manifest: PluginManifest, run: RunWorkerOptions): Promise<RunWorkerResult> {
+  const options = validateOptions(manifest, run.options ?? {});
+  const runtimeDir = mkdtempSync(join(tmpdir(), `scalpels-test-${manifest.name}-`));
+  const target = run.target ?? { kind: 'none', pids: [], description: 'system-wide' };
+  const ctx = { target, taskId: 'test', tracerId: 1, technique: run.technique, runtimeDir, pluginDir: run.pluginDir };
+  const records: TraceRecord[] = [];
+  try {
+    const spec = await manifest.worker(options, ctx);
+    const parser = manifest.parser({ options, technique: run.technique, startedAt: Date.now() });
+    const runner = new WorkerRunner(new ExecaSpawner(), spec, parser, manifest.schema, {
+      write: (batch) => void records.push(...batch),
+    });
+    await runner.start();
+    try {
+      if (run.during) await run.during();
+      else await new Promise((r) => setTimeout(r, run.durationMs ?? 2000));
+    } finally {
+      await runner.stop();
+    }
+    return { outcome: await runner.done, records, options };
+  } finally {
+    rmSync(runtimeDir, { recursive: true, force: true });
+  }
+}
