@@ -98,3 +98,15 @@ export function parseTestdataCase(manifest: PluginManifest, c: TestdataCase): Pa
 }
 
 export type { OptionValues };
+
+/**
+ * Gate for tests that need something of the machine (a tool, a service, root). Returns whether
+ * the test can run. When it cannot, it prints why; under `CI=true` a missing capability throws,
+ * so CI fails instead of silently skipping.
+ */
+export function capability(name: string, available: boolean, why: string): boolean {
+  if (available) return true;
+  if (process.env.CI === 'true') throw new Error(`required capability missing under CI: ${name}: ${why}`);
+  console.warn(`skipping tests that need ${name}: ${why}`);
+  return false;
+}
