@@ -262,6 +262,11 @@ export interface PluginManifest {
   check(ctx: CheckContext): Promise<CheckResult>;
   /** Extra validation across options, after each option passed its own spec. Return an error message or nothing. */
   validate?(options: OptionValues): string | undefined;
+  /**
+   * Deeper validation without starting anything, stage by stage (for example compiling a script
+   * as far as this machine allows): `scalpels plugins validate NAME key=value ...`.
+   */
+  verify?(options: OptionValues, ctx: CheckContext): Promise<readonly VerifyStage[]>;
   worker(options: OptionValues, ctx: WorkerContext): WorkerSpec | Promise<WorkerSpec>;
   parser(ctx: ParseContext): Parser;
   schema: Schema;
@@ -273,6 +278,12 @@ export interface PluginManifest {
   setup?(options: OptionValues, ctx: SetupContext): Promise<void>;
   /** Restore something the tracer changed outside itself (see UndoAction). Must be idempotent. */
   undo?(action: UndoAction, options: OptionValues): Promise<void>;
+}
+
+export interface VerifyStage {
+  stage: string;
+  status: 'passed' | 'failed' | 'skipped';
+  detail: string;
 }
 
 export interface SetupContext extends WorkerContext {
