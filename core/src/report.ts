@@ -1,0 +1,228 @@
+import type { SeriesKind } from './api.js';
+import type { Store, TaskRow } from './store/types.js';
+
+/** The report format name; a change that breaks it is a new name. Documented in docs/report-format.md. */
+export const REPORT_FORMAT = 'scalpels.report/v1';
+
+export interface ReportSeries {
+  name: string;
+  unit: string;
+  kind: SeriesKind;
+  labels: Record<string, string>;
+  points: number;
+  sum: number;
+  min: number;
+  max: number;
+  mean: number;
+  last: number;
+  /** Counters: sum per second over the tracer's run. Gauges and histograms: null. */
+  rate: number | null;
+}
+
+export interface ReportEventTop {
+  key: string;
+  count: number;
+  totalMs: number;
+  meanMs: number;
+  p95Ms: number;
+}
+
+export interface ReportTracer {
+  id: number;
+  tracer: string;
+  plugin: { package: string; version: string };
+  node: string;
+  status: string;
+  exitCode: number | null;
+  records: number;
+  parseErrors: number;
+  dropped: number;
+  technique: string | null;
+  error: string | null;
+  startedAt: string | null;
+  stoppedAt: string | null;
+  series: ReportSeries[];
+  events: { count: number; top: ReportEventTop[] };
+}
+
+export interface ReportV1 {
+  format: typeof REPORT_FORMAT;
+  task: {
+    id: string;
+    name: string;
+    status: string;
+    startedAt: string;
+    stoppedAt: string | null;
+    labels: Record<string, string>;
+    nodes: string[];
+    target: string | null;
+  };
+  tracers: ReportTracer[];
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+/** Builds a report from store aggregations (no record is loaded into memory). */
+export async function buildReport(store: Store, task: TaskRow, opts: { top?: number; now?: number } = {}): Promise<ReportV1> {
+  const tracers = await store.listTracers(task.id);
+  const now = opts.now ?? Date.now();
+  return {
+    format: REPORT_FORMAT,
+    task: {
+      id: task.id,
+      name: task.name,
+      status: task.status,
+      startedAt: iso(task.startedAt)!,
+      stoppedAt: iso(task.stoppedAt),
+      labels: task.labels,
+      nodes: task.nodes,
+      target: task.target,
+    },
+    tracers: await Promise.all(
+      tracers.map(async (t) => {
+        const start = t.startedAt ?? task.startedAt;
+        const end = t.stoppedAt ?? task.stoppedAt ?? now;
+        const seconds = Math.max(0.001, (end - start) / 1000);
+        const [summaries, events] = await Promise.all([
+          store.seriesSummaries(t.id),
+          store.eventSummary(t.id, opts.top ?? 20),
+        ]);
+        return {
+          id: t.id,
+          tracer: t.tracer,
+          plugin: { package: t.pluginPackage, version: t.pluginVersion },
+          node: t.node,
+          status: t.status,
+          exitCode: t.exitCode,
+          records: t.records,
+          parseErrors: t.parseErrors,
+          dropped: t.dropped,
+          technique: t.technique,
+          error: t.error,
+          startedAt: iso(t.startedAt),
+          stoppedAt: iso(t.stoppedAt),
+          series: summaries.map((s) => ({
+            name: s.name,
+            unit: s.unit,
+            kind: s.kind,
+            labels: s.labels,
+            points: s.points,
+            sum: s.sum,
+            min: s.min,
+            max: s.max,
+            mean: s.mean,
+            last: s.last,
+            rate: s.kind === 'counter' ? s.sum / seconds : null,
+          })),
+          events: {
+            count: events.count,
+            top: events.top.map(({ key, count, totalMs, meanMs, p95Ms }) => ({ key, count, totalMs, meanMs, p95Ms })),
+          },
+        };
+      }),
+    ),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text formats
+
+function num(n: number | null): string {
+  if (n === null || !Number.isFinite(n)) return '-';
+  if (Number.isInteger(n)) return String(n);
+  const a = Math.abs(n);
+  return a >= 100 ? n.toFixed(0) : a >= 1 ? n.toFixed(2) : n.toPrecision(3);
+}
+
+function labelText(labels: Record<string, string>): string {
+  return Object.entries(labels)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+/** Aligns rows into columns; numbers right-aligned. */
+export function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^-?[\d.]+$|^-$/.test(r[i] ?? '')));
+  const fmt = (r: string[]): string =>
+    r
+      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd();
+  return [fmt(header), ...rows.map(fmt)].join('\n');
+}
+
+export function formatReportTable(r: ReportV1): string {
+  const t = r.task;
+  const out: string[] = [
+    `task ${t.id} "${t.name}" ${t.status}  ${t.startedAt} → ${t.stoppedAt ?? 'running'}  target: ${t.target ?? '-'}`,
+  ];
+  for (const tr of r.tracers) {
+    out.push('');
+    out.push(
+      `tracer ${tr.tracer} (${tr.plugin.package}@${tr.plugin.version}) on ${tr.node}: ${tr.status}` +
+        `${tr.technique ? ` [${tr.technique}]` : ''}, ${tr.records} records, ${tr.parseErrors} parse errors, ${tr.dropped} dropped` +
+        (tr.exitCode !== null && tr.status === 'failed' ? `, exit code ${tr.exitCode}` : ''),
+    );
+    if (tr.error) out.push(`  error: ${tr.error}`);
+    if (tr.series.length > 0) {
+      out.push(
+        table(
+          ['series', 'labels', 'unit', 'kind', 'points', 'sum', 'rate/s', 'min', 'mean', 'max', 'last'],
+          tr.series.map((s) => [
+            s.name,
+            labelText(s.labels) || '-',
+            s.unit,
+            s.kind,
+            String(s.points),
+            s.kind === 'counter' ? num(s.sum) : '-',
+            num(s.rate),
+            num(s.min),
+            num(s.mean),
+            num(s.max),
+            num(s.last),
+          ]),
+        )
+          .split('\n')
+          .map((l) => `  ${l}`)
+          .join('\n'),
+      );
+    }
+    if (tr.events.count > 0) {
+      out.push(`  events: ${tr.events.count}`);
+      out.push(
+        table(
+          ['rank', 'count', 'total ms', 'mean ms', 'p95 ms', 'key'],
+          tr.events.top.map((e, i) => [String(i + 1), String(e.count), num(e.totalMs), num(e.meanMs), num(e.p95Ms), e.key]),
+        )
+          .split('\n')
+          .map((l) => `  ${l}`)
+          .join('\n'),
+      );
+    }
+  }
+  return out.join('\n') + '\n';
+}
+
+function csvCell(v: unknown): string {
+  const s = v === null || v === undefined ? '' : String(v);
+  return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+/** One row per series and per top event key, in one table. */
+export function formatReportCsv(r: ReportV1): string {
+  const header = [
+    'task', 'tracer', 'node', 'record', 'name', 'labels', 'unit', 'kind', 'points', 'sum', 'min', 'max', 'mean', 'last',
+    'rate', 'count', 'total_ms', 'mean_ms', 'p95_ms',
+  ];
+  const rows: unknown[][] = [];
+  for (const tr of r.tracers) {
+    for (const s of tr.series)
+      rows.push([r.task.id, tr.tracer, tr.node, 'series', s.name, labelText(s.labels), s.unit, s.kind, s.points, s.sum,
+        s.min, s.max, s.mean, s.last, s.rate, '', '', '', '']);
+    for (const e of tr.events.top)
+      rows.push([r.task.id, tr.tracer, tr.node, 'event', e.key, '', 'ms', 'event', '', '', '', '', '', '', '', e.count,
+        e.totalMs, e.meanMs, e.p95Ms]);
+  }
+  return [header, ...rows].map((row) => row.map(csvCell).join(',')).join('\n') + '\n';
+}

@@ -1,0 +1,459 @@
+import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type BetterSqlite3 from 'better-sqlite3';
+import type { Labels, Schema, TraceRecord, UndoAction } from '../api.js';
+import { UserError } from '../errors.js';
+import type { RecordSink } from '../runner.js';
+import type {
+  EventSummary,
+  JournalEntry,
+  NewTask,
+  NewTracer,
+  SeriesSummary,
+  Store,
+  TaskPatch,
+  TaskRow,
+  TracerPatch,
+  TracerRow,
+} from './types.js';
+
+/** Schema migrations, applied in order; `PRAGMA user_version` holds how many ran. */
+const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE tasks (
+     id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL,
+     started_at INTEGER NOT NULL, stopped_at INTEGER, labels TEXT NOT NULL DEFAULT '{}',
+     nodes TEXT NOT NULL DEFAULT '[]', owner_pid INTEGER, owner_start INTEGER, target TEXT);
+   CREATE INDEX tasks_started ON tasks(started_at);
+   CREATE TABLE tracers (
+     id INTEGER PRIMARY KEY, task_id TEXT NOT NULL REFERENCES tasks(id), tracer TEXT NOT NULL,
+     plugin_package TEXT NOT NULL, plugin_version TEXT NOT NULL, node TEXT NOT NULL,
+     options TEXT NOT NULL DEFAULT '{}', technique TEXT, status TEXT NOT NULL,
+     exit_code INTEGER, error TEXT, stderr_tail TEXT, worker_pid INTEGER, worker_start INTEGER,
+     started_at INTEGER, stopped_at INTEGER,
+     records INTEGER NOT NULL DEFAULT 0, parse_errors INTEGER NOT NULL DEFAULT 0,
+     dropped INTEGER NOT NULL DEFAULT 0);
+   CREATE INDEX tracers_task ON tracers(task_id);
+   CREATE INDEX tracers_status ON tracers(status);
+   CREATE TABLE series (
+     id INTEGER PRIMARY KEY, tracer_id INTEGER NOT NULL, name TEXT NOT NULL, labels TEXT NOT NULL,
+     unit TEXT NOT NULL, kind TEXT NOT NULL, UNIQUE (tracer_id, name, labels));
+   CREATE TABLE samples (series_id INTEGER NOT NULL, ts INTEGER NOT NULL, value REAL NOT NULL);
+   -- Covering index: per-series aggregates walk it in order, without touching the table.
+   CREATE INDEX samples_series ON samples(series_id, ts, value);
+   CREATE TABLE events (
+     tracer_id INTEGER NOT NULL, ts INTEGER NOT NULL, type TEXT NOT NULL, key TEXT NOT NULL,
+     duration_ms REAL, value REAL, data TEXT);
+   CREATE INDEX events_key ON events(tracer_id, key, duration_ms);
+   CREATE TABLE journal (
+     id INTEGER PRIMARY KEY, tracer_id INTEGER NOT NULL, plugin TEXT NOT NULL, kind TEXT NOT NULL,
+     data TEXT NOT NULL, description TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}',
+     created_at INTEGER NOT NULL, undone_at INTEGER);
+   CREATE INDEX journal_pending ON journal(undone_at, tracer_id);`,
+];
+
+export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
+
+const LIVE = `('starting','running','stopping')`;
+
+type Row = Record<string, unknown>;
+
+/** Opens (creating when missing) a SQLite store. Errors are UserErrors that say what is wrong. */
+export class SqliteStore implements Store {
+  readonly url: string;
+  readonly db: BetterSqlite3.Database;
+  private readonly stmts: ReturnType<SqliteStore['prepare']>;
+
+  constructor(readonly path: string) {
+    this.url = `sqlite://${path}`;
+    this.db = openDatabase(path);
+    this.stmts = this.prepare();
+  }
+
+  private prepare() {
+    const db = this.db;
+    return {
+      insertTask: db.prepare(
+        `INSERT INTO tasks (id, name, status, started_at, labels, nodes, owner_pid, owner_start, target)
+         VALUES (@id, @name, 'running', @startedAt, @labels, @nodes, @ownerPid, @ownerStart, @target)`,
+      ),
+      taskById: db.prepare(`SELECT * FROM tasks WHERE id = ?`),
+      tasksByPrefix: db.prepare(`SELECT * FROM tasks WHERE id LIKE ? ESCAPE '\\' ORDER BY started_at DESC LIMIT 2`),
+      taskByName: db.prepare(`SELECT * FROM tasks WHERE name = ? ORDER BY started_at DESC, rowid DESC LIMIT 1`),
+      lastTask: db.prepare(`SELECT * FROM tasks ORDER BY started_at DESC, rowid DESC LIMIT 1`),
+      listTasks: db.prepare(`SELECT * FROM tasks ORDER BY started_at, rowid`),
+      insertTracer: db.prepare(
+        `INSERT INTO tracers (task_id, tracer, plugin_package, plugin_version, node, options, technique, status)
+         VALUES (@taskId, @tracer, @pluginPackage, @pluginVersion, @node, @options, @technique, 'starting')`,
+      ),
+      tracerById: db.prepare(`SELECT * FROM tracers WHERE id = ?`),
+      tracersOfTask: db.prepare(`SELECT * FROM tracers WHERE task_id = ? ORDER BY id`),
+      liveTracers: db.prepare(`SELECT * FROM tracers WHERE status IN ${LIVE} ORDER BY id`),
+      seriesOfTracer: db.prepare(`SELECT id, name, labels, unit, kind FROM series WHERE tracer_id = ? ORDER BY id`),
+      insertSeries: db.prepare(
+        `INSERT INTO series (tracer_id, name, labels, unit, kind) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (tracer_id, name, labels) DO UPDATE SET unit = excluded.unit RETURNING id`,
+      ),
+      insertSample: db.prepare(`INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)`),
+      insertEvent: db.prepare(
+        `INSERT INTO events (tracer_id, ts, type, key, duration_ms, value, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      aggregates: db.prepare(
+        `SELECT s.id, s.name, s.labels, s.unit, s.kind, count(p.series_id) AS points,
+                total(p.value) AS sum, min(p.value) AS min, max(p.value) AS max,
+                min(p.ts) AS first_ts, max(p.ts) AS last_ts,
+                (SELECT value FROM samples l WHERE l.series_id = s.id ORDER BY l.ts DESC LIMIT 1) AS last
+         FROM series s JOIN samples p ON p.series_id = s.id
+         WHERE s.tracer_id = ? GROUP BY s.id ORDER BY s.name, s.labels`,
+      ),
+      eventCount: db.prepare(`SELECT count(*) AS n FROM events WHERE tracer_id = ?`),
+      eventTop: db.prepare(
+        `SELECT key, count(*) AS count, total(duration_ms) AS total_ms, count(duration_ms) AS timed,
+                total(value) AS total_value
+         FROM events WHERE tracer_id = ? GROUP BY key
+         ORDER BY total_ms DESC, count DESC, total_value DESC, key LIMIT ?`,
+      ),
+      eventNth: db.prepare(
+        `SELECT duration_ms FROM events WHERE tracer_id = ? AND key = ? AND duration_ms IS NOT NULL
+         ORDER BY duration_ms LIMIT 1 OFFSET ?`,
+      ),
+      insertJournal: db.prepare(
+        `INSERT INTO journal (tracer_id, plugin, kind, data, description, options, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      pendingJournal: db.prepare(`SELECT * FROM journal WHERE undone_at IS NULL ORDER BY id DESC`),
+      pendingJournalOf: db.prepare(`SELECT * FROM journal WHERE undone_at IS NULL AND tracer_id = ? ORDER BY id DESC`),
+      markUndone: db.prepare(`UPDATE journal SET undone_at = ? WHERE id = ?`),
+    };
+  }
+
+  async createTask(task: NewTask): Promise<TaskRow> {
+    const id = newTaskId(task.startedAt);
+    this.write(() =>
+      this.stmts.insertTask.run({
+        id,
+        name: task.name,
+        startedAt: task.startedAt,
+        labels: JSON.stringify(task.labels),
+        nodes: JSON.stringify(task.nodes),
+        ownerPid: task.ownerPid,
+        ownerStart: task.ownerStart,
+        target: task.target,
+      }),
+    );
+    return toTask(this.stmts.taskById.get(id) as Row);
+  }
+
+  async updateTask(id: string, patch: TaskPatch): Promise<void> {
+    const cols: Record<string, unknown> = {
+      status: patch.status,
+      stopped_at: patch.stoppedAt,
+      owner_pid: patch.ownerPid,
+      owner_start: patch.ownerStart,
+    };
+    this.update('tasks', id, cols);
+  }
+
+  async findTask(ref: string): Promise<TaskRow | undefined> {
+    const exact = this.stmts.taskById.get(ref) as Row | undefined;
+    if (exact) return toTask(exact);
+    const prefixed = this.stmts.tasksByPrefix.all(`${ref.replace(/[\\%_]/g, (c) => `\\${c}`)}%`) as Row[];
+    if (prefixed.length > 1) throw new UserError(`task "${ref}" is ambiguous: give more of its id`);
+    if (prefixed.length === 1) return toTask(prefixed[0]!);
+    const named = this.stmts.taskByName.get(ref) as Row | undefined;
+    return named ? toTask(named) : undefined;
+  }
+
+  async lastTask(): Promise<TaskRow | undefined> {
+    const row = this.stmts.lastTask.get() as Row | undefined;
+    return row ? toTask(row) : undefined;
+  }
+
+  async listTasks(): Promise<TaskRow[]> {
+    return (this.stmts.listTasks.all() as Row[]).map(toTask);
+  }
+
+  async createTracer(t: NewTracer): Promise<TracerRow> {
+    const info = this.write(() =>
+      this.stmts.insertTracer.run({ ...t, options: JSON.stringify(t.options), technique: t.technique ?? null }),
+    );
+    return toTracer(this.stmts.tracerById.get(info.lastInsertRowid) as Row);
+  }
+
+  async updateTracer(id: number, patch: TracerPatch): Promise<void> {
+    this.update('tracers', id, {
+      status: patch.status,
+      exit_code: patch.exitCode,
+      error: patch.error,
+      stderr_tail: patch.stderrTail,
+      worker_pid: patch.workerPid,
+      worker_start: patch.workerStart,
+      started_at: patch.startedAt,
+      stopped_at: patch.stoppedAt,
+      records: patch.records,
+      parse_errors: patch.parseErrors,
+      dropped: patch.dropped,
+    });
+  }
+
+  async listTracers(taskId: string): Promise<TracerRow[]> {
+    return (this.stmts.tracersOfTask.all(taskId) as Row[]).map(toTracer);
+  }
+
+  async liveTracers(): Promise<TracerRow[]> {
+    return (this.stmts.liveTracers.all() as Row[]).map(toTracer);
+  }
+
+  recordSink(tracer: TracerRow, schema: Schema): RecordSink {
+    const { insertSample, insertEvent, insertSeries, seriesOfTracer } = this.stmts;
+    // Series dictionary: name → (labels in the parser's key order → series id).
+    const ids = new Map<string, Map<string, number>>();
+    const byCanonical = new Map<string, number>();
+    for (const r of seriesOfTracer.all(tracer.id) as Row[]) byCanonical.set(`${r.name}\0${r.labels}`, Number(r.id));
+    const tracerId = tracer.id;
+    const seriesId = (name: string, labels: Labels | undefined): number => {
+      let perName = ids.get(name);
+      if (!perName) ids.set(name, (perName = new Map()));
+      let key = '';
+      if (labels) for (const k in labels) key += `${k}\x01${labels[k]}\x02`;
+      let id = perName.get(key);
+      if (id === undefined) {
+        const canonical = canonicalLabels(labels);
+        id = byCanonical.get(`${name}\0${canonical}`);
+        if (id === undefined) {
+          const spec = schema.series[name]!;
+          id = Number((insertSeries.get(tracerId, name, canonical, spec.unit, spec.kind) as Row).id);
+          byCanonical.set(`${name}\0${canonical}`, id);
+        }
+        perName.set(key, id);
+      }
+      return id;
+    };
+    const writeBatch = this.db.transaction((batch: TraceRecord[]) => {
+      for (const r of batch) {
+        if (r.kind === 'sample') insertSample.run(seriesId(r.series, r.labels), r.ts, r.value);
+        else
+          insertEvent.run(
+            tracerId,
+            r.ts,
+            r.type,
+            r.key,
+            r.durationMs ?? null,
+            r.value ?? null,
+            r.data === undefined ? null : JSON.stringify(r.data),
+          );
+      }
+    });
+    return { write: (batch) => this.write(() => writeBatch(batch)) };
+  }
+
+  async seriesSummaries(tracerId: number): Promise<SeriesSummary[]> {
+    return (this.stmts.aggregates.all(tracerId) as Row[]).map((r) => {
+      const points = Number(r.points);
+      const sum = Number(r.sum);
+      return {
+        name: String(r.name),
+        unit: String(r.unit),
+        kind: r.kind as SeriesSummary['kind'],
+        labels: JSON.parse(String(r.labels)) as Record<string, string>,
+        points,
+        sum,
+        min: Number(r.min),
+        max: Number(r.max),
+        mean: points ? sum / points : 0,
+        last: Number(r.last),
+        firstTs: Number(r.first_ts),
+        lastTs: Number(r.last_ts),
+      };
+    });
+  }
+
+  async eventSummary(tracerId: number, top: number): Promise<EventSummary> {
+    const count = Number((this.stmts.eventCount.get(tracerId) as Row).n);
+    const rows = this.stmts.eventTop.all(tracerId, top) as Row[];
+    return {
+      count,
+      top: rows.map((r) => {
+        const timed = Number(r.timed);
+        const totalMs = Number(r.total_ms);
+        // Nearest-rank p95 over the events that have a duration.
+        const rank = Math.max(0, Math.ceil(0.95 * timed) - 1);
+        const p95 = timed ? (this.stmts.eventNth.get(tracerId, r.key, rank) as Row | undefined) : undefined;
+        return {
+          key: String(r.key),
+          count: Number(r.count),
+          totalMs,
+          meanMs: timed ? totalMs / timed : 0,
+          p95Ms: p95 ? Number(p95.duration_ms) : 0,
+          totalValue: Number(r.total_value),
+        };
+      }),
+    };
+  }
+
+  async journal(tracerId: number, plugin: string, action: UndoAction, options: Record<string, unknown>): Promise<void> {
+    this.write(() =>
+      this.stmts.insertJournal.run(
+        tracerId,
+        plugin,
+        action.kind,
+        JSON.stringify(action.data ?? null),
+        action.description,
+        JSON.stringify(options),
+        Date.now(),
+      ),
+    );
+  }
+
+  async pendingJournal(tracerId?: number): Promise<JournalEntry[]> {
+    const rows = (
+      tracerId === undefined ? this.stmts.pendingJournal.all() : this.stmts.pendingJournalOf.all(tracerId)
+    ) as Row[];
+    return rows.map((r) => ({
+      id: Number(r.id),
+      tracerId: Number(r.tracer_id),
+      plugin: String(r.plugin),
+      action: { kind: String(r.kind), data: JSON.parse(String(r.data)), description: String(r.description) },
+      options: JSON.parse(String(r.options)) as Record<string, unknown>,
+      createdAt: Number(r.created_at),
+    }));
+  }
+
+  async markUndone(journalId: number): Promise<void> {
+    this.write(() => this.stmts.markUndone.run(Date.now(), journalId));
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+
+  private update(table: 'tasks' | 'tracers', id: string | number, cols: Record<string, unknown>): void {
+    const set = Object.entries(cols).filter(([, v]) => v !== undefined);
+    if (set.length === 0) return;
+    const sql = `UPDATE ${table} SET ${set.map(([k]) => `${k} = ?`).join(', ')} WHERE id = ?`;
+    this.write(() => this.db.prepare(sql).run(...set.map(([, v]) => v), id));
+  }
+
+  /** Runs a write, turning SQLite's busy/corrupt/full errors into one-line user errors. */
+  private write<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      throw storeError(this.path, e);
+    }
+  }
+}
+
+const SQLITE_MAGIC = 'SQLite format 3\0';
+
+function openDatabase(path: string): BetterSqlite3.Database {
+  if (existsSync(path)) {
+    if (!statSync(path).isFile()) throw new UserError(`store ${path} is not a file`);
+    // Refuse anything that is not a SQLite file before SQLite opens it: nothing is touched.
+    const size = statSync(path).size;
+    if (size > 0) {
+      const head = Buffer.alloc(16);
+      const fd = openSync(path, 'r');
+      try {
+        readSync(fd, head, 0, 16, 0);
+      } finally {
+        closeSync(fd);
+      }
+      if (head.toString('latin1') !== SQLITE_MAGIC)
+        throw new UserError(`store ${path} is not a SQLite database (corrupt or another file); nothing was changed`);
+    }
+  } else {
+    mkdirSync(dirname(path), { recursive: true });
+  }
+  // better-sqlite3 is loaded on first use only: commands that never open a store stay fast.
+  const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;
+  let db: BetterSqlite3.Database | undefined;
+  try {
+    db = new Database(path, { timeout: 3000 });
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    const version = Number(db.pragma('user_version', { simple: true }));
+    if (version > MIGRATIONS.length)
+      throw new UserError(
+        `store ${path} has schema version ${version}, newer than this scalpels understands (${MIGRATIONS.length}); upgrade scalpels`,
+      );
+    if (version < MIGRATIONS.length) {
+      db.transaction(() => {
+        for (let v = version; v < MIGRATIONS.length; v++) db!.exec(MIGRATIONS[v]!);
+        db!.pragma(`user_version = ${MIGRATIONS.length}`);
+      })();
+    }
+    return db;
+  } catch (e) {
+    db?.close();
+    throw storeError(path, e);
+  }
+}
+
+function storeError(path: string, e: unknown): Error {
+  if (e instanceof UserError) return e;
+  const code = (e as { code?: string }).code ?? '';
+  const msg = (e as Error).message;
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+    return new UserError(`store ${path} is locked by another process (${msg}); try again when it is done`);
+  if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
+    return new UserError(`store ${path} is corrupt (${msg}); nothing was changed`);
+  if (code === 'SQLITE_FULL') return new UserError(`store ${path}: disk full (${msg})`);
+  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM'))
+    return new UserError(`store ${path} cannot be written (${msg})`);
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function canonicalLabels(labels: Labels | undefined): string {
+  if (!labels) return '{}';
+  const keys = Object.keys(labels).sort();
+  const out: Record<string, string> = {};
+  for (const k of keys) out[k] = String(labels[k]);
+  return JSON.stringify(out);
+}
+
+function newTaskId(startedAt: number): string {
+  const iso = new Date(startedAt).toISOString(); // 2026-11-26T12:03:01.123Z
+  return `${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}-${randomBytes(2).toString('hex')}`;
+}
+
+function toTask(r: Row): TaskRow {
+  return {
+    id: String(r.id),
+    name: String(r.name),
+    status: r.status as TaskRow['status'],
+    startedAt: Number(r.started_at),
+    stoppedAt: r.stopped_at === null ? null : Number(r.stopped_at),
+    labels: JSON.parse(String(r.labels)) as Record<string, string>,
+    nodes: JSON.parse(String(r.nodes)) as string[],
+    ownerPid: r.owner_pid === null ? null : Number(r.owner_pid),
+    ownerStart: r.owner_start === null ? null : Number(r.owner_start),
+    target: r.target === null ? null : String(r.target),
+  };
+}
+
+function toTracer(r: Row): TracerRow {
+  const num = (v: unknown): number | null => (v === null || v === undefined ? null : Number(v));
+  return {
+    id: Number(r.id),
+    taskId: String(r.task_id),
+    tracer: String(r.tracer),
+    pluginPackage: String(r.plugin_package),
+    pluginVersion: String(r.plugin_version),
+    node: String(r.node),
+    options: JSON.parse(String(r.options)) as Record<string, unknown>,
+    technique: r.technique === null ? null : String(r.technique),
+    status: r.status as TracerRow['status'],
+    exitCode: num(r.exit_code),
+    error: r.error === null ? null : String(r.error),
+    stderrTail: r.stderr_tail === null ? null : String(r.stderr_tail),
+    workerPid: num(r.worker_pid),
+    workerStart: num(r.worker_start),
+    startedAt: num(r.started_at),
+    stoppedAt: num(r.stopped_at),
+    records: Number(r.records),
+    parseErrors: Number(r.parse_errors),
+    dropped: Number(r.dropped),
+  };
+}

@@ -1,0 +1,136 @@
+import type { Schema, SeriesKind, UndoAction } from '../api.js';
+import type { RecordSink } from '../runner.js';
+
+export type TaskStatus = 'running' | 'stopping' | 'stopped' | 'failed' | 'interrupted';
+export type TracerStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed' | 'interrupted';
+
+export interface TaskRow {
+  id: string;
+  name: string;
+  status: TaskStatus;
+  startedAt: number;
+  stoppedAt: number | null;
+  labels: Record<string, string>;
+  nodes: string[];
+  /** The process that owns the task's tracers (CLI of `run`, or an agent), to detect a crash. */
+  ownerPid: number | null;
+  ownerStart: number | null;
+  target: string | null;
+}
+
+export interface TracerRow {
+  id: number;
+  taskId: string;
+  tracer: string;
+  pluginPackage: string;
+  pluginVersion: string;
+  node: string;
+  options: Record<string, unknown>;
+  technique: string | null;
+  status: TracerStatus;
+  exitCode: number | null;
+  error: string | null;
+  stderrTail: string | null;
+  workerPid: number | null;
+  /** Start time of the worker process (clock ticks since boot, /proc/PID/stat field 22). */
+  workerStart: number | null;
+  startedAt: number | null;
+  stoppedAt: number | null;
+  records: number;
+  parseErrors: number;
+  dropped: number;
+}
+
+export type NewTask = Pick<TaskRow, 'name' | 'labels' | 'nodes' | 'ownerPid' | 'ownerStart' | 'target'> & {
+  startedAt: number;
+};
+export type NewTracer = Pick<
+  TracerRow,
+  'taskId' | 'tracer' | 'pluginPackage' | 'pluginVersion' | 'node' | 'options' | 'technique'
+>;
+
+export type TracerPatch = Partial<
+  Pick<
+    TracerRow,
+    | 'status'
+    | 'exitCode'
+    | 'error'
+    | 'stderrTail'
+    | 'workerPid'
+    | 'workerStart'
+    | 'startedAt'
+    | 'stoppedAt'
+    | 'records'
+    | 'parseErrors'
+    | 'dropped'
+  >
+>;
+export type TaskPatch = Partial<Pick<TaskRow, 'status' | 'stoppedAt' | 'ownerPid' | 'ownerStart'>>;
+
+/** Aggregates of one series over a task, computed by the store. */
+export interface SeriesSummary {
+  name: string;
+  unit: string;
+  kind: SeriesKind;
+  labels: Record<string, string>;
+  points: number;
+  sum: number;
+  min: number;
+  max: number;
+  mean: number;
+  last: number;
+  firstTs: number;
+  lastTs: number;
+}
+
+export interface EventTopRow {
+  key: string;
+  count: number;
+  totalMs: number;
+  meanMs: number;
+  p95Ms: number;
+  /** Sum of event values (bytes, rows) when events carry one. */
+  totalValue: number;
+}
+
+export interface EventSummary {
+  count: number;
+  top: EventTopRow[];
+}
+
+export interface JournalEntry {
+  id: number;
+  tracerId: number;
+  plugin: string;
+  action: UndoAction;
+  options: Record<string, unknown>;
+  createdAt: number;
+}
+
+/**
+ * Where tasks, tracers and records live. SQLite is the embedded default; Redis streams are the
+ * multi-node bus. Reports are aggregations the store computes, never rows loaded into JavaScript.
+ */
+export interface Store {
+  readonly url: string;
+  createTask(task: NewTask): Promise<TaskRow>;
+  updateTask(id: string, patch: TaskPatch): Promise<void>;
+  /** A task by full id or unique id prefix, or by name (latest of that name). */
+  findTask(ref: string): Promise<TaskRow | undefined>;
+  lastTask(): Promise<TaskRow | undefined>;
+  listTasks(): Promise<TaskRow[]>;
+  createTracer(tracer: NewTracer): Promise<TracerRow>;
+  updateTracer(id: number, patch: TracerPatch): Promise<void>;
+  listTracers(taskId: string): Promise<TracerRow[]>;
+  /** Tracers in a live state (starting, running, stopping), for crash recovery. */
+  liveTracers(): Promise<TracerRow[]>;
+  /** A sink for one tracer's records; it keeps the tracer's series dictionary. */
+  recordSink(tracer: TracerRow, schema: Schema): RecordSink;
+  seriesSummaries(tracerId: number): Promise<SeriesSummary[]>;
+  eventSummary(tracerId: number, top: number): Promise<EventSummary>;
+  /** Stores an undo action durably before the tracer changes something outside itself. */
+  journal(tracerId: number, plugin: string, action: UndoAction, options: Record<string, unknown>): Promise<void>;
+  pendingJournal(tracerId?: number): Promise<JournalEntry[]>;
+  markUndone(journalId: number): Promise<void>;
+  close(): Promise<void>;
+}
