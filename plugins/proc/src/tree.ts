@@ -1,0 +1,293 @@
+/**
+ * Accounting for target process trees, fed one snapshot of /proc per interval.
+ *
+ * A tree is a root pid and every process descended from it, including ones spawned after the
+ * sampler started. Membership is sticky (pid + start time): a daemon reparented to init stays in
+ * its tree. Counters are cumulative values C(t) per tree, and what is emitted is the increase of
+ * C since the previous sample:
+ *
+ *   C(t) = Σ live members (own value + value of children it waited for) + departed
+ *
+ * CPU ticks (utime+cutime, stime+cstime) and /proc/PID/io both move into the parent when it
+ * waits for a child, so a member that exits and is reaped by a member keeps counting through its
+ * reaper. A member whose reaper is outside the tree (init, a subreaper, another root's tree) is
+ * frozen at its last reading into `departed` (and, when the reaper is in another target tree,
+ * subtracted there so the trees never count it twice). Context switches are per thread and never
+ * move to a parent, so every thread that disappears is frozen. Emitted totals only grow (a
+ * high-water mark): a race that loses a reaping can make a total lag, never go back.
+ *
+ * No imports but ./procfs.js: the sampler runs alone.
+ */
+import type { PidIo, PidStat, TaskStatus } from './procfs.js';
+
+/** Counters that move into the reaper when a child is waited for. */
+export interface Inherited {
+  userTicks: number;
+  systemTicks: number;
+  rchar: number;
+  wchar: number;
+  readBytes: number;
+  writeBytes: number;
+}
+
+/** Counters kept per thread that vanish with the thread. */
+export interface PerThread {
+  voluntary: number;
+  involuntary: number;
+}
+
+export type TreeCounters = Inherited & PerThread;
+
+export interface TreeGauges {
+  /** Processes in the tree that are not zombies. */
+  count: number;
+  threads: number;
+  rssBytes: number;
+  fds: number;
+}
+
+export interface TreeReading {
+  root: number;
+  comm: string;
+  /** Increase of each counter since the previous reading (all zero on the baseline). */
+  delta: TreeCounters;
+  gauges: TreeGauges;
+}
+
+/** What the sampler reads of one process of a tree. */
+export interface MemberReading {
+  stat: PidStat;
+  /** undefined when unreadable (another user's process without root, or gone mid-read). */
+  io?: PidIo;
+  /** Per thread id; empty when unreadable. */
+  tasks: Map<number, TaskStatus>;
+  rssBytes: number;
+  fds: number;
+}
+
+/** Reads the details of a process that belongs to a tree; undefined when it vanished. */
+export type ReadMember = (stat: PidStat) => MemberReading | undefined;
+
+interface Member {
+  key: string;
+  pid: number;
+  ppid: number;
+  root: number;
+  inherited: Inherited;
+  threads: Map<number, PerThread>;
+}
+
+interface Tree {
+  root: number;
+  comm: string;
+  /** Start time of the root process, fixed at the first reading (pid reuse guard). */
+  starttime: number;
+  departed: TreeCounters;
+  emitted: TreeCounters | undefined;
+}
+
+const zeroInherited = (): Inherited => ({
+  userTicks: 0,
+  systemTicks: 0,
+  rchar: 0,
+  wchar: 0,
+  readBytes: 0,
+  writeBytes: 0,
+});
+const zeroCounters = (): TreeCounters => ({ ...zeroInherited(), voluntary: 0, involuntary: 0 });
+const INHERITED_KEYS = Object.keys(zeroInherited()) as (keyof Inherited)[];
+const COUNTER_KEYS = Object.keys(zeroCounters()) as (keyof TreeCounters)[];
+
+export class TreeTracker {
+  private readonly trees = new Map<number, Tree>();
+  private members = new Map<string, Member>();
+  private started = false;
+
+  constructor(private readonly rootPids: readonly number[]) {}
+
+  /** Roots seen at the first reading; roots that did not exist then are never tracked. */
+  get trackedRoots(): number[] {
+    return [...this.trees.keys()];
+  }
+
+  /**
+   * Takes one snapshot: `procs` is every process of /proc (pid → stat). Returns one reading per
+   * tracked tree; the first call is the baseline and returns deltas of zero.
+   */
+  update(procs: ReadonlyMap<number, PidStat>, read: ReadMember): TreeReading[] {
+    const baseline = !this.started;
+    if (baseline) {
+      this.started = true;
+      for (const pid of this.rootPids) {
+        const st = procs.get(pid);
+        if (!st || this.trees.has(pid)) continue;
+        this.trees.set(pid, {
+          root: pid,
+          comm: st.comm,
+          starttime: st.starttime,
+          departed: zeroCounters(),
+          emitted: undefined,
+        });
+      }
+    }
+
+    const rootOf = this.assignRoots(procs);
+    const next = new Map<string, Member>();
+    const gauges = new Map<number, TreeGauges>();
+    for (const tree of this.trees.values())
+      gauges.set(tree.root, { count: 0, threads: 0, rssBytes: 0, fds: 0 });
+
+    for (const [pid, root] of rootOf) {
+      const st = procs.get(pid)!;
+      const reading = read(st);
+      if (!reading) continue;
+      const key = memberKey(st);
+      const old = this.members.get(key);
+      const tree = this.trees.get(root)!;
+      const inherited: Inherited = {
+        userTicks: st.utime + st.cutime,
+        systemTicks: st.stime + st.cstime,
+        // /proc/PID/io can be unreadable for a moment (exec in progress): keep the last value.
+        rchar: reading.io?.rchar ?? old?.inherited.rchar ?? 0,
+        wchar: reading.io?.wchar ?? old?.inherited.wchar ?? 0,
+        readBytes: reading.io?.readBytes ?? old?.inherited.readBytes ?? 0,
+        writeBytes: reading.io?.writeBytes ?? old?.inherited.writeBytes ?? 0,
+      };
+      const threads = new Map<number, PerThread>();
+      for (const [tid, t] of reading.tasks)
+        threads.set(tid, { voluntary: t.voluntary, involuntary: t.involuntary });
+      if (old) {
+        for (const [tid, t] of old.threads) {
+          const now = threads.get(tid);
+          // A thread that ended (or whose id was reused, so its counts went back) is frozen.
+          if (!now || now.voluntary < t.voluntary || now.involuntary < t.involuntary) {
+            tree.departed.voluntary += t.voluntary;
+            tree.departed.involuntary += t.involuntary;
+          }
+        }
+      }
+      next.set(key, { key, pid, ppid: st.ppid, root, inherited, threads });
+      const g = gauges.get(root)!;
+      if (st.state !== 'Z') g.count++;
+      g.threads += st.threads;
+      g.rssBytes += reading.rssBytes;
+      g.fds += reading.fds;
+    }
+
+    this.settleDeparted(next);
+    this.members = next;
+
+    const out: TreeReading[] = [];
+    const totals = new Map<number, TreeCounters>();
+    for (const tree of this.trees.values()) totals.set(tree.root, { ...tree.departed });
+    for (const m of next.values()) {
+      const t = totals.get(m.root)!;
+      for (const k of INHERITED_KEYS) t[k] += m.inherited[k];
+      for (const th of m.threads.values()) {
+        t.voluntary += th.voluntary;
+        t.involuntary += th.involuntary;
+      }
+    }
+    for (const tree of this.trees.values()) {
+      const total = totals.get(tree.root)!;
+      const delta = zeroCounters();
+      if (baseline || !tree.emitted) tree.emitted = total;
+      else {
+        for (const k of COUNTER_KEYS) {
+          if (total[k] > tree.emitted[k]) {
+            delta[k] = total[k] - tree.emitted[k];
+            tree.emitted[k] = total[k];
+          }
+        }
+      }
+      out.push({ root: tree.root, comm: tree.comm, delta, gauges: gauges.get(tree.root)! });
+    }
+    return out;
+  }
+
+  /** Maps every process of the snapshot that belongs to a tree to its tree's root pid. */
+  private assignRoots(procs: ReadonlyMap<number, PidStat>): Map<number, number> {
+    const rootOf = new Map<number, number>();
+    const outside = new Set<number>();
+    const resolve = (pid: number): number | undefined => {
+      const path: number[] = [];
+      let found: number | undefined;
+      for (let cur: number | undefined = pid; cur !== undefined;) {
+        if (rootOf.has(cur)) {
+          found = rootOf.get(cur);
+          break;
+        }
+        if (outside.has(cur) || path.length > 4096) break;
+        const st = procs.get(cur);
+        if (!st) break;
+        path.push(cur);
+        const known = this.members.get(memberKey(st));
+        if (known) {
+          found = known.root;
+          break;
+        }
+        const tree = this.trees.get(cur);
+        if (tree && tree.starttime === st.starttime) {
+          found = cur;
+          break;
+        }
+        cur = st.ppid > 0 && st.ppid !== cur ? st.ppid : undefined;
+      }
+      for (const p of path) {
+        if (found === undefined) outside.add(p);
+        else rootOf.set(p, found);
+      }
+      return found;
+    };
+    for (const pid of procs.keys()) resolve(pid);
+    return rootOf;
+  }
+
+  /** Freezes members that vanished, and transfers them when a member of another tree reaped them. */
+  private settleDeparted(next: Map<string, Member>): void {
+    const byPidNow = new Map<number, Member>();
+    for (const m of next.values()) byPidNow.set(m.pid, m);
+    const byPidBefore = new Map<number, Member>();
+    for (const m of this.members.values()) byPidBefore.set(m.pid, m);
+
+    for (const gone of this.members.values()) {
+      if (next.has(gone.key)) continue;
+      const tree = this.trees.get(gone.root)!;
+      for (const k of INHERITED_KEYS) tree.departed[k] += gone.inherited[k];
+      for (const th of gone.threads.values()) {
+        tree.departed.voluntary += th.voluntary;
+        tree.departed.involuntary += th.involuntary;
+      }
+      const reaper = this.findReaper(gone, byPidNow, byPidBefore, next);
+      if (reaper) {
+        const reaperTree = this.trees.get(reaper.root)!;
+        for (const k of INHERITED_KEYS) reaperTree.departed[k] -= gone.inherited[k];
+      }
+    }
+  }
+
+  /**
+   * The live member that waited for a vanished one: its parent at the last reading if that
+   * parent is still alive, else the parent's reaper (a shell waits for its pipeline before it
+   * exits, so a vanished child of a vanished parent ended up in the grandparent).
+   */
+  private findReaper(
+    gone: Member,
+    byPidNow: Map<number, Member>,
+    byPidBefore: Map<number, Member>,
+    next: Map<string, Member>,
+  ): Member | undefined {
+    let cur: Member | undefined = gone;
+    for (let hops = 0; cur && hops < 4096; hops++) {
+      const parentBefore = byPidBefore.get(cur.ppid);
+      if (!parentBefore) return undefined;
+      if (next.has(parentBefore.key)) return byPidNow.get(parentBefore.pid);
+      cur = parentBefore;
+    }
+    return undefined;
+  }
+}
+
+function memberKey(st: PidStat): string {
+  return `${st.pid}:${st.starttime}`;
+}
