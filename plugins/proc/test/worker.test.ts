@@ -1,0 +1,201 @@
+import { spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { capability, runWorker } from '@scalpels/core/testing';
+import plugin from '../src/index.js';
+import { pluginDir, samplerBuilt, samples, startBurnTree, sum, waitForLine } from './helpers.js';
+
+const canRun = capability(
+  'proc sampler built',
+  samplerBuilt,
+  'run `npx tsc -b plugins/proc` first',
+);
+const scratch = mkdtempSync(join(tmpdir(), 'scalpels-proc-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
+  it('accounts the CPU of a target tree, exited children included, as the kernel does', async () => {
+    const out = mkdtempSync(join(scratch, 'burn-'));
+    const root = startBurnTree(out, 400);
+    try {
+      await waitForLine(root, 'waiting');
+      const result = await runWorker(plugin, {
+        pluginDir,
+        options: { interval: '200ms', system: 'false' },
+        target: { kind: 'pid', pids: [root.pid!], description: 'burn tree' },
+        during: async () => {
+          const done = waitForLine(root, 'done');
+          root.stdin!.write('go\n');
+          await done;
+        },
+      });
+      expect(result.outcome.status).toBe('stopped');
+      expect(result.outcome.parseErrors).toBe(0);
+      const json = (f: string): Record<string, number> =>
+        JSON.parse(readFileSync(join(out, f), 'utf8'));
+      const r = json('root.json');
+      // Ground truth from getrusage inside each process (microseconds), independent of /proc ticks.
+      const truthMs =
+        (r.atEnd! - r.atGo! + json('child.json').total! + json('grandchild.json').total!) / 1000;
+      const mine = samples(result.records).filter((s) => s.labels?.pid === String(root.pid));
+      const cpuMs = sum(
+        mine.filter((s) => s.series === 'proc.cpu.user' || s.series === 'proc.cpu.system'),
+      );
+      console.log(`proc tree CPU: sampler ${cpuMs} ms, getrusage ${truthMs.toFixed(1)} ms`);
+      expect(truthMs).toBeGreaterThan(900);
+      expect(Math.abs(cpuMs - truthMs) / truthMs).toBeLessThan(0.1);
+      expect(mine.every((s) => s.labels?.comm === 'node')).toBe(true);
+      // The children were seen as members of the tree while they ran.
+      expect(
+        Math.max(...mine.filter((s) => s.series === 'proc.count').map((s) => s.value)),
+      ).toBeGreaterThanOrEqual(2);
+      expect(
+        Math.max(...mine.filter((s) => s.series === 'proc.rss').map((s) => s.value)),
+      ).toBeGreaterThan(10 << 20);
+      expect(samples(result.records, 'kernel.cpu.time')).toHaveLength(0);
+    } finally {
+      root.kill('SIGKILL');
+    }
+  });
+
+  it('keeps running when the target root exits mid-run', async () => {
+    const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
+    const exited = new Promise((resolve) => sleeper.once('exit', resolve));
+    const result = await runWorker(plugin, {
+      pluginDir,
+      options: { interval: '100ms', system: false },
+      target: { kind: 'pid', pids: [sleeper.pid!], description: 'sleep' },
+      during: async () => {
+        await new Promise((r) => setTimeout(r, 300));
+        sleeper.kill('SIGKILL');
+        await exited;
+        await new Promise((r) => setTimeout(r, 300));
+      },
+    });
+    expect(result.outcome.status).toBe('stopped');
+    expect(result.outcome.exitCode).toBe(0);
+    expect(result.outcome.parseErrors).toBe(0);
+    const counts = samples(result.records, 'proc.count').map((s) => s.value);
+    expect(counts[0]).toBe(1);
+    expect(counts.at(-1)).toBe(0);
+    expect(samples(result.records, 'proc.cpu.user').every((s) => s.value >= 0)).toBe(true);
+  });
+
+  it('carries a comm with tabs, spaces and parentheses through the line format', async () => {
+    const name = 'a\tb) (c d';
+    const exe = join(scratch, name);
+    copyFileSync('/bin/sleep', exe);
+    chmodSync(exe, 0o755);
+    const proc = spawn(exe, ['30'], { stdio: 'ignore' });
+    try {
+      await new Promise((r) => proc.once('spawn', r));
+      const result = await runWorker(plugin, {
+        pluginDir,
+        options: { interval: '100ms', system: false },
+        target: { kind: 'pid', pids: [proc.pid!], description: 'odd name' },
+        durationMs: 350,
+      });
+      expect(result.outcome.parseErrors).toBe(0);
+      const comms = new Set(samples(result.records).map((s) => s.labels?.comm));
+      expect([...comms]).toEqual([name]);
+    } finally {
+      proc.kill('SIGKILL');
+    }
+  });
+
+  it('samples system-wide series that agree with /proc', async () => {
+    const result = await runWorker(plugin, {
+      pluginDir,
+      options: { interval: '200ms' },
+      durationMs: 1100,
+    });
+    expect(result.outcome.status).toBe('stopped');
+    expect(result.outcome.parseErrors).toBe(0);
+    const cpu = samples(result.records, 'kernel.cpu.time');
+    expect(new Set(cpu.map((s) => s.labels?.mode))).toEqual(
+      new Set(['user', 'nice', 'system', 'idle', 'iowait', 'irq', 'softirq', 'steal']),
+    );
+    // Every CPU is in some mode all the time: the modes add up to (CPUs x elapsed time).
+    const times = [...new Set(cpu.map((s) => s.ts!))].sort((a, b) => a - b);
+    expect(times.length).toBeGreaterThanOrEqual(4);
+    const afterFirst = sum(cpu.filter((s) => s.ts! > times[0]!));
+    const expected = (times.at(-1)! - times[0]!) * cpus().length;
+    expect(Math.abs(afterFirst - expected) / expected).toBeLessThan(0.1);
+
+    const memTotal =
+      Number(/MemTotal:\s+(\d+)/.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
+    expect(samples(result.records, 'mem.total').every((s) => s.value === memTotal)).toBe(true);
+    expect(samples(result.records, 'kernel.load')).not.toHaveLength(0);
+    const interfaces = new Set(
+      samples(result.records, 'network.rx.bytes').map((s) => s.labels?.interface),
+    );
+    expect(interfaces.has('lo')).toBe(true);
+    const devices = new Set(samples(result.records, 'disk.read.ops').map((s) => s.labels?.device));
+    expect([...devices].some((d) => /^(loop|ram)\d/.test(d ?? ''))).toBe(false);
+    expect(samples(result.records).some((s) => s.series.startsWith('proc.'))).toBe(false);
+  });
+
+  it('applies the devices and interfaces filters', async () => {
+    const result = await runWorker(plugin, {
+      pluginDir,
+      options: { interval: '100ms', interfaces: 'lo', devices: 'loop0' },
+      durationMs: 300,
+    });
+    const interfaces = new Set(
+      samples(result.records, 'network.tx.bytes').map((s) => s.labels?.interface),
+    );
+    expect([...interfaces]).toEqual(['lo']);
+    const devices = new Set(samples(result.records, 'disk.write.ops').map((s) => s.labels?.device));
+    expect([...devices]).toEqual(
+      readFileSync('/proc/diskstats', 'utf8').includes(' loop0 ') ? ['loop0'] : [],
+    );
+  });
+});
+
+describe('proc manifest', () => {
+  it('refuses system=false without a target', () => {
+    expect(() =>
+      plugin.worker(
+        { interval: 1000, system: false },
+        {
+          target: { kind: 'none', pids: [], description: 'system-wide' },
+          taskId: 't',
+          tracerId: 1,
+          runtimeDir: scratch,
+          pluginDir,
+        },
+      ),
+    ).toThrow(/needs a target/);
+  });
+
+  it.runIf(canRun)('check() answers ok here, quick and full', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const ctx = {
+      options: {},
+      isRoot: process.getuid?.() === 0,
+      which: async () => undefined,
+      exec: async (argv: readonly string[]) => {
+        try {
+          const stdout = execFileSync(argv[0]!, argv.slice(1), { encoding: 'utf8' });
+          return { exitCode: 0, stdout, stderr: '' };
+        } catch (e) {
+          const err = e as { status?: number; stdout?: string; stderr?: string };
+          return { exitCode: err.status ?? 1, stdout: err.stdout ?? '', stderr: err.stderr ?? '' };
+        }
+      },
+    };
+    let spawned = 0;
+    const quick = await plugin.check({
+      ...ctx,
+      depth: 'quick',
+      exec: async () => (spawned++, ctx.exec([])),
+    });
+    expect(quick.status).toBe('ok');
+    expect(spawned).toBe(0);
+    const full = await plugin.check({ ...ctx, depth: 'full' });
+    expect(full).toMatchObject({ status: 'ok' });
+    expect(full.detail).toMatch(/sampler works/);
+  });
+});
