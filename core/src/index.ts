@@ -1,5 +1,6 @@
-// The public surface of @scalpels/core. Heavy dependencies (better-sqlite3, execa) are loaded
-// lazily inside the modules that need them, so importing this stays cheap.
+// @scalpels/core: the plugin API and the small utilities plugins use. Kept light on purpose:
+// every plugin imports it, and `scalpels plugins list` imports every plugin. The engine (DI
+// container, tasks, stores, reports) is `@scalpels/core/engine`.
 export * from './api.js';
 export { UserError, isUserError, errorMessage } from './errors.js';
 export { validateOptions, parseSetting } from './options.js';
@@ -7,42 +8,4 @@ export { parseDuration, parseSize, formatDuration } from './units.js';
 export { LineSplitter, TailBuffer } from './lines.js';
 export { WorkerRunner, type RecordSink, type RunnerStats, type TracerOutcome, type RunnerOptions } from './runner.js';
 export { ExecaSpawner, killGroup, type ProcessSpawner, type WorkerProcess } from './spawner.js';
-export { discoverPlugins, tracerNameOf, globalNodeModules, type DiscoveredPlugin } from './discovery.js';
-export { PluginRegistry, importManifest, type LoadedPlugin } from './registry.js';
-export { TargetResolver, collapseToRoots, type TargetRequest } from './targets.js';
-export { readStat, isSameProcess } from './procfs.js';
-export { Workload, type WorkloadExit } from './workload.js';
-export {
-  checkContext,
-  which,
-  StderrLogger,
-  StoreProvider,
-  systemClock,
-  type Config,
-  type Clock,
-  type Logger,
-} from './services.js';
-export { TOKENS } from './tokens.js';
-export { createContainer, ROOT_TOKENS } from './container.js';
-export {
-  TaskService,
-  TracerRun,
-  RunningTask,
-  undoJournal,
-  type TracerRequest,
-  type PreparedTracer,
-  type TracerSpec,
-} from './tasks.js';
-export { openStore, defaultStoreUrl, sqlitePath } from './store/index.js';
-export type * from './store/types.js';
-export { SqliteStore, SQLITE_SCHEMA_VERSION } from './store/sqlite.js';
-export {
-  REPORT_FORMAT,
-  buildReport,
-  formatReportTable,
-  formatReportCsv,
-  table,
-  type ReportV1,
-  type ReportTracer,
-  type ReportSeries,
-} from './report.js';
+export { table } from './table.js';

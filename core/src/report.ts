@@ -1,5 +1,6 @@
 import type { SeriesKind } from './api.js';
 import type { Store, TaskRow } from './store/types.js';
+import { table } from './table.js';
 
 /** The report format name; a change that breaks it is a new name. Documented in docs/report-format.md. */
 export const REPORT_FORMAT = 'scalpels.report/v1';
@@ -138,18 +139,6 @@ function labelText(labels: Record<string, string>): string {
   return Object.entries(labels)
     .map(([k, v]) => `${k}=${v}`)
     .join(',');
-}
-
-/** Aligns rows into columns; numbers right-aligned. */
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => /^-?[\d.]+$|^-$/.test(r[i] ?? '')));
-  const fmt = (r: string[]): string =>
-    r
-      .map((c, i) => (numeric[i] ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  return [fmt(header), ...rows.map(fmt)].join('\n');
 }
 
 export function formatReportTable(r: ReportV1): string {

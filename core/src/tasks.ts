@@ -42,6 +42,7 @@ export class TracerRun {
   private runner: WorkerRunner | undefined;
   private runtimeDir: string | undefined;
   private finished: Promise<TracerOutcome> | undefined;
+  private ended = false;
 
   constructor(
     @inject(TOKENS.TracerSpec) readonly spec: TracerSpec,
@@ -110,12 +111,14 @@ export class TracerRun {
 
   async stop(): Promise<TracerOutcome> {
     if (!this.runner || !this.finished) throw new Error(`tracer ${this.name} not started`);
+    if (this.ended) return this.finished; // the worker already ended by itself
     await this.stores.get().updateTracer(this.spec.row.id, { status: 'stopping' });
     await this.runner.stop();
     return this.finished;
   }
 
   private async finish(o: TracerOutcome): Promise<TracerOutcome> {
+    this.ended = true;
     const store = this.stores.get();
     if (o.error) this.log.warn(`tracer ${this.name} failed: ${o.error}`);
     await this.undo();

@@ -1,0 +1,113 @@
+import type { TracerRequest } from '@scalpels/core/engine';
+import { loadEngine, makeConfig, type GlobalArgs } from '../context.js';
+
+interface RunArgs extends GlobalArgs {
+  tracer: string[];
+  set?: string[];
+  name?: string;
+  label?: string[];
+  format: 'table' | 'json' | 'none';
+  '--'?: (string | number)[];
+}
+
+/** Turns `-t a,b -t c` and `--set a.key=value` into tracer requests; a setting for an absent tracer is an error. */
+export async function tracerRequests(tracers: string[], settings: string[] = []): Promise<TracerRequest[]> {
+  const { parseSetting, UserError } = await import('@scalpels/core');
+  const names = tracers.flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+  const requests = names.map((name) => ({ name, options: {} as Record<string, unknown> }));
+  for (const s of settings) {
+    const { tracer, key, value } = parseSetting(s);
+    const req = requests.find((r) => r.name === tracer);
+    if (!req) throw new UserError(`--set ${s}: tracer "${tracer}" is not among -t ${names.join(',')}`);
+    req.options[key] = value;
+  }
+  return requests;
+}
+
+export function parseLabels(labels: string[] = []): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const l of labels) {
+    const eq = l.indexOf('=');
+    if (eq <= 0) throw Object.assign(new Error(`--label ${l}: expected KEY=VALUE`), { name: 'UserError' });
+    out[l.slice(0, eq)] = l.slice(eq + 1);
+  }
+  return out;
+}
+
+/**
+ * `scalpels run`: validates everything first (nothing is stored on bad input), starts the
+ * launcher, attaches the tracers to it, starts the command, waits for it, stops the tracers and
+ * prints the report. Exits with the command's exit status.
+ */
+export async function runCommand(args: RunArgs): Promise<number> {
+  const engine = await loadEngine();
+  const { UserError, TOKENS, createContainer, Workload, buildReport, formatReportTable } = engine;
+  const command = (args['--'] ?? []).map(String);
+  if (command.length === 0) throw new UserError('run: give the command to trace after --, e.g. scalpels run -t proc -- sleep 1');
+  const requests = await tracerRequests(args.tracer, args.set);
+  const labels = parseLabels(args.label);
+  const config = await makeConfig(args);
+  const container = createContainer(config);
+  const tasks = container.resolve<InstanceType<typeof engine.TaskService>>(TOKENS.TaskService);
+  const stores = container.resolve<InstanceType<typeof engine.StoreProvider>>(TOKENS.StoreProvider);
+
+  const prepared = await tasks.prepare(requests, true);
+  await tasks.recover();
+
+  const workload = await Workload.launch(command);
+  const target = {
+    kind: 'run' as const,
+    pids: [workload.pid],
+    command,
+    description: `run: ${command.join(' ')}`,
+  };
+  let running;
+  try {
+    running = await tasks.start(container, prepared, target, { name: args.name ?? command.join(' ').slice(0, 80), labels });
+  } catch (e) {
+    await workload.release();
+    throw e;
+  }
+
+  // Ctrl-C on a terminal reaches the whole foreground group, the command included; a signal sent
+  // to us alone is forwarded. Either way the tracers are stopped and the report written.
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (signals > 1 || !process.stdin.isTTY) workload.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+
+  let startError: string | undefined;
+  try {
+    await workload.go();
+  } catch (e) {
+    startError = (e as Error).message;
+  }
+  const exit = startError ? { exitCode: 127, signal: null, error: startError } : await workload.exited();
+  await running.stop();
+  await workload.release();
+  process.off('SIGINT', onSignal);
+  process.off('SIGTERM', onSignal);
+  process.off('SIGHUP', onSignal);
+
+  const store = stores.get();
+  const task = (await store.findTask(running.task.id))!;
+  if (args.format !== 'none') {
+    const report = await buildReport(store, task);
+    process.stderr.write(args.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : `\n${formatReportTable(report)}`);
+  }
+  await stores.close();
+  if (exit.error) throw new UserError(`run: cannot start ${command[0]}: ${exit.error} (task ${task.id} kept)`);
+  const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
+  process.stderr.write(`scalpels: task ${task.id} ${task.status}; command ${how}. Report: scalpels report ${task.id}\n`);
+  if (exit.signal) return 128 + (signalNumber(exit.signal) ?? 0);
+  return exit.exitCode ?? 1;
+}
+
+function signalNumber(name: string): number | undefined {
+  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15, SIGABRT: 6 };
+  return table[name];
+}

@@ -1,0 +1,45 @@
+import { hostname } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Config } from '@scalpels/core/engine';
+
+export interface GlobalArgs {
+  store?: string;
+  json?: boolean;
+  node?: string;
+}
+
+/** The CLI package folder: plugins installed beside it (or above it) are the installation's. */
+export const cliDir = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Loads the engine on demand: commands that only list or print stay fast. */
+export async function loadEngine(): Promise<typeof import('@scalpels/core/engine')> {
+  await import('reflect-metadata');
+  return import('@scalpels/core/engine');
+}
+
+export async function makeConfig(args: GlobalArgs): Promise<Config> {
+  const { defaultStoreUrl } = await import('@scalpels/core/engine');
+  return {
+    storeUrl: args.store ?? process.env.SCALPELS_STORE ?? defaultStoreUrl(),
+    node: args.node ?? process.env.SCALPELS_NODE ?? hostname(),
+    pluginSearchFrom: [cliDir],
+    env: process.env,
+  };
+}
+
+export const useColor = (stream: NodeJS.WriteStream = process.stdout): boolean =>
+  Boolean(stream.isTTY) && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
+
+export function paint(text: string, color: 'red' | 'green' | 'yellow' | 'dim' | 'bold', stream = process.stdout): string {
+  if (!useColor(stream)) return text;
+  const codes = { red: 31, green: 32, yellow: 33, dim: 2, bold: 1 } as const;
+  return `\x1b[${codes[color]}m${text}\x1b[0m`;
+}
+
+export function statusColor(status: string): 'green' | 'yellow' | 'red' | 'dim' {
+  if (status === 'ok' || status === 'stopped' || status === 'running') return 'green';
+  if (status === 'fixable' || status === 'starting' || status === 'stopping' || status === 'conflict') return 'yellow';
+  if (status === 'interrupted') return 'dim';
+  return 'red';
+}

@@ -1,0 +1,41 @@
+// @scalpels/core/engine: what front ends (the CLI, the agent) drive. Heavy dependencies
+// (better-sqlite3, execa) are still loaded lazily, where they are used.
+export * from './index.js';
+export { discoverPlugins, tracerNameOf, globalNodeModules, type DiscoveredPlugin } from './discovery.js';
+export { PluginRegistry, importManifest, type LoadedPlugin } from './registry.js';
+export { TargetResolver, collapseToRoots, type TargetRequest } from './targets.js';
+export { readStat, isSameProcess } from './procfs.js';
+export { Workload, type WorkloadExit } from './workload.js';
+export {
+  checkContext,
+  which,
+  StderrLogger,
+  StoreProvider,
+  systemClock,
+  type Config,
+  type Clock,
+  type Logger,
+} from './services.js';
+export { TOKENS } from './tokens.js';
+export { createContainer, ROOT_TOKENS } from './container.js';
+export {
+  TaskService,
+  TracerRun,
+  RunningTask,
+  undoJournal,
+  type TracerRequest,
+  type PreparedTracer,
+  type TracerSpec,
+} from './tasks.js';
+export { openStore, defaultStoreUrl, sqlitePath } from './store/index.js';
+export type * from './store/types.js';
+export { SqliteStore, SQLITE_SCHEMA_VERSION } from './store/sqlite.js';
+export {
+  REPORT_FORMAT,
+  buildReport,
+  formatReportTable,
+  formatReportCsv,
+  type ReportV1,
+  type ReportTracer,
+  type ReportSeries,
+} from './report.js';
