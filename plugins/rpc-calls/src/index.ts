@@ -1,0 +1,265 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  definePlugin,
+  type CheckContext,
+  type CheckResult,
+  type OptionValues,
+  type UndoAction,
+} from '@scalpels/core';
+import { brokerAdmin, brokerPassword } from './broker.js';
+import { DEFAULT_CONTEXT_FIELDS } from './oslo.js';
+import { createParser } from './parser.js';
+import { schema } from './schema.js';
+import { traceQueueName, workerSpec } from './worker.js';
+
+const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
+const pkg = JSON.parse(readFileSync(join(pluginDir, 'package.json'), 'utf8')) as {
+  version: string;
+};
+
+/** Undo kinds this plugin journals. */
+export const UNDO_TRACE_ON = 'rabbitmq-trace-on';
+export const UNDO_TRACE_QUEUE = 'rabbitmq-trace-queue';
+
+export interface TraceOnData {
+  vhost: string;
+  /** Tracing state before the tracer turned it on (always false: nothing is journaled when it was on). */
+  wasOn: boolean;
+}
+export interface TraceQueueData {
+  vhost: string;
+  queue: string;
+}
+
+function findSs(): string | undefined {
+  return ['/usr/bin/ss', '/bin/ss', '/usr/sbin/ss', '/sbin/ss'].find((p) => existsSync(p));
+}
+
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+async function check(ctx: CheckContext): Promise<CheckResult> {
+  const o = ctx.options;
+  const host = String(o.host ?? '127.0.0.1');
+  const port = Number(o.port ?? 5672);
+  const vhost = String(o.vhost ?? '/');
+  const management = typeof o['management-url'] === 'string' && o['management-url'] !== '';
+  let ctl: string | undefined;
+  if (!management) {
+    ctl = await ctx.which(String(o.rabbitmqctl ?? 'rabbitmqctl'));
+    if (!ctl)
+      return {
+        status: 'fixable',
+        detail: 'rabbitmqctl not found: it is needed to turn tracing (the firehose) on and off',
+        hint: LOCAL_HOSTS.has(host)
+          ? 'run on the broker host with rabbitmq-server installed (apt-get install rabbitmq-server), or set rpc-calls.management-url'
+          : `the broker ${host} is remote: set rpc-calls.management-url=http://${host}:15672 (rabbitmq-plugins enable rabbitmq_management)`,
+      };
+    if (!LOCAL_HOSTS.has(host))
+      return {
+        status: 'fixable',
+        detail: `broker ${host} is not this host: rabbitmqctl would switch tracing on the local node`,
+        hint: `set rpc-calls.management-url=http://${host}:15672 (rabbitmq-plugins enable rabbitmq_management on the broker)`,
+      };
+  }
+  const traffic = o.traffic !== false && findSs() ? ', traffic via ss' : '';
+  if (ctx.depth === 'quick')
+    return {
+      status: 'ok',
+      detail: `${management ? 'management API' : ctl} present${traffic} (broker not probed)`,
+    };
+
+  // Full: broker reachable, credentials accepted, firehose exchange present, tracing switch allowed.
+  const amqp = (await import('amqplib')).default;
+  let conn: Awaited<ReturnType<typeof amqp.connect>> | undefined;
+  try {
+    conn = await amqp.connect(
+      {
+        protocol: o.tls === true ? 'amqps' : 'amqp',
+        hostname: host,
+        port,
+        vhost,
+        username: String(o.user ?? 'guest'),
+        password: brokerPassword(o),
+      },
+      { timeout: 5000 },
+    );
+    const ch = await conn.createChannel();
+    await ch.checkExchange('amq.rabbitmq.trace');
+  } catch (e) {
+    const msg = (e as Error).message;
+    if (/ACCESS_REFUSED|403|auth/i.test(msg))
+      return {
+        status: 'fixable',
+        detail: `broker ${host}:${port} refused the credentials of user ${String(o.user ?? 'guest')}: ${msg}`,
+        hint: 'set rpc-calls.user and rpc-calls.password-file (or $SCALPELS_RABBITMQ_PASSWORD); the user needs read permission on the vhost',
+      };
+    if (/NOT_ALLOWED|vhost/i.test(msg))
+      return {
+        status: 'fixable',
+        detail: `vhost ${vhost} not accessible: ${msg}`,
+        hint: `rabbitmqctl set_permissions -p ${vhost} ${String(o.user ?? 'guest')} ".*" ".*" ".*"`,
+      };
+    if (/NOT_FOUND/.test(msg))
+      return {
+        status: 'unavailable',
+        detail: `no amq.rabbitmq.trace exchange on vhost ${vhost}: ${msg}`,
+      };
+    return {
+      status: 'fixable',
+      detail: `broker not reachable at ${host}:${port}: ${msg}`,
+      hint: 'start it (systemctl start rabbitmq-server) or set rpc-calls.host / rpc-calls.port',
+    };
+  } finally {
+    await conn?.close().catch(() => undefined);
+  }
+  try {
+    await brokerAdmin(o).tracing(vhost);
+  } catch (e) {
+    return {
+      status: 'fixable',
+      detail: `cannot read the tracing switch of vhost ${vhost}: ${(e as Error).message.split('\n')[0]}`,
+      hint: management
+        ? 'give the management user the administrator tag (rabbitmqctl set_user_tags USER administrator)'
+        : 'run as root (rabbitmqctl needs the Erlang cookie), or set rpc-calls.management-url',
+    };
+  }
+  return {
+    status: 'ok',
+    detail: `broker ${host}:${port} vhost ${vhost} reachable, tracing switch via ${management ? 'management API' : ctl}${traffic}`,
+  };
+}
+
+async function undo(action: UndoAction, options: OptionValues): Promise<void> {
+  const admin = brokerAdmin(options);
+  if (action.kind === UNDO_TRACE_ON) {
+    const data = action.data as TraceOnData;
+    if (!data.wasOn) await admin.setTracing(data.vhost, false);
+  } else if (action.kind === UNDO_TRACE_QUEUE) {
+    const data = action.data as TraceQueueData;
+    await admin.deleteQueue(data.vhost, data.queue);
+  }
+}
+
+export default definePlugin({
+  name: 'rpc-calls',
+  version: pkg.version,
+  description:
+    'OpenStack RPC over RabbitMQ: the firehose decoded method by method (calls, casts, replies, failures, timeouts), call latency, bytes, and traffic to the broker port',
+  apiVersion: '>=1.0.0 <2',
+  target: 'none',
+  options: {
+    host: { type: 'string', default: '127.0.0.1', description: 'Broker host' },
+    port: {
+      type: 'port',
+      default: 5672,
+      description: 'Broker AMQP port (also the port whose traffic is sampled)',
+    },
+    vhost: { type: 'string', default: '/', description: 'Virtual host to trace' },
+    user: {
+      type: 'string',
+      default: 'guest',
+      description: 'Broker user (needs read permission on the vhost)',
+    },
+    'password-file': {
+      type: 'path',
+      mustExist: true,
+      description:
+        'File holding the broker password; else $SCALPELS_RABBITMQ_PASSWORD, else "guest"',
+    },
+    tls: { type: 'boolean', default: false, description: 'Connect with amqps' },
+    deliver: {
+      type: 'boolean',
+      default: false,
+      description: 'Also trace deliveries to consumers (deliver.#): doubles the firehose traffic',
+    },
+    events: {
+      type: 'boolean',
+      default: false,
+      description: 'Record one event per call, cast and notification, with its request id',
+    },
+    interval: {
+      type: 'duration',
+      default: '1s',
+      min: '100ms',
+      unit: 'ms',
+      description: 'How often counters and traffic are sampled',
+    },
+    'call-timeout': {
+      type: 'duration',
+      default: '60s',
+      min: '1ms',
+      unit: 'ms',
+      description:
+        'Timeout of calls that carry neither `_timeout` nor an AMQP expiration (oslo.messaging rpc_response_timeout)',
+    },
+    'context-fields': {
+      type: 'list',
+      default: DEFAULT_CONTEXT_FIELDS,
+      pattern: /^[a-z0-9_]+$/,
+      description:
+        'Request-context keys (after `_context_`) kept in events; keys that look secret are always redacted',
+    },
+    traffic: {
+      type: 'boolean',
+      default: true,
+      description: 'Sample TCP packets and bytes to the broker port (needs ss)',
+    },
+    rabbitmqctl: {
+      type: 'string',
+      default: 'rabbitmqctl',
+      description: 'rabbitmqctl binary (broker on this host)',
+    },
+    'management-url': {
+      type: 'string',
+      pattern: /^https?:\/\//,
+      description:
+        'Management API base URL (http://host:15672): switches tracing over HTTP instead of rabbitmqctl',
+    },
+  },
+  requires: [
+    {
+      kind: 'service',
+      what: 'RabbitMQ broker (AMQP 0-9-1)',
+      why: 'the firehose is consumed over AMQP',
+    },
+    {
+      kind: 'binary',
+      what: 'rabbitmqctl (or the management API)',
+      why: 'to turn tracing on for the vhost and back off',
+    },
+    { kind: 'root', what: 'root (for rabbitmqctl)', why: 'rabbitmqctl reads the Erlang cookie' },
+    { kind: 'binary', what: 'ss (iproute2)', why: 'optional: per-port traffic counters' },
+  ],
+  check,
+  validate(options) {
+    const fields = (options['context-fields'] as readonly string[] | undefined) ?? [];
+    if (fields.length > 50) return 'context-fields: at most 50 keys';
+    return undefined;
+  },
+  async setup(options, ctx) {
+    const admin = brokerAdmin(options);
+    const vhost = String(options.vhost ?? '/');
+    // The queue is exclusive (gone with the worker's connection); journaled anyway so that a
+    // broker that kept it (a half-open connection) is cleaned by recover.
+    await ctx.journal({
+      kind: UNDO_TRACE_QUEUE,
+      data: { vhost, queue: traceQueueName(ctx) } satisfies TraceQueueData,
+      description: `delete the trace queue ${traceQueueName(ctx)} on vhost ${vhost}`,
+    });
+    if (await admin.tracing(vhost)) return; // On before us: someone else's, left alone.
+    await ctx.journal({
+      kind: UNDO_TRACE_ON,
+      data: { vhost, wasOn: false } satisfies TraceOnData,
+      description: `turn RabbitMQ tracing off again on vhost ${vhost} (${admin.describe()})`,
+    });
+    await admin.setTracing(vhost, true);
+  },
+  undo,
+  worker(options, ctx) {
+    return workerSpec(options, ctx, options.traffic === false ? undefined : findSs());
+  },
+  parser: createParser,
+  schema,
+});

@@ -1,0 +1,133 @@
+/**
+ * The rpc-calls worker: consumes RabbitMQ's firehose for one vhost through an exclusive,
+ * auto-delete queue bound to `amq.rabbitmq.trace`, and prints one JSON line per traced message
+ * (already reduced: no arguments, no results, no secrets), a tick line per interval, and the
+ * traffic to the broker port. Configuration comes from the environment, never argv.
+ */
+import { execFile } from 'node:child_process';
+import type { Socket } from 'node:net';
+import amqp from 'amqplib';
+import { summarizeTraced, type FirehoseHeaders } from './oslo.js';
+import { parseSs, TrafficMeter } from './traffic.js';
+import { CONFIG_ENV, PASSWORD_ENV, type WireLine, type WorkerConfig } from './wire.js';
+
+const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
+
+function now(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+function emit(line: WireLine): void {
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+}
+
+function fail(message: string): never {
+  process.stderr.write(`rpc-calls worker: ${message}\n`);
+  process.exit(1);
+}
+
+async function main(): Promise<void> {
+  const raw = process.env[CONFIG_ENV];
+  if (!raw) fail(`${CONFIG_ENV} is not set`);
+  const config = JSON.parse(raw) as WorkerConfig;
+  const password = process.env[PASSWORD_ENV] ?? 'guest';
+  let stopping = false;
+
+  const connection = await amqp
+    .connect({
+      protocol: config.tls ? 'amqps' : 'amqp',
+      hostname: config.host,
+      port: config.port,
+      vhost: config.vhost,
+      username: config.user,
+      password,
+      heartbeat: 30,
+    })
+    .catch((e: Error) =>
+      fail(`cannot connect to ${config.host}:${config.port} vhost ${config.vhost}: ${e.message}`),
+    );
+  connection.on('error', (e: Error) => fail(`connection error: ${e.message}`));
+  connection.on('close', () => {
+    if (!stopping) fail('connection to the broker closed');
+  });
+  const channel = await connection.createChannel();
+  channel.on('error', (e: Error) => fail(`channel error: ${e.message}`));
+
+  // Exclusive + auto-delete: the broker removes the queue as soon as this connection is gone,
+  // even when the worker is killed. The name is known in advance so `recover` can delete it too.
+  await channel
+    .assertQueue(config.queue, { exclusive: true, autoDelete: true, durable: false })
+    .catch((e: Error) => fail(`cannot declare the trace queue ${config.queue}: ${e.message}`));
+  const bindings = ['publish.#', ...(config.deliver ? ['deliver.#'] : [])];
+  for (const pattern of bindings) await channel.bindQueue(config.queue, TRACE_EXCHANGE, pattern);
+
+  const contextFields = config.contextFields;
+  await channel.consume(
+    config.queue,
+    (m) => {
+      if (!m) {
+        if (!stopping) fail('the broker cancelled the trace consumer');
+        return;
+      }
+      const headers = (m.properties.headers ?? {}) as FirehoseHeaders;
+      emit(summarizeTraced(now(), m.fields.routingKey, headers, m.content, contextFields));
+    },
+    { noAck: true, exclusive: true },
+  );
+  emit({ type: 'ready', ts: now(), queue: config.queue, vhost: config.vhost, bindings });
+
+  const ownPorts = (): number[] => {
+    const stream = (connection.connection as unknown as { stream?: Socket }).stream;
+    return stream?.localPort ? [stream.localPort] : [];
+  };
+  const meter =
+    config.trafficPorts.length > 0 ? new TrafficMeter(config.trafficPorts, ownPorts) : undefined;
+  const filter = config.trafficPorts.map((p) => `sport = :${p} or dport = :${p}`).join(' or ');
+  const sampleTraffic = (): Promise<void> =>
+    new Promise((resolve) => {
+      if (!meter || !config.ss) return resolve();
+      execFile(
+        config.ss,
+        ['-tinH', `( ${filter} )`],
+        { timeout: 5000, maxBuffer: 64 << 20 },
+        (err, stdout) => {
+          if (err) {
+            process.stderr.write(`rpc-calls worker: ss failed: ${err.message}\n`);
+            return resolve();
+          }
+          const ts = now();
+          for (const t of meter.update(parseSs(stdout))) emit({ type: 'traffic', ts, ...t });
+          resolve();
+        },
+      );
+    });
+  await sampleTraffic();
+
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    void sampleTraffic().finally(() => {
+      emit({ type: 'tick', ts: now() });
+      busy = false;
+    });
+  }, config.intervalMs);
+
+  const stop = async (): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    clearInterval(timer);
+    await sampleTraffic();
+    emit({ type: 'tick', ts: now() });
+    // Closing the connection deletes the exclusive queue; a broker that hangs must not keep us.
+    await Promise.race([
+      connection.close().catch(() => undefined),
+      new Promise((r) => setTimeout(r, 2000)),
+    ]);
+    process.stdout.write('', () => process.exit(0));
+  };
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+}
+
+main().catch((e: unknown) => fail(e instanceof Error ? e.message : String(e)));

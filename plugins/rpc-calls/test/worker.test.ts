@@ -1,0 +1,200 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { capability, runWorker } from '@scalpels/core/testing';
+import { validateOptions, type TraceEvent } from '@scalpels/core';
+import plugin from '../src/index.js';
+import { traceQueueName } from '../src/worker.js';
+import {
+  amqpUrl,
+  context,
+  createVhost,
+  deleteVhost,
+  OsloClient,
+  OsloServer,
+  vhostQueues,
+  vhostTracing,
+} from './oslo-peer.js';
+import {
+  brokerUp,
+  last,
+  pluginDir,
+  rabbitmqctlWorks,
+  runSetup,
+  runUndo,
+  sums,
+  workerBuilt,
+} from './helpers.js';
+
+const live =
+  capability('rabbitmq', await brokerUp(), 'no RabbitMQ listening on 127.0.0.1:5672') &&
+  capability(
+    'rabbitmqctl',
+    rabbitmqctlWorks(),
+    'rabbitmqctl missing or not allowed (run as root)',
+  ) &&
+  capability(
+    'worker build',
+    workerBuilt(),
+    'dist/worker-main.js missing: run npx tsc -b in plugins/rpc-calls',
+  );
+
+const vhost = `scalpels-test-rpc-${randomUUID().slice(0, 8)}`;
+const DELAY_MS = 40;
+const K = 12;
+const C = 7;
+const TOKEN = `gAAAAAB-secret-token-${randomUUID()}`;
+
+describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
+  beforeAll(() => createVhost(vhost));
+  afterAll(() => deleteVhost(vhost));
+
+  it('counts K calls with K replies and C casts under their method names, with the server delay as latency', async () => {
+    const raw = { vhost, events: true, deliver: true, interval: '200ms' };
+    const options = validateOptions(plugin, raw);
+    const taskId = `t${randomUUID().slice(0, 8)}`;
+    expect(vhostTracing(vhost)).toBe(false);
+    const { journal } = await runSetup(options, taskId);
+    expect(journal.map((a) => a.kind)).toEqual(['rabbitmq-trace-queue', 'rabbitmq-trace-on']);
+    expect(vhostTracing(vhost)).toBe(true);
+
+    const server = await OsloServer.start(amqpUrl(vhost), {
+      exchange: 'nova',
+      topic: 'compute',
+      server: 'host1',
+      delayMs: DELAY_MS,
+      failing: ['get_console_output'],
+      silent: ['never_answers'],
+    });
+    const client = await OsloClient.connect(amqpUrl(vhost), 'nova');
+    const requestIds: string[] = [];
+    let result;
+    try {
+      result = await runWorker(plugin, {
+        options: raw,
+        pluginDir,
+        during: async () => {
+          expect(vhostQueues(vhost)).toContain(traceQueueName({ taskId: 'test', tracerId: 1 }));
+          for (let i = 0; i < K; i++) {
+            const rid = `req-${randomUUID()}`;
+            requestIds.push(rid);
+            const reply = await client.call(
+              'compute.host1',
+              'build_instances',
+              { instances: [i], admin_password: 'hunter2' },
+              context(TOKEN, rid),
+            );
+            expect(reply).not.toBe('timeout');
+          }
+          for (let i = 0; i < C; i++)
+            client.cast('compute', 'terminate_instance', { instance: i }, context(TOKEN));
+          client.cast('compute', 'refresh_cache', {}, context(TOKEN), true);
+          expect(await client.call('compute', 'get_console_output', {}, context(TOKEN))).not.toBe(
+            'timeout',
+          );
+          expect(await client.call('compute', 'never_answers', {}, context(TOKEN), 0.3)).toBe(
+            'timeout',
+          );
+          client.notify(
+            'notifications.info',
+            'compute.instance.create.end',
+            { id: 1 },
+            context(TOKEN),
+          );
+          await client.flush();
+          // Let the trace copies of the last messages arrive, and a tick pass the timeout.
+          await new Promise((r) => setTimeout(r, 800));
+        },
+      });
+    } finally {
+      await client.close();
+      await server.close();
+      await runUndo(journal, options);
+    }
+    const { outcome, records } = result;
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+    expect(server.received.filter((r) => r.method === 'build_instances')).toHaveLength(K);
+
+    const build = 'nova/compute.build_instances';
+    expect(sums(records, 'rpc.calls')).toEqual({
+      [build]: K,
+      'nova/compute.get_console_output': 1,
+      'nova/compute.never_answers': 1,
+    });
+    expect(sums(records, 'rpc.replies')).toEqual({
+      [build]: K,
+      'nova/compute.get_console_output': 1,
+    });
+    expect(sums(records, 'rpc.casts')).toEqual({ 'nova/compute.terminate_instance': C });
+    expect(sums(records, 'rpc.fanouts')).toEqual({ 'compute_fanout/compute.refresh_cache': 1 });
+    expect(sums(records, 'rpc.failures')).toEqual({ 'nova/compute.get_console_output': 1 });
+    expect(sums(records, 'rpc.timeouts')).toEqual({ 'nova/compute.never_answers': 1 });
+    expect(sums(records, 'rpc.notifications')).toEqual({
+      'nova/notifications.info:compute.instance.create.end': 1,
+    });
+    // Every call, cast and reply was delivered to a consumer too.
+    expect(sums(records, 'rpc.deliveries')[build]).toBe(2 * K);
+
+    // Latency: the server's artificial delay plus the broker round trip, within a few ms.
+    const p50 = last(records, 'rpc.latency.p50', build)!;
+    const p99 = last(records, 'rpc.latency.p99', build)!;
+    expect(p50).toBeGreaterThanOrEqual(DELAY_MS - 1);
+    expect(p50).toBeLessThan(DELAY_MS + 10);
+    expect(p99).toBeGreaterThanOrEqual(p50);
+    const buckets = sums(
+      records.filter((r) => r.kind === 'sample' && r.labels?.method === build),
+      'rpc.latency',
+      'le',
+    );
+    expect(buckets['+Inf']).toBe(K);
+    expect(buckets['20'] ?? 0).toBe(0);
+
+    // One call event per call, carrying its request id and latency.
+    const calls = records.filter(
+      (r): r is TraceEvent => r.kind === 'event' && r.type === 'rpc.call' && r.key === build,
+    );
+    expect(calls.map((e) => e.data?.requestId).sort()).toEqual([...requestIds].sort());
+    for (const e of calls) {
+      expect(e.data?.outcome).toBe('reply');
+      expect(e.durationMs).toBeGreaterThanOrEqual(DELAY_MS - 1);
+      expect(e.data?.server).toBe('host1');
+      expect(e.data?.args).toEqual(['instances', 'admin_password']);
+    }
+
+    // No secret from a context or an argument anywhere in what would be stored.
+    const stored = JSON.stringify(records);
+    expect(stored).not.toContain(TOKEN);
+    expect(stored).not.toContain('hunter2');
+    expect(stored).not.toContain('Instance 42 could not be found');
+
+    // Traffic to the broker port was sampled: at least the bodies the client published.
+    const toBroker = sums(records, 'rpc.traffic.bytes', 'direction')['to-broker'] ?? 0;
+    const published = sums(records, 'rpc.bytes', 'kind');
+    expect(toBroker).toBeGreaterThan((published.call ?? 0) + (published.cast ?? 0));
+
+    // Stopped and undone: tracing off again, trace queue gone.
+    expect(vhostTracing(vhost)).toBe(false);
+    expect(vhostQueues(vhost).filter((q) => q.startsWith('scalpels.rpc-calls.'))).toEqual([]);
+  });
+
+  it('leaves tracing on when it was on before the tracer started', async () => {
+    const raw = { vhost, interval: '200ms' };
+    const options = validateOptions(plugin, raw);
+    await plugin.undo!(
+      { kind: 'rabbitmq-trace-on', data: { vhost, wasOn: true }, description: '' },
+      options,
+    );
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('rabbitmqctl', ['-q', 'trace_on', '-p', vhost]);
+    try {
+      const { journal } = await runSetup(options, 'pre-on');
+      expect(journal.map((a) => a.kind)).toEqual(['rabbitmq-trace-queue']);
+      const { outcome } = await runWorker(plugin, { options: raw, pluginDir, durationMs: 500 });
+      expect(outcome.status).toBe('stopped');
+      await runUndo(journal, options);
+      expect(vhostTracing(vhost)).toBe(true);
+    } finally {
+      execFileSync('rabbitmqctl', ['-q', 'trace_off', '-p', vhost]);
+    }
+  });
+});
