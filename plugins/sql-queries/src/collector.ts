@@ -1,0 +1,330 @@
+/**
+ * The worker: connects to the database, takes a baseline of the statement statistics, prints
+ * `ready`, then every interval prints the increase of each digest and of the statement counters,
+ * plus the statements the server logged. On SIGTERM it does one last poll, so the numbers cover
+ * the whole traced period, and exits. Output: JSON lines (see protocol.ts).
+ */
+import { existsSync } from 'node:fs';
+import type { OptionValues } from '@scalpels/core';
+import type { Connection as MysqlConnection } from 'mysql2/promise';
+import type { Client as PgClient } from 'pg';
+import { clientThreadMatcher, type ThreadMatcher } from './client.js';
+import { connectError, connectMysql, connectPg, connectionSettings, describe } from './connection.js';
+import { GeneralLogParser, PgLogParser, SlowLogParser, type LogParser } from './logs.js';
+import type { CollectorLine, DigestLine, StatementLine } from './protocol.js';
+import { mysqlGlobals, mysqlRows, pgLogFile, resolveServerPath, type Row } from './server.js';
+import { FileTail } from './tail.js';
+
+export interface CollectorConfig {
+  options: OptionValues;
+  technique: string;
+}
+
+const out = (line: CollectorLine): void => {
+  process.stdout.write(`${JSON.stringify(line)}\n`);
+};
+const warn = (msg: string): void => {
+  process.stderr.write(`sql-queries: ${msg}\n`);
+};
+
+interface Source {
+  /** Baseline; returns what `ready` reports. */
+  start(): Promise<{ server: string; events?: string }>;
+  poll(final: boolean): Promise<void>;
+  close(): Promise<void>;
+}
+
+class LogFollower {
+  private readonly tail: FileTail;
+  constructor(
+    path: string,
+    private readonly parser: LogParser,
+    private readonly keep: (s: StatementLine) => boolean,
+  ) {
+    this.tail = new FileTail(path);
+  }
+
+  drain(): void {
+    for (const line of this.tail.read()) for (const s of this.parser.push(line)) this.emit(s);
+    for (const s of this.parser.flush()) this.emit(s);
+    if (this.tail.lostBytes > 0) {
+      out({ t: 'lost', count: 1, why: `log file ${this.tail.path} was truncated (${this.tail.lostBytes} bytes unread)` });
+      this.tail.lostBytes = 0;
+    }
+  }
+
+  close(): void {
+    this.tail.close();
+  }
+
+  private emit(s: StatementLine): void {
+    if (this.keep(s)) out(s);
+  }
+}
+
+const DIGEST_SQL = `SELECT SCHEMA_NAME, DIGEST, DIGEST_TEXT, COUNT_STAR, SUM_TIMER_WAIT, MAX_TIMER_WAIT, SUM_LOCK_TIME,
+  SUM_ERRORS, SUM_WARNINGS, SUM_ROWS_AFFECTED, SUM_ROWS_SENT, SUM_ROWS_EXAMINED, SUM_NO_INDEX_USED, FIRST_SEEN
+  FROM performance_schema.events_statements_summary_by_digest`;
+
+class MysqlSource implements Source {
+  private conn!: MysqlConnection;
+  private ownId = 0;
+  private digests = new Map<string, Row>();
+  private globalCom: Record<string, bigint> = {};
+  private sessionCom: Record<string, bigint> = {};
+  private log: LogFollower | undefined;
+  private matcher: ThreadMatcher | undefined;
+
+  constructor(private readonly cfg: CollectorConfig) {}
+
+  async start(): Promise<{ server: string; events?: string }> {
+    const settings = connectionSettings(this.cfg.options);
+    try {
+      this.conn = await connectMysql(settings);
+    } catch (e) {
+      throw new Error(connectError(settings, e));
+    }
+    const [info] = await mysqlRows(this.conn, 'SELECT CONNECTION_ID() AS id, VERSION() AS v, @@performance_schema AS ps, @@datadir AS datadir');
+    this.ownId = Number(info!.id);
+    const digest = this.cfg.technique === 'mysql-digest';
+    if (digest) {
+      if (Number(info!.ps) !== 1) throw new Error(`${describe(settings)}: performance_schema is OFF`);
+      // Our own polling must not show up in the digests of the workload.
+      try {
+        await this.conn.query('UPDATE performance_schema.threads SET INSTRUMENTED = ? WHERE PROCESSLIST_ID = CONNECTION_ID()', ['NO']);
+      } catch (e) {
+        warn(`cannot exclude the tracer's own statements from the digests: ${(e as Error).message}`);
+      }
+    }
+    const client = this.cfg.options.client as readonly string[] | undefined;
+    if (client && client.length) this.matcher = await clientThreadMatcher(client, this.conn);
+
+    let events: string | undefined;
+    const logKind =
+      this.cfg.technique === 'mysql-slow-log'
+        ? 'slow-log'
+        : this.cfg.technique === 'mysql-general-log'
+          ? 'general-log'
+          : this.cfg.options.events
+            ? (this.cfg.options['events-source'] as string)
+            : undefined;
+    if (logKind) {
+      const v = await mysqlGlobals(this.conn, ['slow_query_log', 'slow_query_log_file', 'general_log', 'general_log_file', 'long_query_time', 'log_output']);
+      const on = logKind === 'slow-log' ? v.slow_query_log : v.general_log;
+      if (on !== 'ON') warn(`the ${logKind} is off on the server: no statement events (setup was not run?)`);
+      if (logKind === 'slow-log' && Number(v.long_query_time) > 0)
+        warn(`long_query_time is ${v.long_query_time}: only slower statements are logged`);
+      const file = resolveServerPath(String(info!.datadir), logKind === 'slow-log' ? v.slow_query_log_file! : v.general_log_file!);
+      if (!existsSync(file)) throw new Error(`the server's ${logKind} ${file} is not on this host`);
+      const parser = logKind === 'slow-log' ? new SlowLogParser() : new GeneralLogParser();
+      this.log = new LogFollower(file, parser, (s) => this.keep(s));
+      events = `${logKind} ${file}`;
+    }
+    await this.pollCounters(false);
+    return { server: `${String(info!.v)}`, events };
+  }
+
+  private keep(s: StatementLine): boolean {
+    if (s.thread === this.ownId) return false;
+    if (this.matcher && (s.thread === undefined || !this.matcher.matches(s.thread))) return false;
+    return true;
+  }
+
+  async poll(): Promise<void> {
+    if (this.matcher) await this.matcher.refresh();
+    await this.pollCounters(true);
+    this.log?.drain();
+  }
+
+  private async pollCounters(emit: boolean): Promise<void> {
+    const ts = Date.now();
+    const global = await this.com('GLOBAL');
+    const session = await this.com('SESSION');
+    if (emit && !this.matcher) {
+      const counters: Record<string, number> = {};
+      for (const [k, g] of Object.entries(global)) {
+        const d = g - (this.globalCom[k] ?? 0n) - (session[k]! - (this.sessionCom[k] ?? 0n));
+        if (d !== 0n) counters[k.replace(/^Com_/, '')] = Number(d);
+      }
+      if (Object.keys(counters).length) out({ t: 'status', ts, counters });
+    }
+    this.globalCom = global;
+    this.sessionCom = session;
+    if (this.cfg.technique !== 'mysql-digest' || this.matcher) return;
+    const rows = await mysqlRows(this.conn, DIGEST_SQL);
+    const next = new Map<string, Row>();
+    for (const r of rows) {
+      const key = `${r.SCHEMA_NAME ?? ''}\u0000${r.DIGEST ?? ''}`;
+      next.set(key, r);
+      if (!emit) continue;
+      const prev = this.digests.get(key);
+      // A row created again (TRUNCATE, eviction) counts from zero.
+      const base = prev && prev.FIRST_SEEN === r.FIRST_SEEN && big(prev.COUNT_STAR) <= big(r.COUNT_STAR) ? prev : undefined;
+      const d = (col: string): bigint => big(r[col]) - (base ? big(base[col]) : 0n);
+      const calls = d('COUNT_STAR');
+      if (calls === 0n) continue;
+      const line: DigestLine = {
+        t: 'digest',
+        ts,
+        engine: 'mysql',
+        digest: r.DIGEST === null ? '' : String(r.DIGEST),
+        schema: r.SCHEMA_NAME === null ? '' : String(r.SCHEMA_NAME),
+        // The row without a digest collects statements once the digest table is full.
+        text: r.DIGEST === null ? '(statements not digested: events_statements_summary_by_digest is full)' : String(r.DIGEST_TEXT ?? ''),
+        calls: Number(calls),
+        timePs: d('SUM_TIMER_WAIT').toString(),
+        lockPs: d('SUM_LOCK_TIME').toString(),
+        maxPs: big(r.MAX_TIMER_WAIT).toString(),
+        rowsSent: Number(d('SUM_ROWS_SENT')),
+        rowsExamined: Number(d('SUM_ROWS_EXAMINED')),
+        rowsAffected: Number(d('SUM_ROWS_AFFECTED')),
+        errors: Number(d('SUM_ERRORS')),
+        warnings: Number(d('SUM_WARNINGS')),
+        noIndexUsed: Number(d('SUM_NO_INDEX_USED')),
+      };
+      out(line);
+    }
+    this.digests = next;
+  }
+
+  private async com(scope: 'GLOBAL' | 'SESSION'): Promise<Record<string, bigint>> {
+    const rows = await mysqlRows(this.conn, `SHOW ${scope} STATUS LIKE 'Com\\_%'`);
+    const res: Record<string, bigint> = {};
+    for (const r of rows) res[String(r.Variable_name)] = big(r.Value);
+    return res;
+  }
+
+  async close(): Promise<void> {
+    this.log?.close();
+    await this.conn?.end().catch(() => undefined);
+  }
+}
+
+const PGSS_SQL = `SELECT s.userid, s.dbid, s.queryid, s.toplevel, d.datname, s.query, s.calls, s.total_exec_time, s.max_exec_time, s.rows
+  FROM pg_stat_statements s LEFT JOIN pg_database d ON d.oid = s.dbid`;
+const PGSS_SQL_OLD = `SELECT s.userid, s.dbid, s.queryid, true AS toplevel, d.datname, s.query, s.calls, s.total_time AS total_exec_time, s.max_time AS max_exec_time, s.rows
+  FROM pg_stat_statements s LEFT JOIN pg_database d ON d.oid = s.dbid`;
+
+class PgSource implements Source {
+  private client!: PgClient;
+  private ownPid = 0;
+  private sql = PGSS_SQL;
+  private stats = new Map<string, Record<string, unknown>>();
+  private log: LogFollower | undefined;
+  private matcher: ThreadMatcher | undefined;
+
+  constructor(private readonly cfg: CollectorConfig) {}
+
+  async start(): Promise<{ server: string; events?: string }> {
+    const settings = connectionSettings(this.cfg.options);
+    try {
+      this.client = await connectPg(settings);
+    } catch (e) {
+      throw new Error(connectError(settings, e));
+    }
+    const info = await this.client.query('SELECT pg_backend_pid() AS pid, version() AS v, current_setting(\'server_version_num\')::int AS num');
+    const row = info.rows[0] as { pid: number; v: string; num: number };
+    this.ownPid = row.pid;
+    if (row.num < 130000) this.sql = PGSS_SQL_OLD;
+    const client = this.cfg.options.client as readonly string[] | undefined;
+    if (client && client.length) this.matcher = await clientThreadMatcher(client, this.client);
+    let events: string | undefined;
+    if (this.cfg.technique === 'pg-stat-statements') {
+      // Our own polling stays out of the statistics when we may say so (superuser setting).
+      await this.client.query("SET pg_stat_statements.track = 'none'").catch(() => warn('cannot exclude own statements from pg_stat_statements'));
+      await this.pollStats(false);
+    }
+    if (this.cfg.technique === 'pg-log' || this.cfg.options.events) {
+      const given = this.cfg.options['log-file'];
+      const file = typeof given === 'string' && given !== '' ? given : await pgLogFile(this.client);
+      if (!file) throw new Error('cannot find the PostgreSQL log file on this host; give log-file=PATH');
+      const lmd = await this.client.query("SELECT current_setting('log_min_duration_statement') AS v");
+      if ((lmd.rows[0] as { v: string }).v !== '0') warn(`log_min_duration_statement is ${(lmd.rows[0] as { v: string }).v}: not every statement is logged`);
+      this.log = new LogFollower(file, new PgLogParser(), (s) => s.thread !== this.ownPid && (!this.matcher || (s.thread !== undefined && this.matcher.matches(s.thread))));
+      events = `pg-log ${file}`;
+    }
+    return { server: row.v.split(' on ')[0]!, events };
+  }
+
+  async poll(): Promise<void> {
+    if (this.matcher) await this.matcher.refresh();
+    if (this.cfg.technique === 'pg-stat-statements') await this.pollStats(true);
+    this.log?.drain();
+  }
+
+  private async pollStats(emit: boolean): Promise<void> {
+    if (this.matcher) return;
+    const ts = Date.now();
+    const r = await this.client.query(this.sql);
+    const next = new Map<string, Record<string, unknown>>();
+    for (const row of r.rows as Record<string, unknown>[]) {
+      const key = `${row.userid}/${row.dbid}/${row.queryid}/${row.toplevel}`;
+      next.set(key, row);
+      if (!emit) continue;
+      const prev = this.stats.get(key);
+      const base = prev && Number(prev.calls) <= Number(row.calls) ? prev : undefined;
+      const calls = Number(row.calls) - (base ? Number(base.calls) : 0);
+      if (calls === 0) continue;
+      out({
+        t: 'digest',
+        ts,
+        engine: 'postgresql',
+        digest: String(row.queryid ?? ''),
+        schema: String(row.datname ?? ''),
+        text: String(row.query ?? ''),
+        calls,
+        timeMs: Number(row.total_exec_time) - (base ? Number(base.total_exec_time) : 0),
+        maxMs: Number(row.max_exec_time),
+        rowsSent: Number(row.rows) - (base ? Number(base.rows) : 0),
+      });
+    }
+    this.stats = next;
+  }
+
+  async close(): Promise<void> {
+    this.log?.close();
+    await this.client?.end().catch(() => undefined);
+  }
+}
+
+function big(v: unknown): bigint {
+  if (v === null || v === undefined || v === '') return 0n;
+  return BigInt(typeof v === 'number' ? Math.round(v) : String(v).split('.')[0]!);
+}
+
+async function main(): Promise<void> {
+  const cfg = JSON.parse(process.env.SCALPELS_SQL_QUERIES_CONFIG ?? '{}') as CollectorConfig;
+  const source: Source = cfg.technique.startsWith('pg-') ? new PgSource(cfg) : new MysqlSource(cfg);
+  let stopping = false;
+  let wake: (() => void) | undefined;
+  const stop = (): void => {
+    stopping = true;
+    wake?.();
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  const { server, events } = await source.start();
+  out({ t: 'ready', engine: cfg.technique.startsWith('pg-') ? 'postgresql' : 'mysql', technique: cfg.technique, server, events, ts: Date.now() });
+  const interval = Number(cfg.options.interval ?? 1000);
+  while (!stopping) {
+    await new Promise<void>((resolve) => {
+      wake = resolve;
+      setTimeout(resolve, interval);
+    });
+    wake = undefined;
+    // Servers account a statement (digest, slow log) just after answering the client: give the
+    // statements that ended right before the stop request the time to land.
+    if (stopping) await new Promise((r) => setTimeout(r, 100));
+    // The last poll, after the stop request, takes the statements of the traced period's end.
+    await source.poll(stopping);
+  }
+  await source.close();
+}
+
+main().then(
+  () => process.exit(0),
+  (e: unknown) => {
+    warn((e as Error).message ?? String(e));
+    process.exit(1);
+  },
+);

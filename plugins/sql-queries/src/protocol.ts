@@ -1,0 +1,76 @@
+/**
+ * The lines the collector prints on stdout, one JSON object each. Counters are already deltas since
+ * the previous line of the same kind; times keep the server's unit (picoseconds for
+ * performance_schema, milliseconds for PostgreSQL) and are converted by the parser.
+ */
+
+/** Printed once the baseline is taken and logs are opened at their end: tracing starts here. */
+export interface ReadyLine {
+  t: 'ready';
+  engine: 'mysql' | 'postgresql';
+  technique: string;
+  server: string;
+  /** Where per-statement events come from, when they are on. */
+  events?: string;
+  ts: number;
+}
+
+/** Increase of one statement digest's counters over one interval. */
+export interface DigestLine {
+  t: 'digest';
+  ts: number;
+  engine: 'mysql' | 'postgresql';
+  digest: string;
+  schema: string;
+  /** The server's normalized text (DIGEST_TEXT, pg_stat_statements.query). */
+  text: string;
+  calls: number;
+  /** Integer strings: picoseconds for MySQL/MariaDB (64-bit, beyond double precision). */
+  timePs?: string;
+  lockPs?: string;
+  /** Cumulative maximum since the server first saw the digest, picoseconds. */
+  maxPs?: string;
+  /** PostgreSQL times are milliseconds already. */
+  timeMs?: number;
+  maxMs?: number;
+  rowsSent?: number;
+  rowsExamined?: number;
+  rowsAffected?: number;
+  errors?: number;
+  warnings?: number;
+  noIndexUsed?: number;
+}
+
+/** Increase of the server's statement counters (MySQL `Com_*`), the tracer's own statements excluded. */
+export interface StatusLine {
+  t: 'status';
+  ts: number;
+  counters: Record<string, number>;
+}
+
+/** One statement from a server log. */
+export interface StatementLine {
+  t: 'statement';
+  ts: number;
+  source: 'slow-log' | 'general-log' | 'pg-log';
+  text: string;
+  thread?: number;
+  user?: string;
+  host?: string;
+  schema?: string;
+  /** Absent for the general log, which has no durations. */
+  durationMs?: number;
+  lockMs?: number;
+  rowsSent?: number;
+  rowsExamined?: number;
+  rowsAffected?: number;
+}
+
+/** Statements the collector knows it could not see (a rotated log, a reset digest table). */
+export interface LostLine {
+  t: 'lost';
+  count: number;
+  why: string;
+}
+
+export type CollectorLine = ReadyLine | DigestLine | StatusLine | StatementLine | LostLine;

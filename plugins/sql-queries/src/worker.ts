@@ -1,0 +1,23 @@
+import { join } from 'node:path';
+import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
+import { engineOf } from './connection.js';
+
+/** The technique to run with: the one check() chose, else the option, else the engine's first. */
+export function techniqueFor(options: OptionValues, chosen?: string): string {
+  if (chosen) return chosen;
+  const forced = options.technique;
+  if (typeof forced === 'string' && forced !== 'auto') return forced;
+  return engineOf(options) === 'postgresql' ? 'pg-stat-statements' : 'mysql-digest';
+}
+
+export function workerSpec(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+  const technique = techniqueFor(options, ctx.technique);
+  return {
+    // A Node worker; its configuration (no credentials: those stay in the environment or the
+    // option file) goes through the environment, keeping argv short.
+    argv: [process.execPath, join(ctx.pluginDir, 'dist', 'collector.js')],
+    env: { SCALPELS_SQL_QUERIES_CONFIG: JSON.stringify({ options, technique }) },
+    stop: { signal: 'SIGTERM', graceMs: 5000 },
+    ready: { stdout: /^\{"t":"ready"/, timeoutMs: 20_000 },
+  };
+}
