@@ -46,7 +46,7 @@ export class PluginRegistry {
   }
 
   /** Imports a plugin's manifest; an import that throws or a malformed manifest is a clear error. */
-  load(name: string): Promise<LoadedPlugin> {
+  async load(name: string): Promise<LoadedPlugin> {
     let p = this.loaded.get(name);
     if (!p) {
       const info = this.find(name);

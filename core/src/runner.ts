@@ -115,7 +115,13 @@ export class WorkerRunner {
     let timer: NodeJS.Timeout | undefined;
     const failed = await Promise.race([
       ready.then(() => undefined),
-      this.outcome.then((o) => o.error ?? `worker exited before it was ready (exit code ${o.exitCode})`),
+      this.outcome.then((o) =>
+        o.signal
+          ? `worker killed by ${o.signal} before it was ready`
+          : o.exitCode !== null
+            ? `worker exited with code ${o.exitCode} before it was ready`
+            : (o.error ?? 'worker ended before it was ready'),
+      ),
       new Promise<string>((resolve) => {
         timer = setTimeout(() => resolve(`worker not ready after ${timeoutMs} ms`), timeoutMs);
       }),
