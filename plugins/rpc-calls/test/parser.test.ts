@@ -1,0 +1,53 @@
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadTestdata, parseLines, parseTestdataCase } from '@scalpels/core/testing';
+import plugin from '../src/index.js';
+import { pluginDir } from './helpers.js';
+
+const cases = loadTestdata(join(pluginDir, 'testdata'));
+
+describe('rpc-calls parser on recorded firehose output', () => {
+  it('has recorded cases', () => {
+    expect(cases.length).toBeGreaterThanOrEqual(2);
+  });
+  for (const c of cases)
+    it(c.name, () => {
+      const out = parseTestdataCase(plugin, c);
+      expect(out.records).toEqual(c.expected.records);
+      expect(out.diagnostics.length).toBe(c.expected.parseErrors ?? 0);
+      expect(out.dropped).toBe(c.expected.dropped ?? 0);
+      expect(JSON.stringify(out.records)).not.toContain('SECRET-TOKEN');
+    });
+
+  it('counts malformed lines as parse errors and keeps going', () => {
+    const c = cases.find((x) => x.name.endsWith('-oslo-rpc'))!;
+    const lines = c.stdout.trimEnd().split('\n');
+    const garbage = [
+      'not json',
+      '{"type":"msg"}',
+      '{"type":"bogus","ts":1}',
+      '[1,2]',
+      '{"type":"msg","ts":5}',
+    ];
+    const out = parseLines(plugin, [...garbage, ...lines], c.options);
+    expect(out.diagnostics.map((d) => d.line)).toEqual([1, 2, 3, 4, 5]);
+    expect(out.records).toEqual(c.expected.records);
+  });
+
+  it('reports calls still waiting at the end as pending, not as timeouts', () => {
+    const c = cases.find((x) => x.name.endsWith('-deliver-events'))!;
+    // Cut the recording right after the first call was published: its reply never comes.
+    const lines = c.stdout.trimEnd().split('\n');
+    const firstCall = lines.findIndex((l) => l.includes('"method":"build_instances"'));
+    const out = parseLines(plugin, lines.slice(0, firstCall + 1), c.options);
+    const call = out.records.find((r) => r.kind === 'event' && r.type === 'rpc.call');
+    expect(call).toMatchObject({
+      key: 'nova/compute.build_instances',
+      data: { outcome: 'pending' },
+    });
+    expect(out.records.some((r) => r.kind === 'sample' && r.series === 'rpc.timeouts')).toBe(false);
+    expect(
+      out.records.find((r) => r.kind === 'sample' && r.series === 'rpc.pending'),
+    ).toMatchObject({ value: 1 });
+  });
+});
