@@ -1,7 +1,8 @@
 /**
  * The proc plugin's worker: a standalone sampler of /proc (node's standard library only).
  *
- *   node sampler.js --interval-ms 1000 [--pid P]... [--no-system] [--device GLOB]... [--interface GLOB]...
+ *   node sampler.js --interval-ms 1000 [--pid P]... [--name P=NAME]... [--no-system]
+ *                   [--device GLOB]... [--interface GLOB]...
  *   node sampler.js --check        read every source once, print what works, exit 0/1
  *
  * It takes a baseline reading, prints `# ready`, then every interval (on a grid anchored at its
@@ -37,6 +38,8 @@ const SECTOR_BYTES = 512;
 interface Config {
   intervalMs: number;
   pids: number[];
+  /** Label `comm` to use for a root instead of its own comm (the workload of `scalpels run`). */
+  names: Map<number, string>;
   system: boolean;
   devices: RegExp[] | undefined;
   interfaces: RegExp[] | undefined;
@@ -250,8 +253,10 @@ class Sampler {
   private readonly system: SystemSampler | undefined;
   private readonly trees: TreeTracker | undefined;
   private readonly lines: string[] = [];
+  private readonly names: Map<number, string>;
 
   constructor(config: Config) {
+    this.names = config.names;
     this.system = config.system ? new SystemSampler(config) : undefined;
     this.trees = config.pids.length > 0 ? new TreeTracker(config.pids) : undefined;
   }
@@ -274,7 +279,7 @@ class Sampler {
 
   private emitTree(emit: Emit, tree: ReturnType<TreeTracker['update']>[number]): void {
     if (!this.baselineDone) return;
-    const labels = { pid: String(tree.root), comm: tree.comm };
+    const labels = { pid: String(tree.root), comm: this.names.get(tree.root) ?? tree.comm };
     const d = tree.delta;
     emit('proc.cpu.user', d.userTicks * MS_PER_TICK, labels);
     emit('proc.cpu.system', d.systemTicks * MS_PER_TICK, labels);
@@ -305,6 +310,7 @@ function parseConfig(argv: string[]): Config & { check: boolean } {
     options: {
       'interval-ms': { type: 'string', default: '1000' },
       pid: { type: 'string', multiple: true, default: [] },
+      name: { type: 'string', multiple: true, default: [] },
       'no-system': { type: 'boolean', default: false },
       device: { type: 'string', multiple: true },
       interface: { type: 'string', multiple: true },
@@ -320,9 +326,16 @@ function parseConfig(argv: string[]): Config & { check: boolean } {
     if (!Number.isSafeInteger(n) || n <= 0) throw new Error(`bad --pid ${p}`);
     return n;
   });
+  const names = new Map<number, string>();
+  for (const given of values.name) {
+    const m = /^(\d+)=(.+)$/s.exec(given);
+    if (!m) throw new Error(`bad --name ${given} (expected PID=NAME)`);
+    names.set(Number(m[1]), m[2]!);
+  }
   return {
     intervalMs,
     pids,
+    names,
     system: !values['no-system'],
     devices: values.device?.map(globToRegExp),
     interfaces: values.interface?.map(globToRegExp),

@@ -81,6 +81,8 @@ describe.runIf(canRun)('proc through the scalpels CLI', () => {
     );
     expect(cpu.map((s) => s.kind)).toEqual(['counter', 'counter']);
     expect(cpu.every((s) => s.unit === 'ms')).toBe(true);
+    // The tree's root is the launcher, labelled with the workload's command.
+    expect(cpu.map((s) => s.labels.comm)).toEqual(['python3', 'python3']);
     const reportedMs = cpu.reduce((a, s) => a + (s.sum ?? 0), 0);
     const truthMs = (JSON.parse(readFileSync(truthFile, 'utf8')) as { ms: number }).ms;
     console.log(
