@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -55,6 +55,43 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
         Math.max(...mine.filter((s) => s.series === 'proc.rss').map((s) => s.value)),
       ).toBeGreaterThan(10 << 20);
       expect(samples(result.records, 'kernel.cpu.time')).toHaveLength(0);
+    } finally {
+      root.kill('SIGKILL');
+    }
+  });
+
+  it('follows a daemon re-parented to init out of the tree', async () => {
+    const out = join(mkdtempSync(join(scratch, 'daemon-')), 'daemon.json');
+    const burn =
+      'const t = Date.now(); while (Date.now() - t < 100); const b = process.cpuUsage(); let x = 0;' +
+      'while (process.cpuUsage(b).user + process.cpuUsage(b).system < 600e3) x += Math.sqrt(x + 1);' +
+      `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.cpuUsage()));`;
+    // The subshell starts the burner in the background and exits 300 ms later: the burner is then
+    // re-parented to init (or a subreaper), out of the root's descendants.
+    const script = `sleep 0.2; (${process.execPath} -e "$BURN" & sleep 0.3); sleep 30`;
+    const root = spawn('bash', ['-c', script], {
+      stdio: 'ignore',
+      env: { ...process.env, BURN: burn },
+    });
+    try {
+      await new Promise((r) => root.once('spawn', r));
+      const result = await runWorker(plugin, {
+        pluginDir,
+        options: { interval: '100ms', system: false },
+        target: { kind: 'pid', pids: [root.pid!], description: 'daemonizing shell' },
+        during: async () => {
+          while (!existsSync(out)) await new Promise((r) => setTimeout(r, 50));
+          await new Promise((r) => setTimeout(r, 250));
+        },
+      });
+      expect(result.outcome.parseErrors).toBe(0);
+      const usage = JSON.parse(readFileSync(out, 'utf8')) as { user: number; system: number };
+      const daemonMs = (usage.user + usage.system) / 1000;
+      const cpuMs = sum(samples(result.records).filter((s) => s.series.startsWith('proc.cpu.')));
+      console.log(`daemon CPU ${daemonMs.toFixed(1)} ms, tree CPU ${cpuMs} ms`);
+      // All of it but what it did after the last sample before it exited (at most an interval).
+      expect(cpuMs).toBeGreaterThan(daemonMs - 150);
+      expect(cpuMs).toBeLessThan(daemonMs + 150);
     } finally {
       root.kill('SIGKILL');
     }
