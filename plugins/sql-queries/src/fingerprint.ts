@@ -93,7 +93,7 @@ function normalizePunctuation(s: string): string {
       .replace(/\(\s+/g, '(')
       .replace(/\s+\)/g, ')')
       // `count (*)` and `count(*)`, `in (` and `in(`: no space before an opening parenthesis.
-      .replace(/\s+\(/g, '(')
+      .replace(/(\w)\s+\(/g, "$1(")
       .replace(/\s*(<=>|<=|>=|<>|!=|:=|=|<|>)\s*/g, ' $1 ')
       .replace(/ {2,}/g, ' ')
   );

@@ -135,6 +135,7 @@ export class GeneralLogParser implements LogParser {
     const p = this.pending;
     this.pending = undefined;
     if (!p) return [];
+    p.text = p.text.trimEnd();
     const use = /^use\s+`?([^`;\s]+)`?\s*;?$/i.exec(p.text);
     if (use && p.thread !== undefined) this.threads.set(p.thread, { ...this.threads.get(p.thread), schema: use[1] });
     return [p];
@@ -197,6 +198,7 @@ export class PgLogParser implements LogParser {
   flush(): StatementLine[] {
     const p = this.pending;
     this.pending = undefined;
+    if (p) p.text = p.text.trimEnd();
     return p ? [p] : [];
   }
 }

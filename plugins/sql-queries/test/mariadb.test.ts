@@ -1,0 +1,202 @@
+/**
+ * Live tests against this machine's MariaDB: a workload of known shape through the real worker,
+ * compared with the server's own counters read independently; server settings restored after stop
+ * and after a SIGKILLed worker.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { capability, runWorker } from '@scalpels/core/testing';
+import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
+import plugin from '../src/index.js';
+import {
+  LOG_VARIABLES,
+  digestCounts,
+  mysqlGlobalStatus,
+  mysqlQuery,
+  mysqlUp,
+  mysqlVariables,
+  mysqlWorkload,
+  pluginDir,
+  runSetup,
+  runUndo,
+  target,
+} from './helpers.js';
+
+const up = capability('mariadb', mysqlUp(), 'no MariaDB answering as root on /run/mysqld/mysqld.sock');
+const ps = up && Number((await mysqlQuery('SELECT @@performance_schema AS ps'))[0]!.ps) === 1;
+const digestOk = capability(
+  'mariadb-performance-schema',
+  ps,
+  'performance_schema is OFF: run plugins/sql-queries/test/ci-enable-statement-stats.sh',
+);
+
+const K = 40;
+const INSERT = 'insert into t values(?+)';
+const SELECT = 'select * from t where id = ?';
+
+function sumBy(records: TraceRecord[], series: string, where: (l: Record<string, string>) => boolean): number {
+  return records
+    .filter((r): r is Sample => r.kind === 'sample' && r.series === series && where((r.labels ?? {}) as Record<string, string>))
+    .reduce((a, r) => a + r.value, 0);
+}
+
+function events(records: TraceRecord[]): TraceEvent[] {
+  return records.filter((r): r is TraceEvent => r.kind === 'event');
+}
+
+describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
+  it('counts a known workload exactly as the server does, in one row per statement shape', async () => {
+    const schema = `scalpels_t_digest_${process.pid}`;
+    const before = await digestCounts(schema);
+    const comBefore = await mysqlGlobalStatus(['Com_insert', 'Com_select']);
+    const { records, outcome } = await runWorker(plugin, {
+      options: { technique: 'mysql-digest', interval: '200ms' },
+      pluginDir,
+      target,
+      during: async () => mysqlWorkload(schema, K),
+    });
+    const comAfter = await mysqlGlobalStatus(['Com_insert', 'Com_select']);
+    const after = await digestCounts(schema);
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+
+    const inSchema = (fp: string) => (l: Record<string, string>) => l.schema === schema && l.fingerprint === fp;
+    const serverInserts = after['INSERT INTO `t` VALUES (...)']! - (before['INSERT INTO `t` VALUES (...)'] ?? 0);
+    const serverSelects = after['SELECT * FROM `t` WHERE ID = ?']! - (before['SELECT * FROM `t` WHERE ID = ?'] ?? 0);
+    expect(serverInserts).toBe(K);
+    expect(serverSelects).toBe(K);
+    expect(sumBy(records, 'sql.calls', inSchema(INSERT))).toBe(serverInserts);
+    expect(sumBy(records, 'sql.calls', inSchema(SELECT))).toBe(serverSelects);
+    expect(sumBy(records, 'sql.calls', inSchema('select v from t where id in(?+)'))).toBe(1);
+    // K different literals, one row each.
+    const shapes = new Set(
+      records.filter((r): r is Sample => r.kind === 'sample' && r.series === 'sql.calls' && r.labels?.schema === schema).map((r) => r.labels!.fingerprint),
+    );
+    expect([...shapes].sort()).toEqual([INSERT, SELECT, 'create table t(id integer primary key, v varcharacter(?+))', 'select v from t where id in(?+)'].sort());
+    expect(sumBy(records, 'sql.rows_affected', inSchema(INSERT))).toBe(K);
+    expect(sumBy(records, 'sql.rows_sent', inSchema(SELECT))).toBe(K);
+
+    // Statement counters of the server: the workload ran K inserts and K+1 selects, and the
+    // tracer's own polling is not counted; the server's deltas include only the workload here.
+    const com = (c: string) => sumBy(records, 'sql.commands', (l) => l.command === c);
+    expect(com('insert')).toBe(K);
+    expect(com('insert')).toBe(comAfter.Com_insert! - comBefore.Com_insert!);
+    expect(com('select')).toBe(K + 1);
+  });
+
+  it('converts picoseconds to milliseconds exactly as SUM_TIMER_WAIT says', async () => {
+    const schema = `scalpels_t_time_${process.pid}`;
+    const q = () =>
+      mysqlQuery(
+        "SELECT SUM_TIMER_WAIT AS ps FROM performance_schema.events_statements_summary_by_digest WHERE SCHEMA_NAME = ? AND DIGEST_TEXT LIKE 'INSERT INTO `t` VALUES%'",
+        [schema],
+      );
+    const { records } = await runWorker(plugin, {
+      options: { technique: 'mysql-digest', interval: '1s' },
+      pluginDir,
+      target,
+      during: async () => mysqlWorkload(schema, 10),
+    });
+    const ps = BigInt(String((await q())[0]!.ps));
+    const ms = sumBy(records, 'sql.time', (l) => l.schema === schema && l.fingerprint === INSERT);
+    expect(ms).toBeGreaterThan(0);
+    expect(ms).toBeCloseTo(Number(ps) / 1e9, 6);
+  });
+});
+
+describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
+  it('slow log events (events=true): every statement with its duration, settings restored after stop', async () => {
+    const schema = `scalpels_t_slow_${process.pid}`;
+    const varsBefore = await mysqlVariables(LOG_VARIABLES);
+    const technique = ps ? 'mysql-digest' : 'mysql-slow-log';
+    const options = validateOptions(plugin, { events: true, technique, interval: '200ms' });
+    const journal = await runSetup(options, `slow-${process.pid}`, technique);
+    let logFile = '';
+    try {
+      expect(journal.map((j) => j.kind)).toContain('mysql-global-variables');
+      const during = await mysqlVariables(LOG_VARIABLES);
+      expect(during.slow_query_log).toBe('ON');
+      expect(Number(during.long_query_time)).toBe(0);
+      logFile = `/var/lib/mysql/${during.slow_query_log_file}`;
+      const { records, outcome } = await runWorker(plugin, {
+        options: { events: true, technique, interval: '200ms' },
+        technique,
+        pluginDir,
+        target,
+        during: async () => mysqlWorkload(schema, K),
+      });
+      expect(outcome.status, outcome.stderrTail).toBe('stopped');
+      const ev = events(records).filter((e) => e.data?.schema === schema);
+      const inserts = ev.filter((e) => e.key === INSERT);
+      const selects = ev.filter((e) => e.key === SELECT);
+      expect(inserts).toHaveLength(K);
+      expect(selects).toHaveLength(K);
+      for (const e of [...inserts, ...selects]) {
+        expect(e.durationMs).toBeGreaterThan(0);
+        expect(e.data?.user).toBe('root');
+        expect(e.data?.source).toBe('slow-log');
+      }
+      expect(selects[0]!.data?.text).toBe('SELECT * FROM t WHERE id = 1');
+      expect(selects.every((e) => e.value === 1)).toBe(true);
+      // The tracer's own statements are not events.
+      expect(events(records).some((e) => /performance_schema|SHOW (GLOBAL|SESSION) STATUS/i.test(String(e.data?.text)))).toBe(false);
+    } finally {
+      await runUndo(journal, options);
+    }
+    expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
+    expect(existsSync(logFile)).toBe(false);
+    // Undo is idempotent.
+    await runUndo(journal, options);
+    expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
+  });
+
+  it('general log technique: every statement, no durations', async () => {
+    const schema = `scalpels_t_general_${process.pid}`;
+    const varsBefore = await mysqlVariables(LOG_VARIABLES);
+    const options = validateOptions(plugin, { technique: 'mysql-general-log', interval: '200ms' });
+    const journal = await runSetup(options, `general-${process.pid}`, 'mysql-general-log');
+    try {
+      expect((await mysqlVariables(['general_log'])).general_log).toBe('ON');
+      const { records } = await runWorker(plugin, {
+        options: { technique: 'mysql-general-log', interval: '200ms' },
+        pluginDir,
+        target,
+        during: async () => mysqlWorkload(schema, K),
+      });
+      const ev = events(records).filter((e) => e.data?.schema === schema);
+      expect(ev.filter((e) => e.key === INSERT)).toHaveLength(K);
+      expect(ev.filter((e) => e.key === SELECT)).toHaveLength(K);
+      expect(ev.every((e) => e.durationMs === undefined && e.data?.source === 'general-log')).toBe(true);
+      // Statement counters come with every technique.
+      expect(sumBy(records, 'sql.commands', (l) => l.command === 'insert')).toBe(K);
+    } finally {
+      await runUndo(journal, options);
+    }
+    expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
+  });
+
+  it('a SIGKILLed worker leaves the settings changed until undo (what recover runs) restores them', async () => {
+    const varsBefore = await mysqlVariables(LOG_VARIABLES);
+    const options = validateOptions(plugin, { technique: 'mysql-slow-log' });
+    const journal = await runSetup(options, `kill-${process.pid}`, 'mysql-slow-log');
+    const spec = await plugin.worker(options, {
+      target,
+      taskId: 'kill',
+      tracerId: 1,
+      technique: 'mysql-slow-log',
+      runtimeDir: '/tmp',
+      pluginDir,
+    });
+    const child = spawn(spec.argv[0]!, spec.argv.slice(1), { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    while (!out.includes('"t":"ready"')) await new Promise((r) => setTimeout(r, 20));
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+    expect((await mysqlVariables(['slow_query_log'])).slow_query_log).toBe('ON');
+    await runUndo(journal, options);
+    expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
+  });
+});
