@@ -95,11 +95,15 @@ export const LOG_VARIABLES = [
  * different literals, K selects by id with different literals, one select with an IN list.
  */
 export function mysqlWorkload(schema: string, k: number): string {
-  const sql = [`DROP DATABASE IF EXISTS ${schema};`, `CREATE DATABASE ${schema};`, `USE ${schema};`, 'CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(32));'];
+  const run = (args: string[], sql: string[]): string =>
+    execFileSync('mariadb', ['-uroot', '-N', ...args], { input: sql.join('\n'), encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] });
+  run([], [`DROP DATABASE IF EXISTS ${schema};`, `CREATE DATABASE ${schema};`]);
+  // The schema as an argument, not `use`: the client's `use` command runs a SELECT DATABASE() of its own.
+  const sql = ['CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(32));'];
   for (let i = 1; i <= k; i++) sql.push(`INSERT INTO t VALUES (${i}, 'value ${i}');`);
   for (let i = 1; i <= k; i++) sql.push(`SELECT * FROM t WHERE id = ${i};`);
   sql.push(`SELECT v FROM t WHERE id IN (1, 2, 3);`);
-  return execFileSync('mariadb', ['-uroot', '--force', '-N'], { input: sql.join('\n'), encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] });
+  return run([schema], sql);
 }
 
 export function pgWorkload(table: string, k: number): void {
