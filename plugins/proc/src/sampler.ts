@@ -10,7 +10,7 @@
  * as increases since the previous sample, gauges as levels. On SIGTERM or SIGINT it takes one
  * final sample, prints it and exits 0.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { formatSample, READY_LINE, USER_HZ } from './format.js';
 import {
@@ -54,11 +54,35 @@ function warnOnce(key: string, message: string): void {
   process.stderr.write(`proc sampler: ${message}\n`);
 }
 
+/**
+ * Reads a /proc file into one reused buffer (twice as fast as readFileSync, which sizes a new
+ * buffer with fstat, useless on /proc where sizes are 0). undefined when it cannot be read.
+ */
+let buffer = Buffer.allocUnsafe(1 << 16);
 function readText(path: string): string | undefined {
+  let fd: number;
   try {
-    return readFileSync(path, 'latin1');
+    fd = openSync(path, 'r');
   } catch {
     return undefined;
+  }
+  try {
+    let length = 0;
+    for (;;) {
+      if (length === buffer.length) {
+        const bigger = Buffer.allocUnsafe(buffer.length * 2);
+        buffer.copy(bigger, 0, 0, length);
+        buffer = bigger;
+      }
+      const n = readSync(fd, buffer, length, buffer.length - length, null);
+      if (n === 0) break;
+      length += n;
+    }
+    return buffer.toString('latin1', 0, length);
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
   }
 }
 
