@@ -1,0 +1,151 @@
+/**
+ * The bpftrace program: counts system calls in the kernel (per-CPU maps, no event per call),
+ * and prints the cumulative maps every interval and once more at the end. The parser turns the
+ * cumulative snapshots into increases, so nothing is lost between a print and a clear.
+ */
+
+/** How counts are keyed in the kernel. */
+export type Grouping = 'process' | 'comm' | 'total';
+
+export interface ProgramSpec {
+  grouping: Grouping;
+  /** Root pids to follow (with their descendants); empty means system-wide. */
+  roots: readonly { pid: number; comm: string }[];
+  latency: boolean;
+  intervalMs: number;
+  /** `process.arch` of the traced machine: says which syscall table numbers belong to. */
+  arch: string;
+}
+
+/** First line the program prints; bpftrace prints it only once every probe is attached. */
+export const READY_PREFIX = 'scalpels-syscalls ready';
+export const END_LINE = 'scalpels-syscalls end';
+
+/** A bpftrace string literal; comm values come from /proc and may hold any byte. */
+function literal(text: string): string {
+  let out = '';
+  for (const ch of text) {
+    if (ch === '"' || ch === '\\') out += `\\${ch}`;
+    else if (ch < ' ' || ch === '\x7f') out += '?';
+    else out += ch;
+  }
+  return `"${out}"`;
+}
+
+export function bpftraceProgram(spec: ProgramSpec): string {
+  const targeted = spec.roots.length > 0;
+  const filter = targeted ? ' /@traced[pid]/' : '';
+  const key = spec.grouping === 'process' ? 'pid, ' : spec.grouping === 'comm' ? 'comm, ' : '';
+  const lines: string[] = [];
+  const begin: string[] = [];
+  for (const root of spec.roots) {
+    begin.push(`  @traced[${root.pid}] = 1;`);
+    if (spec.grouping === 'process') begin.push(`  @comm[${root.pid}] = ${literal(root.comm)};`);
+  }
+  begin.push(
+    `  printf("${READY_PREFIX} arch=${spec.arch} grouping=${spec.grouping} latency=${spec.latency ? 1 : 0}\\n");`,
+  );
+  lines.push('BEGIN', '{', ...begin, '}', '');
+
+  // Follow descendants: a fork by a traced process traces the child (threads too, which is
+  // harmless: their tgid is traced already). Entries go when the thread or the process ends, so
+  // a recycled pid is not counted.
+  const tracksComm = spec.grouping === 'process';
+  if (targeted) {
+    lines.push(
+      'tracepoint:sched:sched_process_fork /@traced[pid]/',
+      '{',
+      '  @traced[args->child_pid] = 1;',
+      ...(tracksComm ? ['  @comm[args->child_pid] = comm;'] : []),
+      '}',
+      '',
+      'tracepoint:sched:sched_process_exit',
+      '{',
+      '  if (tid != pid) { delete(@traced[tid]); }',
+      '  if (args->group_dead) { delete(@traced[pid]); }',
+      '}',
+      '',
+    );
+  }
+  if (tracksComm) {
+    // Keep the name current after exec (the key stays the pid, so counts are not split by name).
+    lines.push(
+      `tracepoint:sched:sched_process_exec${filter}`,
+      '{',
+      '  @comm[pid] = comm;',
+      '}',
+      '',
+    );
+    if (!targeted)
+      lines.push(
+        'tracepoint:sched:sched_process_fork',
+        '{',
+        '  @comm[args->child_pid] = comm;',
+        '}',
+        '',
+      );
+  }
+  if (spec.latency)
+    lines.push(
+      `tracepoint:raw_syscalls:sys_enter${filter}`,
+      '{',
+      '  @start[tid] = nsecs;',
+      '}',
+      '',
+    );
+
+  // Counted on return, where both the number and the result are known: one probe per call.
+  const exitBody = [
+    `  @calls[${key}args->id] = count();`,
+    '  if (args->ret < 0 && args->ret >= -4095) {',
+    `    @errors[${key}args->id, -args->ret] = count();`,
+    '  }',
+  ];
+  if (spec.latency)
+    exitBody.push(
+      '  $start = @start[tid];',
+      '  if ($start > 0) {',
+      '    $ns = nsecs - $start;',
+      `    @latency[${key}args->id] = hist($ns);`,
+      `    @time_ns[${key}args->id] = sum($ns);`,
+      '    delete(@start[tid]);',
+      '  }',
+    );
+  lines.push(`tracepoint:raw_syscalls:sys_exit${filter}`, '{', ...exitBody, '}', '');
+
+  // exit and exit_group never return: count them on entry, through their own tracepoints, which
+  // cost nothing to the other system calls.
+  for (const name of ['exit', 'exit_group'])
+    lines.push(
+      `tracepoint:syscalls:sys_enter_${name}${filter}`,
+      '{',
+      `  @calls[${key}args->__syscall_nr] = count();`,
+      '}',
+      '',
+    );
+
+  const prints = [
+    ...(tracksComm ? ['  print(@comm);'] : []),
+    '  print(@calls);',
+    '  print(@errors);',
+    ...(spec.latency ? ['  print(@time_ns);', '  print(@latency);'] : []),
+  ];
+  lines.push(`interval:ms:${Math.max(1, Math.round(spec.intervalMs))}`, '{', ...prints, '}', '');
+  // END runs after the probes are detached: this last snapshot holds the final totals. The maps
+  // are cleared afterwards so bpftrace's automatic dump at exit adds nothing.
+  const clears = ['traced', 'comm', 'start', 'calls', 'errors', 'time_ns', 'latency'].filter(
+    (m) =>
+      (m !== 'traced' || targeted) &&
+      (m !== 'comm' || tracksComm) &&
+      (!['start', 'time_ns', 'latency'].includes(m) || spec.latency),
+  );
+  lines.push(
+    'END',
+    '{',
+    ...prints,
+    `  printf("${END_LINE}\\n");`,
+    ...clears.map((m) => `  clear(@${m});`),
+    '}',
+  );
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,79 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { OptionValues, Target, WorkerContext, WorkerSpec } from '@scalpels/core';
+import { bpftraceProgram, READY_PREFIX, type Grouping } from './program.js';
+
+/** Map capacity in the kernel (pids followed, keys counted); bpftrace's default is 4096. */
+export const MAP_KEYS_MAX = 65_536;
+
+export function grouping(options: OptionValues, target: Target): Grouping {
+  const by = typeof options.by === 'string' ? options.by : 'auto';
+  if (by === 'process' || by === 'comm' || by === 'total') return by;
+  return target.kind === 'none' ? 'comm' : 'process';
+}
+
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
+  } catch {
+    return '?';
+  }
+}
+
+export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+  const technique = ctx.technique ?? 'bpftrace';
+  const pids = ctx.target.kind === 'none' ? [] : ctx.target.pids;
+  if (ctx.target.kind !== 'none' && pids.length === 0)
+    throw new Error('syscalls: the target has no process');
+  switch (technique) {
+    case 'strace': {
+      if (pids.length === 0)
+        throw new Error(
+          'syscalls: strace cannot trace system-wide; give a target or use bpftrace or perf',
+        );
+      // -w: wall-clock time in each call; -f: follow children; the summary goes to stdout at stop.
+      return {
+        argv: [
+          'strace',
+          '-c',
+          '-f',
+          '-w',
+          '-o',
+          '/dev/stdout',
+          ...pids.flatMap((p) => ['-p', String(p)]),
+        ],
+        stop: { signal: 'SIGINT', graceMs: 10_000 },
+        mayExit: true,
+        ready: { stderr: /Process \d+ attached/, timeoutMs: 30_000 },
+      };
+    }
+    case 'perf': {
+      const scope = pids.length ? ['-p', pids.join(',')] : ['-a'];
+      // -v prints "mmap size" once the ring buffers are mapped, just before the events are
+      // enabled: the only sign perf trace gives that it is attached.
+      return {
+        argv: ['perf', 'trace', '-s', '-v', '-o', '/dev/stdout', ...scope],
+        stop: { signal: 'SIGINT', graceMs: 10_000 },
+        ready: { stderr: /^mmap size \d+B/, timeoutMs: 30_000 },
+      };
+    }
+    default: {
+      const program = bpftraceProgram({
+        grouping: grouping(options, ctx.target),
+        roots: pids.map((pid) => ({ pid, comm: comm(pid) })),
+        latency: options.latency === true,
+        intervalMs: typeof options.interval === 'number' ? options.interval : 1000,
+        arch: process.arch,
+      });
+      const file = join(ctx.runtimeDir, 'syscalls.bt');
+      writeFileSync(file, program);
+      return {
+        argv: ['bpftrace', '-f', 'json', file],
+        env: { BPFTRACE_MAP_KEYS_MAX: String(MAP_KEYS_MAX) },
+        // SIGINT makes bpftrace detach, run END (the final snapshot) and exit.
+        stop: { signal: 'SIGINT', graceMs: 10_000 },
+        ready: { stdout: new RegExp(READY_PREFIX), timeoutMs: 60_000 },
+      };
+    }
+  }
+}

@@ -1,0 +1,106 @@
+import { capability, runWorker } from '@scalpels/core/testing';
+import { describe, expect, it } from 'vitest';
+import plugin from '../src/index.js';
+import {
+  buildWorkload,
+  isRoot,
+  pluginDir,
+  samples,
+  startWorkload,
+  total,
+  tracefsMounted,
+  which,
+} from './helpers.js';
+
+const N = 200_000;
+
+const canBpftrace =
+  capability('root', isRoot, 'attaching bpftrace needs root') &&
+  capability('bpftrace', which('bpftrace'), 'bpftrace is not installed') &&
+  capability('tracefs', tracefsMounted, 'tracefs is not mounted on /sys/kernel/tracing') &&
+  capability('cc', which('cc'), 'a C compiler builds the workload');
+
+describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => {
+  it('counts exactly N getppid calls of the target and its child, not of other processes', async () => {
+    const bin = buildWorkload();
+    const target = startWorkload(bin, N, 1234);
+    // Same program, not a target: its calls must not be counted.
+    const other = startWorkload(bin, 5_000);
+    const { records, outcome } = await runWorker(plugin, {
+      pluginDir,
+      technique: 'bpftrace',
+      options: { interval: '200ms' },
+      target: { kind: 'pid', pids: [target.pid], description: `pid ${target.pid}` },
+      during: async () => {
+        await Promise.all([target.go(), other.go()]);
+        // One more interval so a periodic snapshot is parsed too (the final one comes at stop).
+        await new Promise((r) => setTimeout(r, 300));
+      },
+    });
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+    const getppid = samples(records, 'syscalls.calls').filter(
+      (s) => s.labels?.syscall === 'getppid',
+    );
+    const byPid = new Map<string, number>();
+    for (const s of getppid) byPid.set(s.labels!.pid!, (byPid.get(s.labels!.pid!) ?? 0) + s.value);
+    expect(byPid.get(String(target.pid))).toBe(N);
+    expect(byPid.size).toBe(2);
+    const childPid = [...byPid.keys()].find((p) => p !== String(target.pid))!;
+    expect(byPid.get(childPid)).toBe(1234);
+    expect(byPid.has(String(other.pid))).toBe(false);
+    expect(getppid.every((s) => s.labels?.comm === 'getppid-loop')).toBe(true);
+    expect(
+      total(records, 'syscalls.errors', {
+        pid: String(target.pid),
+        syscall: 'openat',
+        errno: 'ENOENT',
+      }),
+    ).toBe(3);
+    // exit_group never returns; it is counted on entry.
+    expect(
+      total(records, 'syscalls.calls', { pid: String(target.pid), syscall: 'exit_group' }),
+    ).toBe(1);
+    expect(total(records, 'syscalls.calls', { pid: childPid, syscall: 'exit_group' })).toBe(1);
+  });
+
+  it('measures latency: histogram buckets add up to the calls, and a total time', async () => {
+    const bin = buildWorkload();
+    const target = startWorkload(bin, 50_000);
+    const { records, outcome } = await runWorker(plugin, {
+      pluginDir,
+      technique: 'bpftrace',
+      options: { latency: true },
+      target: { kind: 'pid', pids: [target.pid], description: `pid ${target.pid}` },
+      during: () => target.go(),
+    });
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+    const match = { pid: String(target.pid), syscall: 'getppid' };
+    expect(total(records, 'syscalls.calls', match)).toBe(50_000);
+    expect(total(records, 'syscalls.latency', match)).toBe(50_000);
+    const les = samples(records, 'syscalls.latency').map((s) => Number(s.labels!.le));
+    expect(les.every((le) => Number.isInteger(le) && le >= 0)).toBe(true);
+    const ms = total(records, 'syscalls.time', match);
+    expect(ms).toBeGreaterThan(0);
+    // Each call took at least 1 ns and far less than a second.
+    expect(ms).toBeGreaterThan(50_000 / 1e6);
+    expect(ms).toBeLessThan(50_000 * 1000);
+  });
+
+  it('system-wide, per process name: the workload shows under its own name', async () => {
+    const name = `scgp${process.pid % 100000}`;
+    const bin = buildWorkload(name);
+    const target = startWorkload(bin, 30_000);
+    const { records, outcome } = await runWorker(plugin, {
+      pluginDir,
+      technique: 'bpftrace',
+      options: { top: 10_000 },
+      during: () => target.go(),
+    });
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+    expect(total(records, 'syscalls.calls', { comm: name, syscall: 'getppid' })).toBe(30_000);
+    expect(samples(records, 'syscalls.calls').every((s) => s.labels?.pid === undefined)).toBe(true);
+  });
+});
