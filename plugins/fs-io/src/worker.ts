@@ -1,0 +1,57 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
+import { descendants, openFiles } from './procfs.js';
+import { buildScript, type ScriptSeed } from './script.js';
+
+/** At most this many already-open files are handed to the program at start. */
+const MAX_SEEDED_FILES = 4096;
+
+function targetSeed(ctx: WorkerContext): ScriptSeed {
+  if (ctx.target.kind === 'none') return { pids: [], files: [], comms: [] };
+  const procs = descendants(ctx.target.pids);
+  if (procs.length === 0) throw new Error(`fs-io: target ${ctx.target.description}: no live process`);
+  const files: ScriptSeed['files'][number][] = [];
+  for (const p of procs) {
+    if (files.length >= MAX_SEEDED_FILES) break;
+    for (const f of openFiles(p.pid, MAX_SEEDED_FILES - files.length)) files.push({ pid: p.pid, ...f });
+  }
+  return { pids: procs.map((p) => p.pid), files, comms: procs.map((p) => ({ pid: p.pid, comm: p.comm })) };
+}
+
+export function bpftraceWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+  const template = readFileSync(join(ctx.pluginDir, 'scripts', 'fs-io.bt'), 'utf8');
+  const script = buildScript(template, targetSeed(ctx), {
+    systemWide: ctx.target.kind === 'none',
+    intervalMs: options.interval as number,
+    latency: options.latency as boolean,
+    vfs: options.vfs as boolean,
+  });
+  const path = join(ctx.runtimeDir, 'fs-io.bt');
+  writeFileSync(path, script, { mode: 0o600 });
+  return {
+    argv: ['bpftrace', '-B', 'line', path],
+    env: {
+      BPFTRACE_STRLEN: String(options.pathMax),
+      BPFTRACE_MAP_KEYS_MAX: String(options.maxKeys),
+    },
+    // SIGINT makes bpftrace run END, which prints the final totals.
+    stop: { signal: 'SIGINT', graceMs: 10_000 },
+    // Printed by bpftrace's own first epoll_wait, after every probe is attached.
+    ready: { stdout: /^@@ready$/, timeoutMs: 60_000 },
+  };
+}
+
+export function procIoWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+  const sampler = join(ctx.pluginDir, 'dist', 'proc-io-sampler.js');
+  const pids = ctx.target.kind === 'none' ? [] : ctx.target.pids.map(String);
+  return {
+    argv: [process.execPath, sampler, String(options.interval), ...pids],
+    stop: { signal: 'SIGTERM', graceMs: 5000 },
+    ready: { stdout: /^ready$/, timeoutMs: 30_000 },
+  };
+}
+
+export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+  return ctx.technique === 'proc-io' ? procIoWorker(options, ctx) : bpftraceWorker(options, ctx);
+}
