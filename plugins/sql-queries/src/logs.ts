@@ -198,7 +198,7 @@ export class PgLogParser implements LogParser {
   flush(): StatementLine[] {
     const p = this.pending;
     this.pending = undefined;
-    if (p) p.text = p.text.trimEnd();
+    if (p) p.text = p.text.trimEnd().replace(/;$/, '');
     return p ? [p] : [];
   }
 }

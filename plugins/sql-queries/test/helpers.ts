@@ -111,5 +111,5 @@ export function pgWorkload(table: string, k: number): void {
   for (let i = 1; i <= k; i++) sql.push(`INSERT INTO ${table} VALUES (${i}, 'value ${i}');`);
   for (let i = 1; i <= k; i++) sql.push(`SELECT * FROM ${table} WHERE id = ${i};`);
   sql.push(`DROP TABLE ${table};`);
-  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qAt', '-v', 'ON_ERROR_STOP=1'], { input: sql.join('\n'), stdio: ['pipe', 'ignore', 'inherit'] });
+  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qAt', '-v', 'ON_ERROR_STOP=1'], { input: sql.join('\n'), stdio: ['pipe', 'ignore', 'pipe'] });
 }

@@ -1,0 +1,73 @@
+/** Live tests against this machine's PostgreSQL: pg_stat_statements deltas and the statement log. */
+import { describe, expect, it } from 'vitest';
+import { capability, runWorker } from '@scalpels/core/testing';
+import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
+import plugin from '../src/index.js';
+import { pgQuery, pgUp, pgWorkload, pluginDir, runSetup, runUndo, target } from './helpers.js';
+
+const up = capability('postgresql', pgUp(), 'no PostgreSQL answering as postgres on 127.0.0.1:5432 (trust)');
+const pgss =
+  up &&
+  String((await pgQuery("SELECT current_setting('shared_preload_libraries') AS v"))[0]!.v).includes('pg_stat_statements');
+const pgssOk = capability(
+  'pg_stat_statements',
+  pgss,
+  'pg_stat_statements is not preloaded: run plugins/sql-queries/test/ci-enable-statement-stats.sh',
+);
+const K = 30;
+
+const sum = (records: TraceRecord[], series: string, fp: (f: string) => boolean): number =>
+  records
+    .filter((r): r is Sample => r.kind === 'sample' && r.series === series && fp(r.labels?.fingerprint ?? ''))
+    .reduce((a, r) => a + r.value, 0);
+
+describe.runIf(up && pgssOk)('pg-stat-statements', () => {
+  it('counts a known workload exactly as pg_stat_statements does', async () => {
+    const table = `scalpels_pgss_${process.pid}`;
+    const { records, outcome } = await runWorker(plugin, {
+      options: { engine: 'postgresql', technique: 'pg-stat-statements', interval: '200ms' },
+      pluginDir,
+      target,
+      during: async () => pgWorkload(table, K),
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+    const insert = `insert into ${table} values(?+)`;
+    const select = `select * from ${table} where id = ?`;
+    expect(sum(records, 'sql.calls', (f) => f === insert)).toBe(K);
+    expect(sum(records, 'sql.calls', (f) => f === select)).toBe(K);
+    expect(sum(records, 'sql.rows_sent', (f) => f === select)).toBe(K);
+    expect(sum(records, 'sql.time', (f) => f === select)).toBeGreaterThan(0);
+    // Our own polling stays out.
+    expect(sum(records, 'sql.calls', (f) => f.includes('pg_stat_statements'))).toBe(0);
+  });
+});
+
+describe.runIf(up)('pg-log', () => {
+  it('logs every statement with its duration while traced, then restores log_min_duration_statement', async () => {
+    const before = await pgQuery("SELECT setting, source FROM pg_settings WHERE name = 'log_min_duration_statement'");
+    const options = validateOptions(plugin, { engine: 'postgresql', technique: 'pg-log', interval: '200ms' });
+    const journal = await runSetup(options, `pglog-${process.pid}`, 'pg-log');
+    const table = `scalpels_pglog_${process.pid}`;
+    try {
+      expect(journal.map((j) => j.kind)).toEqual(['pg-log-min-duration-statement']);
+      expect((await pgQuery("SELECT current_setting('log_min_duration_statement') AS v"))[0]!.v).toBe('0');
+      const { records, outcome } = await runWorker(plugin, {
+        options: { engine: 'postgresql', technique: 'pg-log', interval: '200ms' },
+        pluginDir,
+        target,
+        during: async () => pgWorkload(table, K),
+      });
+      expect(outcome.status, outcome.stderrTail).toBe('stopped');
+      const ev = records.filter((r): r is TraceEvent => r.kind === 'event');
+      const selects = ev.filter((e) => e.key === `select * from ${table} where id = ?`);
+      expect(ev.filter((e) => e.key === `insert into ${table} values(?+)`)).toHaveLength(K);
+      expect(selects).toHaveLength(K);
+      expect(selects.every((e) => (e.durationMs ?? -1) >= 0 && e.data?.user === 'postgres' && e.data?.schema === 'postgres')).toBe(true);
+      expect(selects[0]!.data?.text).toBe(`SELECT * FROM ${table} WHERE id = 1`);
+    } finally {
+      await runUndo(journal, options);
+    }
+    expect(await pgQuery("SELECT setting, source FROM pg_settings WHERE name = 'log_min_duration_statement'")).toEqual(before);
+  });
+});
