@@ -40,7 +40,10 @@ async function samplerCost(args) {
       if (!line || line.startsWith('#')) continue;
       lines++;
       const ts = line.slice(0, line.indexOf('\t'));
-      if (ts !== lastTs) (samples++, (lastTs = ts));
+      if (ts !== lastTs) {
+        samples++;
+        lastTs = ts;
+      }
     }
   });
   await isReady;

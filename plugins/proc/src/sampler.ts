@@ -255,14 +255,18 @@ function readMember(st: PidStat): MemberReading | undefined {
   if (ioText === undefined && st.state !== 'Z')
     warnOnce(
       'io',
-      `cannot read ${dir}/io (not root?): read/write bytes of such processes are not counted`,
+      `cannot read ${dir}/io (it needs root, or the same user, and a dumpable process): ` +
+        'the read/write bytes of such processes are not counted',
     );
   let fds = 0;
   try {
     fds = readdirSync(`${dir}/fd`).length;
   } catch {
     if (st.state !== 'Z')
-      warnOnce('fd', `cannot list ${dir}/fd (not root?): their open files are not counted`);
+      warnOnce(
+        'fd',
+        `cannot list ${dir}/fd (it needs root or the same user): such open files are not counted`,
+      );
   }
   return {
     stat: st,
