@@ -1,0 +1,93 @@
+import { existsSync, readlinkSync, realpathSync } from 'node:fs';
+import { delimiter, isAbsolute, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { OptionValues, Target } from '@scalpels/core';
+
+/** The package root (dist/.. or src/..), where `scripts/` lives. */
+export const packageDir = fileURLToPath(new URL('..', import.meta.url));
+
+/** What the prototype's Python-call tracer counted on OpenStack services: `file suffix:function`. */
+export const DEFAULT_FUNCTIONS: readonly string[] = [
+  'oslo_messaging/rpc/client.py:call',
+  'oslo_messaging/rpc/client.py:cast',
+  'sqlalchemy/engine/base.py:execute',
+  'oslo_concurrency/lockutils.py:lock',
+  'oslo_db/sqlalchemy/models.py:save',
+];
+
+export interface BundledScript {
+  name: string;
+  file: string;
+  description: string;
+  /** Runtimes the script compiles for. */
+  runtimes: readonly ('kernel' | 'bpf')[];
+  /** Positional script arguments, built from the tracer's options. */
+  args(options: OptionValues, target: Target): string[];
+}
+
+function intervalMs(options: OptionValues): string {
+  return String(Math.max(1, Math.round(Number(options.interval ?? 1000))));
+}
+
+export const BUNDLED: Readonly<Record<string, BundledScript>> = {
+  syscalls: {
+    name: 'syscalls',
+    file: 'syscalls.stp',
+    description:
+      'open/close/read/write system calls per interval (series systemtap.syscalls, label syscall), for the target and its children or the whole system',
+    runtimes: ['kernel'],
+    args: (options) => [intervalMs(options)],
+  },
+  'python-calls': {
+    name: 'python-calls',
+    file: 'python-calls.stp',
+    description:
+      'Python function entries per interval filtered by file and function (option functions; default: oslo.messaging RPC call/cast, SQLAlchemy execute, oslo lock, oslo.db model save), series systemtap.python_calls keyed module:function',
+    runtimes: ['kernel'],
+    args: (options, target) => [
+      pythonBinary(options, target),
+      intervalMs(options),
+      ((options.functions as readonly string[] | undefined) ?? DEFAULT_FUNCTIONS).join(','),
+    ],
+  },
+};
+
+export function bundledScript(name: string): BundledScript | undefined {
+  return Object.hasOwn(BUNDLED, name) ? BUNDLED[name] : undefined;
+}
+
+/** Absolute path of the script a tracer runs: a bundled one by name, or the user's file. */
+export function scriptPath(script: string, pluginDir = packageDir): string {
+  const bundled = bundledScript(script);
+  return bundled ? join(pluginDir, 'scripts', bundled.file) : script;
+}
+
+/**
+ * The CPython binary whose function__entry marker the python-calls script probes: the `python`
+ * option, else the target's own interpreter, else python3 on PATH. Probes are placed on the
+ * binary's file, so symlinks are resolved.
+ */
+export function pythonBinary(options: OptionValues, target: Target): string {
+  if (typeof options.python === 'string') return resolveReal(options.python);
+  for (const pid of target.pids) {
+    try {
+      const exe = readlinkSync(`/proc/${pid}/exe`);
+      if (/python[\d.]*$/.test(exe)) return exe;
+    } catch {
+      // The process may be gone or not ours to read; fall back to PATH.
+    }
+  }
+  for (const dir of (process.env.PATH ?? '/usr/bin').split(delimiter)) {
+    const candidate = join(dir, 'python3');
+    if (existsSync(candidate)) return resolveReal(candidate);
+  }
+  return '/usr/bin/python3';
+}
+
+function resolveReal(path: string): string {
+  try {
+    return realpathSync(isAbsolute(path) ? path : join(process.cwd(), path));
+  } catch {
+    return path;
+  }
+}

@@ -1,0 +1,147 @@
+import { execFile } from 'node:child_process';
+import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CheckContext, OptionValues, VerifyStage } from '@scalpels/core';
+import { buildTreeReleases, checkSystemtap, probeHost, type Host } from './check.js';
+import { optionProblem, stapCommand } from './command.js';
+
+const NO_TARGET = { kind: 'none', pids: [], description: 'validation' } as const;
+
+/** The first error lines of stap's stderr, on one line. */
+export function stapError(stderr: string): string {
+  const lines = stderr
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !/^(Tip:|Pass \d|WARNING: Kernel function symbol table missing)/.test(l));
+  const errors = lines.filter((l) => /error|ERROR|failed/.test(l));
+  return (errors.length > 0 ? errors : lines).slice(0, 3).join(' | ') || 'no message';
+}
+
+function run(argv: string[], cwd: string, timeoutMs: number): Promise<{ exitCode: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(argv[0]!, argv.slice(1), { cwd, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, _stdout, stderr) => {
+      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+      resolve({ exitCode: code, stderr: String(stderr) + (err && !stderr ? err.message : '') });
+    });
+  });
+}
+
+/** Whether any module at all compiles for (release, runtime): tells a broken toolchain from a bad script. */
+const controlCompiles = new Map<string, Promise<{ ok: boolean; error: string }>>();
+
+function controlCompile(stap: string, runtimeArgs: string[], releaseArgs: string[]): Promise<{ ok: boolean; error: string }> {
+  const id = [...runtimeArgs, ...releaseArgs].join(' ');
+  let p = controlCompiles.get(id);
+  if (!p) {
+    p = withTempDir((dir) =>
+      run([stap, ...runtimeArgs, ...releaseArgs, '-p4', '-m', 'scalpels_control', '-e', 'probe begin { exit() }'], dir, 300_000),
+    ).then((r) => ({ ok: r.exitCode === 0, error: stapError(r.stderr) }));
+    controlCompiles.set(id, p);
+  }
+  return p;
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = mkdtempSync(join(tmpdir(), 'scalpels-stap-verify-'));
+  try {
+    return await fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * `scalpels plugins validate systemtap script=...`: takes the script through stap's passes as far
+ * as this machine allows, without loading anything: parse (-p1), elaborate (-p2), translate to C
+ * (-p3, kernel runtime), compile (-p4). Without a build tree for the running kernel it uses the
+ * newest one installed (Debian's linux-headers-*), and says so.
+ */
+export async function verifySystemtap(options: OptionValues, ctx: CheckContext, host: Host = probeHost()): Promise<VerifyStage[]> {
+  const stages: VerifyStage[] = [];
+  const skipRest = (names: string[], detail: string): void => {
+    for (const stage of names) stages.push({ stage, status: 'skipped', detail });
+  };
+  const passes = ['parse (stap -p1)', 'elaborate (stap -p2)', 'translate (stap -p3)', 'compile (stap -p4)'];
+
+  const problem = optionProblem(options);
+  let cmd;
+  try {
+    if (problem) throw new Error(problem);
+    cmd = stapCommand(options, NO_TARGET, { module: 'scalpels_validate' });
+    accessSync(cmd.script, constants.R_OK);
+  } catch (e) {
+    stages.push({ stage: 'script', status: 'failed', detail: (e as Error).message });
+    skipRest(passes, 'no script to check');
+    return stages;
+  }
+  stages.push({ stage: 'script', status: 'passed', detail: `${cmd.script} (runtime ${cmd.runtime})` });
+
+  const stap = await ctx.which('stap');
+  if (!stap) {
+    skipRest(passes, 'stap is not installed (apt-get install -y systemtap)');
+    return stages;
+  }
+
+  let releaseArgs: string[] = [];
+  let against = `the running kernel ${host.release}`;
+  if (!host.buildTree) {
+    const other = buildTreeReleases()[0];
+    if (!other) {
+      skipRest(
+        passes,
+        `no kernel build tree on this machine (the running kernel ${host.release} has none); install one to validate against, e.g. apt-get install -y linux-headers-amd64`,
+      );
+      return stages;
+    }
+    releaseArgs = ['-r', other];
+    against = `kernel headers of ${other} (the running kernel ${host.release} has no build tree)`;
+  }
+  const runtimeArgs = cmd.runtime === 'bpf' ? ['--runtime=bpf'] : [];
+  // stapCommand put the runtime flag first; keep the rest (module, flags, script, args) as they are.
+  const rest = cmd.args.filter((a) => a !== '--runtime=bpf');
+
+  for (const pass of [1, 2, 3]) {
+    const stage = passes[pass - 1]!;
+    if (pass === 3 && cmd.runtime === 'bpf') {
+      stages.push({ stage, status: 'skipped', detail: 'the bpf runtime has no C translation pass' });
+      continue;
+    }
+    const r = await ctx.exec([stap, ...runtimeArgs, ...releaseArgs, `-p${pass}`, ...rest], 180_000);
+    if (r.exitCode !== 0) {
+      stages.push({ stage, status: 'failed', detail: `against ${against}: ${stapError(r.stderr)}` });
+      skipRest(passes.slice(pass), `stap -p${pass} failed`);
+      return stages;
+    }
+    stages.push({ stage, status: 'passed', detail: `against ${against}` });
+  }
+
+  const compileStage = passes[3]!;
+  const target = releaseArgs[1] ?? host.release;
+  // An empty script first (cached): when even that does not build, the toolchain is at fault.
+  const control = await controlCompile(stap, runtimeArgs, releaseArgs);
+  if (!control.ok) {
+    stages.push({
+      stage: compileStage,
+      status: 'skipped',
+      detail: `this stap cannot compile even an empty script for ${target}, so the script was not compiled (toolchain and headers do not match: ${control.error})`,
+    });
+  } else {
+    const compiled = await withTempDir((dir) =>
+      run([stap, ...runtimeArgs, ...releaseArgs, '-p4', ...rest], dir, 300_000),
+    );
+    stages.push(
+      compiled.exitCode === 0
+        ? { stage: compileStage, status: 'passed', detail: `against ${against}` }
+        : { stage: compileStage, status: 'failed', detail: `against ${against}: ${stapError(compiled.stderr)}` },
+    );
+  }
+
+  const here = await checkSystemtap({ ...ctx, options, depth: 'full' }, host);
+  stages.push({
+    stage: 'run here',
+    status: here.status === 'ok' ? 'passed' : 'skipped',
+    detail: here.status === 'ok' ? `this machine can load it (not started): ${here.detail}` : here.detail,
+  });
+  return stages;
+}

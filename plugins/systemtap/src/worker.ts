@@ -1,0 +1,38 @@
+import { join } from 'node:path';
+import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
+import { READY_LINE, moduleName, optionProblem, stapCommand } from './command.js';
+
+const READY = new RegExp(`^${READY_LINE}$`);
+
+/**
+ * The worker is a small Node supervisor (dist/supervise.js) running stap: it waits for stap to
+ * unload its module when stopped, reports a module that stays loaded, and turns stap's skipped
+ * probes into drop notices.
+ */
+export function systemtapWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+  const problem = optionProblem(options);
+  if (problem) throw new Error(problem);
+  const module = moduleName(ctx.taskId, ctx.tracerId);
+  const cmd = stapCommand(options, ctx.target, { pluginDir: ctx.pluginDir, module, ready: true });
+  const stopTimeoutMs = Number(options.stopTimeout ?? 20_000);
+  const argv = [
+    process.execPath,
+    join(ctx.pluginDir, 'dist', 'supervise.js'),
+    '--module',
+    module,
+    '--runtime',
+    cmd.runtime,
+    '--stop-timeout',
+    String(stopTimeoutMs),
+  ];
+  if (cmd.extraRoots.length > 0) argv.push('--extra-roots', cmd.extraRoots.join(','));
+  argv.push('--', 'stap', ...cmd.args);
+  return {
+    argv,
+    // stap -m NAME (bpf runtime) writes NAME.bo into the current directory.
+    cwd: ctx.runtimeDir,
+    stop: { signal: 'SIGINT', graceMs: stopTimeoutMs + 5_000 },
+    // Building a kernel module takes seconds to minutes on a cold cache.
+    ready: { stdout: READY, timeoutMs: Number(options.startTimeout ?? 120_000) },
+  };
+}
