@@ -21,7 +21,7 @@ import {
 export const MYSQL_TECHNIQUES = ['mysql-digest', 'mysql-slow-log', 'mysql-general-log'] as const;
 export const PG_TECHNIQUES = ['pg-stat-statements', 'pg-log'] as const;
 
-interface MysqlFacts {
+export interface MysqlFacts {
   engine: 'mysql';
   where: string;
   error?: string;
@@ -36,7 +36,7 @@ interface MysqlFacts {
   local?: boolean;
 }
 
-interface PgFacts {
+export interface PgFacts {
   engine: 'postgresql';
   where: string;
   error?: string;
@@ -178,7 +178,7 @@ export async function checkTechnique(name: string, ctx: CheckContext): Promise<C
   return { ...result, technique: name };
 }
 
-function checkMysql(name: string, f: MysqlFacts, options: OptionValues): CheckResult {
+export function checkMysql(name: string, f: MysqlFacts, options: OptionValues): CheckResult {
   const eventsSource = options['events-source'] === 'general-log' ? 'general-log' : 'slow-log';
   if (name === 'mysql-digest') {
     if (!f.performanceSchema)
@@ -217,7 +217,7 @@ function checkMysql(name: string, f: MysqlFacts, options: OptionValues): CheckRe
   };
 }
 
-function checkPg(name: string, f: PgFacts, options: OptionValues): CheckResult {
+export function checkPg(name: string, f: PgFacts, options: OptionValues): CheckResult {
   const logCheck = (): CheckResult | undefined => {
     if (!f.superuser)
       return {
