@@ -31,7 +31,11 @@ export async function makeConfig(args: GlobalArgs): Promise<Config> {
 export const useColor = (stream: NodeJS.WriteStream = process.stdout): boolean =>
   Boolean(stream.isTTY) && process.env.NO_COLOR === undefined && process.env.TERM !== 'dumb';
 
-export function paint(text: string, color: 'red' | 'green' | 'yellow' | 'dim' | 'bold', stream = process.stdout): string {
+export function paint(
+  text: string,
+  color: 'red' | 'green' | 'yellow' | 'dim' | 'bold',
+  stream = process.stdout,
+): string {
   if (!useColor(stream)) return text;
   const codes = { red: 31, green: 32, yellow: 33, dim: 2, bold: 1 } as const;
   return `\x1b[${codes[color]}m${text}\x1b[0m`;
@@ -39,7 +43,13 @@ export function paint(text: string, color: 'red' | 'green' | 'yellow' | 'dim' | 
 
 export function statusColor(status: string): 'green' | 'yellow' | 'red' | 'dim' {
   if (status === 'ok' || status === 'stopped' || status === 'running') return 'green';
-  if (status === 'fixable' || status === 'starting' || status === 'stopping' || status === 'conflict') return 'yellow';
+  if (
+    status === 'fixable' ||
+    status === 'starting' ||
+    status === 'stopping' ||
+    status === 'conflict'
+  )
+    return 'yellow';
   if (status === 'interrupted') return 'dim';
   return 'red';
 }

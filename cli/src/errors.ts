@@ -10,6 +10,7 @@ export function reportError(err: unknown): void {
     return;
   }
   process.stderr.write(`scalpels: internal error: ${message.split('\n')[0]}\n`);
-  if (process.env.SCALPELS_DEBUG && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+  if (process.env.SCALPELS_DEBUG && err instanceof Error && err.stack)
+    process.stderr.write(`${err.stack}\n`);
   else process.stderr.write('scalpels: set SCALPELS_DEBUG=1 for the stack trace\n');
 }

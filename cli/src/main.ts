@@ -17,11 +17,14 @@ async function main(argv: string[]): Promise<number> {
   };
   const cli = yargs(argv)
     .scriptName('scalpels')
-    .usage('$0 <command> [options]\n\nTrace a workload on an OpenStack node and quantify what it did.')
+    .usage(
+      '$0 <command> [options]\n\nTrace a workload on an OpenStack node and quantify what it did.',
+    )
     .parserConfiguration({ 'populate--': true, 'unknown-options-as-args': false })
     .option('store', {
       type: 'string',
-      describe: 'where records go: sqlite:///path/to/file.db (default under $XDG_DATA_HOME/scalpels/)',
+      describe:
+        'where records go: sqlite:///path/to/file.db (default under $XDG_DATA_HOME/scalpels/)',
       global: true,
     })
     .option('json', { type: 'boolean', describe: 'print listings as JSON', global: true })
@@ -30,7 +33,10 @@ async function main(argv: string[]): Promise<number> {
       'list, describe or validate tracer plugins',
       (y) =>
         y
-          .positional('action', { choices: ['list', 'info', 'validate'] as const, describe: 'list | info NAME | validate NAME key=value..' })
+          .positional('action', {
+            choices: ['list', 'info', 'validate'] as const,
+            describe: 'list | info NAME | validate NAME key=value..',
+          })
           .positional('name', { type: 'string' })
           .positional('settings', { type: 'string', array: true })
           .option('no-check', { type: 'boolean', describe: 'list: skip the availability checks' }),
@@ -39,20 +45,43 @@ async function main(argv: string[]): Promise<number> {
         setExit(await pluginsCommand(args as unknown as Parameters<typeof pluginsCommand>[0]));
       },
     )
-    .command('doctor', "run every plugin's checks and say how to fix what is missing", {}, async (args) => {
-      const { doctorCommand } = await import('./commands/plugins.js');
-      setExit(await doctorCommand(args as unknown as Parameters<typeof doctorCommand>[0]));
-    })
+    .command(
+      'doctor',
+      "run every plugin's checks and say how to fix what is missing",
+      {},
+      async (args) => {
+        const { doctorCommand } = await import('./commands/plugins.js');
+        setExit(await doctorCommand(args as unknown as Parameters<typeof doctorCommand>[0]));
+      },
+    )
     .command(
       'run',
       'trace a workload from its start to its end: scalpels run -t T[,T..] [--set T.key=value].. -- CMD [ARGS..]',
       (y) =>
         y
-          .option('tracer', { alias: 't', type: 'string', array: true, describe: 'tracers to run (comma-separated or repeated)', demandOption: true })
-          .option('set', { type: 'string', array: true, describe: 'tracer option: TRACER.KEY=VALUE (repeatable)' })
+          .option('tracer', {
+            alias: 't',
+            type: 'string',
+            array: true,
+            describe: 'tracers to run (comma-separated or repeated)',
+            demandOption: true,
+          })
+          .option('set', {
+            type: 'string',
+            array: true,
+            describe: 'tracer option: TRACER.KEY=VALUE (repeatable)',
+          })
           .option('name', { type: 'string', describe: 'task name' })
-          .option('label', { type: 'string', array: true, describe: 'task label KEY=VALUE (repeatable)' })
-          .option('format', { choices: ['table', 'json', 'none'] as const, default: 'table', describe: 'summary printed to stderr at the end' }),
+          .option('label', {
+            type: 'string',
+            array: true,
+            describe: 'task label KEY=VALUE (repeatable)',
+          })
+          .option('format', {
+            choices: ['table', 'json', 'none'] as const,
+            default: 'table',
+            describe: 'summary printed to stderr at the end',
+          }),
       async (args) => {
         const { runCommand } = await import('./commands/run.js');
         setExit(await runCommand(args as unknown as Parameters<typeof runCommand>[0]));
@@ -70,17 +99,26 @@ async function main(argv: string[]): Promise<number> {
           .positional('task', { type: 'string', describe: 'task id (or unique prefix, or name)' })
           .option('last', { type: 'boolean', describe: 'the most recent task' })
           .option('format', { choices: ['table', 'json', 'csv'] as const, default: 'table' })
-          .option('output', { alias: 'o', type: 'string', describe: 'write to FILE instead of stdout' })
+          .option('output', {
+            alias: 'o',
+            type: 'string',
+            describe: 'write to FILE instead of stdout',
+          })
           .option('top', { type: 'number', default: 20, describe: 'event keys per tracer' }),
       async (args) => {
         const { reportCommand } = await import('./commands/tasks.js');
         setExit(await reportCommand(args as unknown as Parameters<typeof reportCommand>[0]));
       },
     )
-    .command('recover', 'undo what dead tracers changed and mark their tasks interrupted', {}, async (args) => {
-      const { recoverCommand } = await import('./commands/tasks.js');
-      setExit(await recoverCommand(args as unknown as Parameters<typeof recoverCommand>[0]));
-    })
+    .command(
+      'recover',
+      'undo what dead tracers changed and mark their tasks interrupted',
+      {},
+      async (args) => {
+        const { recoverCommand } = await import('./commands/tasks.js');
+        setExit(await recoverCommand(args as unknown as Parameters<typeof recoverCommand>[0]));
+      },
+    )
     .demandCommand(1, 'give a command (see scalpels --help)')
     .recommendCommands()
     .strict()

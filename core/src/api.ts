@@ -25,7 +25,12 @@ export type OptionSpec =
   | (OptionBase & { type: 'duration'; default?: string; min?: string; max?: string })
   /** A size written `512`, `64k`, `16M`; the parsed value is in bytes. */
   | (OptionBase & { type: 'size'; default?: string; min?: string; max?: string })
-  | (OptionBase & { type: 'string'; default?: string; pattern?: RegExp; choices?: readonly string[] })
+  | (OptionBase & {
+      type: 'string';
+      default?: string;
+      pattern?: RegExp;
+      choices?: readonly string[];
+    })
   /** Comma-separated list of strings; the parsed value is a string array. */
   | (OptionBase & { type: 'list'; default?: readonly string[]; pattern?: RegExp })
   /** A process id: positive integer of a live process. */
@@ -103,7 +108,8 @@ export interface Schema {
 // Parsing
 
 /** What the parser hands back per line. Return records, nothing, or a diagnostic. */
-export type ParseResult = TraceRecord | readonly TraceRecord[] | ParseDiagnostic | null | undefined | void;
+export type ParseResult =
+  TraceRecord | readonly TraceRecord[] | ParseDiagnostic | null | undefined | void;
 
 /** A malformed line. Counted as a parse error; the tracer keeps going. */
 export interface ParseDiagnostic {
@@ -174,7 +180,10 @@ export interface CheckContext {
   depth: 'quick' | 'full';
   isRoot: boolean;
   /** Run a command (argv, no shell) and capture its output; never throws. */
-  exec(argv: readonly string[], timeoutMs?: number): Promise<{ exitCode: number; stdout: string; stderr: string }>;
+  exec(
+    argv: readonly string[],
+    timeoutMs?: number,
+  ): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   /** Find a binary on PATH. */
   which(binary: string): Promise<string | undefined>;
 }

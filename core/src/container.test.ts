@@ -9,7 +9,12 @@ import { StoreProvider } from './services.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scalpels-di-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
-const config = { storeUrl: `sqlite://${join(dir, 's.db')}`, node: 'n1', pluginSearchFrom: [process.cwd()], env: {} };
+const config = {
+  storeUrl: `sqlite://${join(dir, 's.db')}`,
+  node: 'n1',
+  pluginSearchFrom: [process.cwd()],
+  env: {},
+};
 
 describe('container', () => {
   it('resolves every registered root token to a real instance', () => {

@@ -20,10 +20,24 @@ export function createContainer(config: Config): DependencyContainer {
   c.register(TOKENS.Logger, { useValue: new StderrLogger(config.env.SCALPELS_LOG) });
   c.register(TOKENS.Clock, { useValue: systemClock });
   c.register(TOKENS.StoreProvider, { useValue: new StoreProvider(config.storeUrl) });
-  c.register(TOKENS.PluginRegistry, { useValue: new PluginRegistry(config.pluginSearchFrom, config.env) });
-  c.register(TOKENS.ProcessSpawner, { useClass: ExecaSpawner }, { lifecycle: Lifecycle.ContainerScoped });
-  c.register(TOKENS.TargetResolver, { useClass: TargetResolver }, { lifecycle: Lifecycle.ContainerScoped });
-  c.register(TOKENS.TaskService, { useClass: TaskService }, { lifecycle: Lifecycle.ContainerScoped });
+  c.register(TOKENS.PluginRegistry, {
+    useValue: new PluginRegistry(config.pluginSearchFrom, config.env),
+  });
+  c.register(
+    TOKENS.ProcessSpawner,
+    { useClass: ExecaSpawner },
+    { lifecycle: Lifecycle.ContainerScoped },
+  );
+  c.register(
+    TOKENS.TargetResolver,
+    { useClass: TargetResolver },
+    { lifecycle: Lifecycle.ContainerScoped },
+  );
+  c.register(
+    TOKENS.TaskService,
+    { useClass: TaskService },
+    { lifecycle: Lifecycle.ContainerScoped },
+  );
   return c;
 }
 

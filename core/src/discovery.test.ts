@@ -20,15 +20,47 @@ const manifest = (name: string) => `export default {
   worker: () => ({ argv: ['true'] }), parser: () => ({ line: () => null }) };`;
 
 const nm = join(root, 'path-a', 'node_modules');
-pkg(join(nm, 'scalpels-plugin-hello'), { name: 'scalpels-plugin-hello', version: '1.2.0', type: 'module', main: 'index.js', scalpels: { apiVersion: '^1.0.0' } }, manifest('hello'));
-pkg(join(nm, '@acme', 'scalpels-plugin-nfs'), { name: '@acme/scalpels-plugin-nfs', version: '0.3.0', scalpels: { apiVersion: '>=2.0.0' } });
+pkg(
+  join(nm, 'scalpels-plugin-hello'),
+  {
+    name: 'scalpels-plugin-hello',
+    version: '1.2.0',
+    type: 'module',
+    main: 'index.js',
+    scalpels: { apiVersion: '^1.0.0' },
+  },
+  manifest('hello'),
+);
+pkg(join(nm, '@acme', 'scalpels-plugin-nfs'), {
+  name: '@acme/scalpels-plugin-nfs',
+  version: '0.3.0',
+  scalpels: { apiVersion: '>=2.0.0' },
+});
 pkg(join(nm, 'scalpels-plugin-nofield'), { name: 'scalpels-plugin-nofield', version: '1.0.0' });
 pkg(join(nm, 'scalpels-plugin-badjson'), '{ not json');
-pkg(join(nm, 'scalpels-plugin-throws'), { name: 'scalpels-plugin-throws', version: '1.0.0', type: 'module', main: 'index.js', scalpels: { apiVersion: '1.x' } }, 'throw new Error("boom at import");');
+pkg(
+  join(nm, 'scalpels-plugin-throws'),
+  {
+    name: 'scalpels-plugin-throws',
+    version: '1.0.0',
+    type: 'module',
+    main: 'index.js',
+    scalpels: { apiVersion: '1.x' },
+  },
+  'throw new Error("boom at import");',
+);
 pkg(join(nm, 'lodash'), { name: 'lodash', version: '4.0.0' });
 // A plugin package given directly on the path, and a second copy of "hello" elsewhere.
-pkg(join(root, 'direct'), { name: 'scalpels-plugin-direct', version: '0.0.1', scalpels: { apiVersion: '^1' } });
-pkg(join(root, 'path-b', 'scalpels-plugin-hello'), { name: 'scalpels-plugin-hello', version: '2.0.0', scalpels: { apiVersion: '^1' } });
+pkg(join(root, 'direct'), {
+  name: 'scalpels-plugin-direct',
+  version: '0.0.1',
+  scalpels: { apiVersion: '^1' },
+});
+pkg(join(root, 'path-b', 'scalpels-plugin-hello'), {
+  name: 'scalpels-plugin-hello',
+  version: '2.0.0',
+  scalpels: { apiVersion: '^1' },
+});
 
 const env = (paths: string[]) => ({ SCALPELS_PLUGIN_PATH: paths.join(':') });
 
@@ -41,30 +73,52 @@ describe('discoverPlugins', () => {
   });
 
   it('finds plugins on SCALPELS_PLUGIN_PATH and says why the bad ones cannot be used', () => {
-    const found = discoverPlugins({ from: [], global: false, env: env([join(root, 'path-a'), join(root, 'direct')]) });
+    const found = discoverPlugins({
+      from: [],
+      global: false,
+      env: env([join(root, 'path-a'), join(root, 'direct')]),
+    });
     const by = Object.fromEntries(found.map((p) => [p.name, p]));
-    expect(by.hello).toMatchObject({ package: 'scalpels-plugin-hello', version: '1.2.0', state: 'ok', source: 'SCALPELS_PLUGIN_PATH' });
-    expect(by.nfs).toMatchObject({ state: 'incompatible', reason: 'needs plugin API >=2.0.0; this core provides 1.0.0' });
+    expect(by.hello).toMatchObject({
+      package: 'scalpels-plugin-hello',
+      version: '1.2.0',
+      state: 'ok',
+      source: 'SCALPELS_PLUGIN_PATH',
+    });
+    expect(by.nfs).toMatchObject({
+      state: 'incompatible',
+      reason: 'needs plugin API >=2.0.0; this core provides 1.0.0',
+    });
     expect(by.nofield).toMatchObject({ state: 'broken' });
     expect(by.nofield!.reason).toMatch(/no "scalpels" field/);
     expect(by.direct).toMatchObject({ state: 'ok', version: '0.0.1' });
     expect(found.find((p) => p.package === 'lodash')).toBeUndefined();
-    expect(found.find((p) => p.state === 'broken' && /unreadable/.test(p.reason ?? ''))).toBeDefined();
+    expect(
+      found.find((p) => p.state === 'broken' && /unreadable/.test(p.reason ?? '')),
+    ).toBeDefined();
   });
 
   it('reports two packages of one tracer as a conflict, naming both locations', () => {
-    const found = discoverPlugins({ from: [], global: false, env: env([join(root, 'path-a'), join(root, 'path-b')]) });
+    const found = discoverPlugins({
+      from: [],
+      global: false,
+      env: env([join(root, 'path-a'), join(root, 'path-b')]),
+    });
     const hellos = found.filter((p) => p.name === 'hello');
     expect(hellos).toHaveLength(2);
     for (const h of hellos) expect(h.state).toBe('conflict');
-    expect(hellos.map((h) => h.reason).join(' ')).toContain(join(root, 'path-b', 'scalpels-plugin-hello'));
+    expect(hellos.map((h) => h.reason).join(' ')).toContain(
+      join(root, 'path-b', 'scalpels-plugin-hello'),
+    );
   });
 
   it('loads a plugin, and turns an import that throws into a one-line error', async () => {
     const reg = new PluginRegistry([], env([join(root, 'path-a')]));
     const hello = await reg.load('hello');
     expect(hello.manifest.name).toBe('hello');
-    await expect(reg.load('throws')).rejects.toThrow('tracer "throws" (scalpels-plugin-throws) failed to load: boom at import');
+    await expect(reg.load('throws')).rejects.toThrow(
+      'tracer "throws" (scalpels-plugin-throws) failed to load: boom at import',
+    );
     await expect(reg.load('nfs')).rejects.toThrow(/is incompatible: needs plugin API >=2.0.0/);
     await expect(reg.load('nosuch')).rejects.toThrow(/unknown tracer "nosuch"/);
   });

@@ -31,7 +31,11 @@ const BUNDLE = /^(?:@scalpels\/bundle-|(?:@[^/]+\/)?scalpels-bundle-)(.+)$/;
 
 /** The tracer name a package name stands for, or undefined when it is not a plugin's name. */
 export function tracerNameOf(packageName: string): string | undefined {
-  return OFFICIAL.exec(packageName)?.[1] ?? THIRD_PARTY.exec(packageName)?.[1] ?? BUNDLE.exec(packageName)?.[1];
+  return (
+    OFFICIAL.exec(packageName)?.[1] ??
+    THIRD_PARTY.exec(packageName)?.[1] ??
+    BUNDLE.exec(packageName)?.[1]
+  );
 }
 
 export interface DiscoveryOptions {
@@ -44,7 +48,8 @@ export interface DiscoveryOptions {
 
 /** Global npm `node_modules`: `$npm_config_prefix/lib/node_modules` or beside the running node. */
 export function globalNodeModules(env: NodeJS.ProcessEnv = process.env): string {
-  const prefix = env.npm_config_prefix ?? env.NPM_CONFIG_PREFIX ?? dirname(dirname(process.execPath));
+  const prefix =
+    env.npm_config_prefix ?? env.NPM_CONFIG_PREFIX ?? dirname(dirname(process.execPath));
   return join(prefix, 'lib', 'node_modules');
 }
 
@@ -83,7 +88,8 @@ export function discoverPlugins(opts: DiscoveryOptions): DiscoveredPlugin[] {
   for (const { dir, source } of roots) {
     if (!existsSync(dir)) continue;
     // A SCALPELS_PLUGIN_PATH entry may be a plugin package itself, a folder of packages, or a project.
-    if (source === 'SCALPELS_PLUGIN_PATH' && existsSync(join(dir, 'package.json'))) visit(dir, source);
+    if (source === 'SCALPELS_PLUGIN_PATH' && existsSync(join(dir, 'package.json')))
+      visit(dir, source);
     const scan = (d: string): void => {
       for (const entry of safeReaddir(d)) {
         if (entry.startsWith('@')) {
@@ -94,7 +100,8 @@ export function discoverPlugins(opts: DiscoveryOptions): DiscoveredPlugin[] {
       }
     };
     scan(dir);
-    if (source === 'SCALPELS_PLUGIN_PATH' && existsSync(join(dir, 'node_modules'))) scan(join(dir, 'node_modules'));
+    if (source === 'SCALPELS_PLUGIN_PATH' && existsSync(join(dir, 'node_modules')))
+      scan(join(dir, 'node_modules'));
   }
   markConflicts(found);
   return found.sort((a, b) => a.name.localeCompare(b.name) || a.dir.localeCompare(b.dir));
@@ -129,7 +136,8 @@ function readPlugin(dir: string, source: string): DiscoveredPlugin | undefined {
   const pkgName = typeof pkg.name === 'string' ? pkg.name : base.package;
   const name = tracerNameOf(pkgName);
   if (!name) return undefined; // A folder on SCALPELS_PLUGIN_PATH that is not a plugin.
-  const meta = (pkg.scalpels ?? undefined) as { apiVersion?: unknown; name?: unknown; bundle?: unknown } | undefined;
+  const meta = (pkg.scalpels ?? undefined) as
+    { apiVersion?: unknown; name?: unknown; bundle?: unknown } | undefined;
   const plugin: DiscoveredPlugin = {
     ...base,
     name: typeof meta?.name === 'string' ? meta.name : name,
@@ -139,9 +147,15 @@ function readPlugin(dir: string, source: string): DiscoveredPlugin | undefined {
     bundle: meta?.bundle,
   };
   if (!meta || typeof meta !== 'object')
-    return { ...plugin, reason: 'package.json has no "scalpels" field (needs at least "apiVersion")' };
+    return {
+      ...plugin,
+      reason: 'package.json has no "scalpels" field (needs at least "apiVersion")',
+    };
   if (typeof meta.apiVersion !== 'string' || !validRange(meta.apiVersion))
-    return { ...plugin, reason: `"scalpels.apiVersion" is not a semver range: ${JSON.stringify(meta.apiVersion)}` };
+    return {
+      ...plugin,
+      reason: `"scalpels.apiVersion" is not a semver range: ${JSON.stringify(meta.apiVersion)}`,
+    };
   plugin.apiRange = meta.apiVersion;
   if (!satisfies(PLUGIN_API_VERSION, meta.apiVersion))
     return {
@@ -159,7 +173,9 @@ function markConflicts(found: DiscoveredPlugin[]): void {
   for (const [, list] of byName) {
     if (list.length < 2) continue;
     for (const p of list) {
-      const others = list.filter((o) => o !== p).map((o) => `${o.package}@${o.version} at ${o.dir}`);
+      const others = list
+        .filter((o) => o !== p)
+        .map((o) => `${o.package}@${o.version} at ${o.dir}`);
       p.state = 'conflict';
       p.reason = `also provided by ${others.join(', ')}`;
     }

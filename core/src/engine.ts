@@ -1,7 +1,12 @@
 // @scalpels/core/engine: what front ends (the CLI, the agent) drive. Heavy dependencies
 // (better-sqlite3, execa) are still loaded lazily, where they are used.
 export * from './index.js';
-export { discoverPlugins, tracerNameOf, globalNodeModules, type DiscoveredPlugin } from './discovery.js';
+export {
+  discoverPlugins,
+  tracerNameOf,
+  globalNodeModules,
+  type DiscoveredPlugin,
+} from './discovery.js';
 export { PluginRegistry, importManifest, type LoadedPlugin } from './registry.js';
 export { TargetResolver, collapseToRoots, type TargetRequest } from './targets.js';
 export { readStat, isSameProcess } from './procfs.js';

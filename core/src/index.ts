@@ -6,6 +6,12 @@ export { UserError, isUserError, errorMessage } from './errors.js';
 export { validateOptions, parseSetting } from './options.js';
 export { parseDuration, parseSize, formatDuration } from './units.js';
 export { LineSplitter, TailBuffer } from './lines.js';
-export { WorkerRunner, type RecordSink, type RunnerStats, type TracerOutcome, type RunnerOptions } from './runner.js';
+export {
+  WorkerRunner,
+  type RecordSink,
+  type RunnerStats,
+  type TracerOutcome,
+  type RunnerOptions,
+} from './runner.js';
 export { ExecaSpawner, killGroup, type ProcessSpawner, type WorkerProcess } from './spawner.js';
 export { table } from './table.js';

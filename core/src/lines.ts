@@ -38,7 +38,8 @@ export class LineSplitter {
 
   /** Emits a final line that had no newline. */
   end(): void {
-    if (this.carry !== undefined && this.carry.length > 0) this.emit(this.carry, 0, this.carry.length);
+    if (this.carry !== undefined && this.carry.length > 0)
+      this.emit(this.carry, 0, this.carry.length);
     this.carry = undefined;
   }
 
@@ -59,7 +60,8 @@ export class TailBuffer {
   push(chunk: Buffer): void {
     this.chunks.push(chunk);
     this.size += chunk.length;
-    while (this.size - this.chunks[0]!.length >= this.limit) this.size -= this.chunks.shift()!.length;
+    while (this.size - this.chunks[0]!.length >= this.limit)
+      this.size -= this.chunks.shift()!.length;
   }
 
   toString(): string {

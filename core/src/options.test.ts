@@ -19,7 +19,14 @@ const manifest = { name: 'demo', options };
 describe('validateOptions', () => {
   it('applies defaults and converts units', () => {
     const v = validateOptions(manifest, {});
-    expect(v).toMatchObject({ interval: 1000, top: 10, latency: false, port: 5672, mode: 'a', buffer: 65536 });
+    expect(v).toMatchObject({
+      interval: 1000,
+      top: 10,
+      latency: false,
+      port: 5672,
+      mode: 'a',
+      buffer: 65536,
+    });
   });
 
   it('types raw strings from --set', () => {
@@ -33,11 +40,22 @@ describe('validateOptions', () => {
       buffer: '2M',
       path: '/proc/self',
     });
-    expect(v).toMatchObject({ interval: 250, top: 5, latency: true, port: 15672, pid: process.pid, functions: ['f', 'g', 'h'], buffer: 2 << 20 });
+    expect(v).toMatchObject({
+      interval: 250,
+      top: 5,
+      latency: true,
+      port: 15672,
+      pid: process.pid,
+      functions: ['f', 'g', 'h'],
+      buffer: 2 << 20,
+    });
   });
 
   it.each([
-    [{ interval: 'banana' }, 'demo: option "interval": expected a duration like 500ms or 2s, got "banana"'],
+    [
+      { interval: 'banana' },
+      'demo: option "interval": expected a duration like 500ms or 2s, got "banana"',
+    ],
     [{ interval: '10ms' }, 'demo: option "interval": expected a duration of at least 100ms'],
     [{ top: '1.5' }, 'demo: option "top": expected an integer'],
     [{ port: '70000' }, 'demo: option "port": expected a port number 1-65535'],
@@ -59,8 +77,16 @@ describe('validateOptions', () => {
 
 describe('parseSetting and units', () => {
   it('splits TRACER.KEY=VALUE', () => {
-    expect(parseSetting('proc.interval=2s')).toEqual({ tracer: 'proc', key: 'interval', value: '2s' });
-    expect(parseSetting('python-calls.function=a.b=c')).toEqual({ tracer: 'python-calls', key: 'function', value: 'a.b=c' });
+    expect(parseSetting('proc.interval=2s')).toEqual({
+      tracer: 'proc',
+      key: 'interval',
+      value: '2s',
+    });
+    expect(parseSetting('python-calls.function=a.b=c')).toEqual({
+      tracer: 'python-calls',
+      key: 'function',
+      value: 'a.b=c',
+    });
     expect(() => parseSetting('nodot=1')).toThrow('expected TRACER.OPTION=VALUE');
   });
   it('parses durations and sizes', () => {

@@ -44,8 +44,10 @@ function coerce(plugin: string, key: string, spec: OptionSpec, value: unknown): 
   switch (spec.type) {
     case 'integer':
     case 'number': {
-      const n = typeof value === 'number' ? value : text !== undefined && text !== '' ? Number(text) : NaN;
-      if (!Number.isFinite(n) || (spec.type === 'integer' && !Number.isInteger(n))) throw bad(`an ${spec.type}`);
+      const n =
+        typeof value === 'number' ? value : text !== undefined && text !== '' ? Number(text) : NaN;
+      if (!Number.isFinite(n) || (spec.type === 'integer' && !Number.isInteger(n)))
+        throw bad(`an ${spec.type}`);
       if (spec.min !== undefined && n < spec.min) throw bad(`a value >= ${spec.min}`);
       if (spec.max !== undefined && n > spec.max) throw bad(`a value <= ${spec.max}`);
       return n;
@@ -57,8 +59,10 @@ function coerce(plugin: string, key: string, spec: OptionSpec, value: unknown): 
       throw bad('true or false');
     }
     case 'duration': {
-      const ms = typeof value === 'number' ? value : text !== undefined ? parseDuration(text) : undefined;
-      if (ms === undefined || !Number.isFinite(ms) || ms < 0) throw bad('a duration like 500ms or 2s');
+      const ms =
+        typeof value === 'number' ? value : text !== undefined ? parseDuration(text) : undefined;
+      if (ms === undefined || !Number.isFinite(ms) || ms < 0)
+        throw bad('a duration like 500ms or 2s');
       const min = spec.min !== undefined ? parseDuration(spec.min) : undefined;
       const max = spec.max !== undefined ? parseDuration(spec.max) : undefined;
       if (min !== undefined && ms < min) throw bad(`a duration of at least ${spec.min}`);
@@ -66,8 +70,10 @@ function coerce(plugin: string, key: string, spec: OptionSpec, value: unknown): 
       return ms;
     }
     case 'size': {
-      const bytes = typeof value === 'number' ? value : text !== undefined ? parseSize(text) : undefined;
-      if (bytes === undefined || !Number.isFinite(bytes) || bytes < 0) throw bad('a size like 4096, 64k or 16M');
+      const bytes =
+        typeof value === 'number' ? value : text !== undefined ? parseSize(text) : undefined;
+      if (bytes === undefined || !Number.isFinite(bytes) || bytes < 0)
+        throw bad('a size like 4096, 64k or 16M');
       const min = spec.min !== undefined ? parseSize(spec.min) : undefined;
       const max = spec.max !== undefined ? parseSize(spec.max) : undefined;
       if (min !== undefined && bytes < min) throw bad(`a size of at least ${spec.min}`);
@@ -76,7 +82,8 @@ function coerce(plugin: string, key: string, spec: OptionSpec, value: unknown): 
     }
     case 'string': {
       if (typeof value !== 'string') throw bad('a string');
-      if (spec.choices && !spec.choices.includes(value)) throw bad(`one of ${spec.choices.join(', ')}`);
+      if (spec.choices && !spec.choices.includes(value))
+        throw bad(`one of ${spec.choices.join(', ')}`);
       if (spec.pattern && !spec.pattern.test(value)) throw bad(`a string matching ${spec.pattern}`);
       return value;
     }
@@ -84,12 +91,17 @@ function coerce(plugin: string, key: string, spec: OptionSpec, value: unknown): 
       const items = Array.isArray(value)
         ? value
         : typeof value === 'string'
-          ? value.split(',').map((s) => s.trim()).filter((s) => s !== '')
+          ? value
+              .split(',')
+              .map((s) => s.trim())
+              .filter((s) => s !== '')
           : undefined;
-      if (!items || !items.every((i): i is string => typeof i === 'string')) throw bad('a comma-separated list');
+      if (!items || !items.every((i): i is string => typeof i === 'string'))
+        throw bad('a comma-separated list');
       if (spec.pattern) {
         const wrong = items.find((i) => !spec.pattern!.test(i));
-        if (wrong !== undefined) throw bad(`items matching ${spec.pattern} (bad item ${JSON.stringify(wrong)})`);
+        if (wrong !== undefined)
+          throw bad(`items matching ${spec.pattern} (bad item ${JSON.stringify(wrong)})`);
       }
       return items;
     }

@@ -1,5 +1,10 @@
 // @scalpels/core/plugins: finding, loading and checking plugins, without the engine (no DI
 // container, no store), so that `scalpels plugins list` starts fast.
-export { discoverPlugins, tracerNameOf, globalNodeModules, type DiscoveredPlugin } from './discovery.js';
+export {
+  discoverPlugins,
+  tracerNameOf,
+  globalNodeModules,
+  type DiscoveredPlugin,
+} from './discovery.js';
 export { PluginRegistry, importManifest, type LoadedPlugin } from './registry.js';
 export { checkContext, which } from './services.js';

@@ -27,7 +27,13 @@ export class PluginRegistry {
 
   /** Tracer plugins (not bundles) users can name with `-t`. */
   tracerNames(): string[] {
-    return [...new Set(this.list().filter((p) => !p.bundle).map((p) => p.name))];
+    return [
+      ...new Set(
+        this.list()
+          .filter((p) => !p.bundle)
+          .map((p) => p.name),
+      ),
+    ];
   }
 
   /** The package that provides a tracer name (the first in search order when several do). */
@@ -38,10 +44,14 @@ export class PluginRegistry {
     const chosen = candidates[0];
     if (!chosen) {
       const known = this.tracerNames().join(', ') || 'none installed';
-      throw new UserError(`unknown tracer "${name}" (installed: ${known}; see \`scalpels plugins list\`)`);
+      throw new UserError(
+        `unknown tracer "${name}" (installed: ${known}; see \`scalpels plugins list\`)`,
+      );
     }
     if (chosen.state === 'incompatible' || chosen.state === 'broken')
-      throw new UserError(`tracer "${name}" (${chosen.package}@${chosen.version}) is ${chosen.state}: ${chosen.reason}`);
+      throw new UserError(
+        `tracer "${name}" (${chosen.package}@${chosen.version}) is ${chosen.state}: ${chosen.reason}`,
+      );
     return chosen;
   }
 
@@ -63,10 +73,13 @@ export async function importManifest(info: DiscoveredPlugin): Promise<PluginMani
   try {
     mod = (await import(pathToFileURL(entry).href)) as { default?: unknown };
   } catch (e) {
-    throw new UserError(`tracer "${info.name}" (${info.package}) failed to load: ${firstLine(errorMessage(e))}`);
+    throw new UserError(
+      `tracer "${info.name}" (${info.package}) failed to load: ${firstLine(errorMessage(e))}`,
+    );
   }
   const problem = manifestProblem(mod.default);
-  if (problem) throw new UserError(`tracer "${info.name}" (${info.package}) has a bad manifest: ${problem}`);
+  if (problem)
+    throw new UserError(`tracer "${info.name}" (${info.package}) has a bad manifest: ${problem}`);
   return mod.default as PluginManifest;
 }
 
@@ -85,7 +98,8 @@ function entryPoint(dir: string): string {
   };
   const rel = pick(pkg.exports) ?? pkg.main ?? 'index.js';
   const file = join(dir, rel);
-  if (!existsSync(file)) throw new UserError(`plugin at ${dir}: entry point ${rel} is missing (not built?)`);
+  if (!existsSync(file))
+    throw new UserError(`plugin at ${dir}: entry point ${rel} is missing (not built?)`);
   return file;
 }
 
@@ -94,11 +108,13 @@ function manifestProblem(m: unknown): string | undefined {
   const o = m as Record<string, unknown>;
   for (const k of ['name', 'version', 'apiVersion'] as const)
     if (typeof o[k] !== 'string') return `"${k}" must be a string`;
-  for (const k of ['check', 'worker', 'parser'] as const) if (typeof o[k] !== 'function') return `"${k}" must be a function`;
+  for (const k of ['check', 'worker', 'parser'] as const)
+    if (typeof o[k] !== 'function') return `"${k}" must be a function`;
   if (!o.options || typeof o.options !== 'object') return '"options" must be an object';
   const schema = o.schema as { series?: unknown } | undefined;
   if (!schema || typeof schema.series !== 'object') return '"schema.series" must be an object';
-  if (!['none', 'optional', 'required'].includes(String(o.target))) return '"target" must be none, optional or required';
+  if (!['none', 'optional', 'required'].includes(String(o.target)))
+    return '"target" must be none, optional or required';
   return undefined;
 }
 

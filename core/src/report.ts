@@ -64,7 +64,11 @@ export interface ReportV1 {
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 /** Builds a report from store aggregations (no record is loaded into memory). */
-export async function buildReport(store: Store, task: TaskRow, opts: { top?: number; now?: number } = {}): Promise<ReportV1> {
+export async function buildReport(
+  store: Store,
+  task: TaskRow,
+  opts: { top?: number; now?: number } = {},
+): Promise<ReportV1> {
   const tracers = await store.listTracers(task.id);
   const now = opts.now ?? Date.now();
   return {
@@ -117,7 +121,13 @@ export async function buildReport(store: Store, task: TaskRow, opts: { top?: num
           })),
           events: {
             count: events.count,
-            top: events.top.map(({ key, count, totalMs, meanMs, p95Ms }) => ({ key, count, totalMs, meanMs, p95Ms })),
+            top: events.top.map(({ key, count, totalMs, meanMs, p95Ms }) => ({
+              key,
+              count,
+              totalMs,
+              meanMs,
+              p95Ms,
+            })),
           },
         };
       }),
@@ -157,7 +167,19 @@ export function formatReportTable(r: ReportV1): string {
     if (tr.series.length > 0) {
       out.push(
         table(
-          ['series', 'labels', 'unit', 'kind', 'points', 'sum', 'rate/s', 'min', 'mean', 'max', 'last'],
+          [
+            'series',
+            'labels',
+            'unit',
+            'kind',
+            'points',
+            'sum',
+            'rate/s',
+            'min',
+            'mean',
+            'max',
+            'last',
+          ],
           tr.series.map((s) => [
             s.name,
             labelText(s.labels) || '-',
@@ -182,7 +204,14 @@ export function formatReportTable(r: ReportV1): string {
       out.push(
         table(
           ['rank', 'count', 'total ms', 'mean ms', 'p95 ms', 'key'],
-          tr.events.top.map((e, i) => [String(i + 1), String(e.count), num(e.totalMs), num(e.meanMs), num(e.p95Ms), e.key]),
+          tr.events.top.map((e, i) => [
+            String(i + 1),
+            String(e.count),
+            num(e.totalMs),
+            num(e.meanMs),
+            num(e.p95Ms),
+            e.key,
+          ]),
         )
           .split('\n')
           .map((l) => `  ${l}`)
@@ -201,17 +230,72 @@ function csvCell(v: unknown): string {
 /** One row per series and per top event key, in one table. */
 export function formatReportCsv(r: ReportV1): string {
   const header = [
-    'task', 'tracer', 'node', 'record', 'name', 'labels', 'unit', 'kind', 'points', 'sum', 'min', 'max', 'mean', 'last',
-    'rate', 'count', 'total_ms', 'mean_ms', 'p95_ms',
+    'task',
+    'tracer',
+    'node',
+    'record',
+    'name',
+    'labels',
+    'unit',
+    'kind',
+    'points',
+    'sum',
+    'min',
+    'max',
+    'mean',
+    'last',
+    'rate',
+    'count',
+    'total_ms',
+    'mean_ms',
+    'p95_ms',
   ];
   const rows: unknown[][] = [];
   for (const tr of r.tracers) {
     for (const s of tr.series)
-      rows.push([r.task.id, tr.tracer, tr.node, 'series', s.name, labelText(s.labels), s.unit, s.kind, s.points, s.sum,
-        s.min, s.max, s.mean, s.last, s.rate, '', '', '', '']);
+      rows.push([
+        r.task.id,
+        tr.tracer,
+        tr.node,
+        'series',
+        s.name,
+        labelText(s.labels),
+        s.unit,
+        s.kind,
+        s.points,
+        s.sum,
+        s.min,
+        s.max,
+        s.mean,
+        s.last,
+        s.rate,
+        '',
+        '',
+        '',
+        '',
+      ]);
     for (const e of tr.events.top)
-      rows.push([r.task.id, tr.tracer, tr.node, 'event', e.key, '', 'ms', 'event', '', '', '', '', '', '', '', e.count,
-        e.totalMs, e.meanMs, e.p95Ms]);
+      rows.push([
+        r.task.id,
+        tr.tracer,
+        tr.node,
+        'event',
+        e.key,
+        '',
+        'ms',
+        'event',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        '',
+        e.count,
+        e.totalMs,
+        e.meanMs,
+        e.p95Ms,
+      ]);
   }
   return [header, ...rows].map((row) => row.map(csvCell).join(',')).join('\n') + '\n';
 }

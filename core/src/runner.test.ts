@@ -54,7 +54,9 @@ describe('WorkerRunner with real worker processes', () => {
     expect(o.exitCode).toBe(0);
     expect(o.records).toBe(1001);
     expect(o.parseErrors).toBe(3);
-    expect(records.map((x) => (x.kind === 'sample' ? x.value : 0))).toEqual(Array.from({ length: 1001 }, (_, i) => i + 1));
+    expect(records.map((x) => (x.kind === 'sample' ? x.value : 0))).toEqual(
+      Array.from({ length: 1001 }, (_, i) => i + 1),
+    );
     expect(records.every((x) => typeof x.ts === 'number')).toBe(true);
   });
 
@@ -65,7 +67,9 @@ describe('WorkerRunner with real worker processes', () => {
        let i = 0; setInterval(() => process.stdout.write('v ' + (++i) + '\\n'), 10);`,
     );
     const { records, sink } = collect();
-    const r = new WorkerRunner(new ExecaSpawner(), spec(file), parser(), schema, sink, { flushMs: 20 });
+    const r = new WorkerRunner(new ExecaSpawner(), spec(file), parser(), schema, sink, {
+      flushMs: 20,
+    });
     await r.start();
     await new Promise((res) => setTimeout(res, 300));
     process.kill(r.pid!, 'SIGKILL');
@@ -88,7 +92,13 @@ describe('WorkerRunner with real worker processes', () => {
        process.stdout.write('# ready\\n'); setInterval(() => {}, 1000);`,
     );
     const { sink } = collect();
-    const r = new WorkerRunner(new ExecaSpawner(), spec(file, { stop: { signal: 'SIGTERM', graceMs: 300 } }), parser(), schema, sink);
+    const r = new WorkerRunner(
+      new ExecaSpawner(),
+      spec(file, { stop: { signal: 'SIGTERM', graceMs: 300 } }),
+      parser(),
+      schema,
+      sink,
+    );
     await r.start();
     await new Promise((res) => setTimeout(res, 200));
     const grandchild = Number(readFileSync(pidFile, 'utf8'));
@@ -118,13 +128,24 @@ describe('WorkerRunner with real worker processes', () => {
   });
 
   it('fails start() with the stderr tail when the worker dies before it is ready', async () => {
-    const file = script('early.mjs', `console.error('cannot attach: permission denied'); process.exit(1);`);
+    const file = script(
+      'early.mjs',
+      `console.error('cannot attach: permission denied'); process.exit(1);`,
+    );
     const r = new WorkerRunner(new ExecaSpawner(), spec(file), parser(), schema, collect().sink);
-    await expect(r.start()).rejects.toThrow(/exited with code 1 before it was ready: cannot attach: permission denied/);
+    await expect(r.start()).rejects.toThrow(
+      /exited with code 1 before it was ready: cannot attach: permission denied/,
+    );
   });
 
   it('refuses a command that does not exist with a clear error', async () => {
-    const r = new WorkerRunner(new ExecaSpawner(), { argv: ['/nonexistent/worker'] }, parser(), schema, collect().sink);
+    const r = new WorkerRunner(
+      new ExecaSpawner(),
+      { argv: ['/nonexistent/worker'] },
+      parser(),
+      schema,
+      collect().sink,
+    );
     await expect(r.start()).rejects.toThrow(/nonexistent\/worker/);
   });
 
@@ -148,7 +169,14 @@ describe('WorkerRunner with real worker processes', () => {
         }
       },
     };
-    const r = new WorkerRunner(new ExecaSpawner(), { ...spec(file), mayExit: true }, parser(), schema, sink, { batchSize: 1000 });
+    const r = new WorkerRunner(
+      new ExecaSpawner(),
+      { ...spec(file), mayExit: true },
+      parser(),
+      schema,
+      sink,
+      { batchSize: 1000 },
+    );
     await r.start();
     const o = await r.done;
     expect(o.status).toBe('stopped');

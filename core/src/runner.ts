@@ -216,10 +216,13 @@ export class WorkerRunner {
 
   private accept(r: TraceRecord): void {
     if (r.kind === 'sample') {
-      if (this.schema.series[r.series] === undefined) return this.diagnose(`unknown series "${r.series}"`);
-      if (!Number.isFinite(r.value)) return this.diagnose(`series "${r.series}": value is not a number`);
+      if (this.schema.series[r.series] === undefined)
+        return this.diagnose(`unknown series "${r.series}"`);
+      if (!Number.isFinite(r.value))
+        return this.diagnose(`series "${r.series}": value is not a number`);
     } else if (r.kind === 'event') {
-      if (this.schema.events?.[r.type] === undefined) return this.diagnose(`unknown event type "${r.type}"`);
+      if (this.schema.events?.[r.type] === undefined)
+        return this.diagnose(`unknown event type "${r.type}"`);
     } else {
       return this.diagnose('parser returned something that is not a record');
     }

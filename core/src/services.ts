@@ -49,7 +49,8 @@ export class StderrLogger implements Logger {
     this.log('error', msg);
   }
   private log(level: LogLevel, msg: string): void {
-    if (LEVELS[level] >= this.min) process.stderr.write(`scalpels: ${level === 'info' ? '' : `${level}: `}${msg}\n`);
+    if (LEVELS[level] >= this.min)
+      process.stderr.write(`scalpels: ${level === 'info' ? '' : `${level}: `}${msg}\n`);
   }
 }
 
@@ -80,7 +81,12 @@ export function checkContext(options: OptionValues, depth: 'quick' | 'full'): Ch
     exec: async (argv, timeoutMs = 10_000) => {
       const { execa } = await import('execa');
       const [file, ...args] = argv;
-      const r = await execa(file!, args, { reject: false, timeout: timeoutMs, stdin: 'ignore', all: false });
+      const r = await execa(file!, args, {
+        reject: false,
+        timeout: timeoutMs,
+        stdin: 'ignore',
+        all: false,
+      });
       return {
         exitCode: r.exitCode ?? (r.failed ? 127 : 0),
         stdout: String(r.stdout ?? ''),

@@ -6,7 +6,11 @@ export interface WorkerProcess {
   readonly stdout: Readable;
   readonly stderr: Readable;
   /** Resolves when the process has exited and been reaped. */
-  readonly exited: Promise<{ exitCode: number | null; signal: NodeJS.Signals | null; error?: string }>;
+  readonly exited: Promise<{
+    exitCode: number | null;
+    signal: NodeJS.Signals | null;
+    error?: string;
+  }>;
   /** Signals the worker's whole process group; false when it is gone. */
   signalGroup(signal: NodeJS.Signals): boolean;
 }
@@ -50,7 +54,9 @@ export class ExecaSpawner implements ProcessSpawner {
       stdout: 'pipe',
       stderr: 'pipe',
     });
-    const spawnError = new Promise<string>((resolve) => child.once('error', (e) => resolve(e.message)));
+    const spawnError = new Promise<string>((resolve) =>
+      child.once('error', (e) => resolve(e.message)),
+    );
     if (child.pid === undefined) {
       const message = await spawnError;
       throw new Error(`cannot start ${file}: ${message}`);

@@ -18,10 +18,12 @@ export class TargetResolver {
   resolve(req: TargetRequest): Target {
     const pids = req.pids ?? [];
     const services = req.services ?? [];
-    if (pids.length === 0 && services.length === 0) return { kind: 'none', pids: [], description: 'system-wide' };
+    if (pids.length === 0 && services.length === 0)
+      return { kind: 'none', pids: [], description: 'system-wide' };
     const roots = new Set<number>();
     for (const pid of pids) {
-      if (!Number.isSafeInteger(pid) || pid <= 0) throw new UserError(`--pid ${pid}: not a process id`);
+      if (!Number.isSafeInteger(pid) || pid <= 0)
+        throw new UserError(`--pid ${pid}: not a process id`);
       if (!readStat(pid)) throw new UserError(`--pid ${pid}: no such process`);
       roots.add(pid);
     }
@@ -29,7 +31,9 @@ export class TargetResolver {
     for (const name of services) {
       const matched = this.matchService(name);
       if (matched.length === 0)
-        throw new UserError(`--service ${name}: no running process or systemd unit matches "${name}"`);
+        throw new UserError(
+          `--service ${name}: no running process or systemd unit matches "${name}"`,
+        );
       for (const p of matched) roots.add(p);
       parts.push(`service ${name} (${matched.length} process${matched.length === 1 ? '' : 'es'})`);
     }
@@ -55,13 +59,16 @@ export class TargetResolver {
       const argv = readCmdline(pid);
       if (argv.length === 0) continue; // kernel threads
       const exe = basename(argv[0] ?? '');
-      const script = INTERPRETERS.test(exe) ? basename(argv.find((a, i) => i > 0 && !a.startsWith('-')) ?? '') : '';
+      const script = INTERPRETERS.test(exe)
+        ? basename(argv.find((a, i) => i > 0 && !a.startsWith('-')) ?? '')
+        : '';
       if (st.comm === name || exe === name || script === name) {
         out.push(pid);
         continue;
       }
       const cg = readCgroup(pid);
-      if (cg.includes(`/${unit}\n`) || cg.includes(`/${unit}/`) || cg.includes(`/devstack@${unit}`)) out.push(pid);
+      if (cg.includes(`/${unit}\n`) || cg.includes(`/${unit}/`) || cg.includes(`/devstack@${unit}`))
+        out.push(pid);
     }
     return collapseToRoots(out);
   }

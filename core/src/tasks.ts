@@ -83,14 +83,31 @@ export class TracerRun {
       if (manifest.setup)
         await manifest.setup(prepared.options, {
           ...ctx,
-          journal: (action) => store.journal(row.id, manifest.name, action, prepared.options as Record<string, unknown>),
+          journal: (action) =>
+            store.journal(
+              row.id,
+              manifest.name,
+              action,
+              prepared.options as Record<string, unknown>,
+            ),
         });
       const workerSpec = await manifest.worker(prepared.options, ctx);
-      const parser = manifest.parser({ options: prepared.options, technique: ctx.technique, startedAt: this.clock.now() });
-      this.runner = new WorkerRunner(this.spawner, workerSpec, parser, manifest.schema, store.recordSink(row, manifest.schema), {
-        now: () => this.clock.now(),
-        onProgress: (s) => void store.updateTracer(row.id, s).catch(() => undefined),
+      const parser = manifest.parser({
+        options: prepared.options,
+        technique: ctx.technique,
+        startedAt: this.clock.now(),
       });
+      this.runner = new WorkerRunner(
+        this.spawner,
+        workerSpec,
+        parser,
+        manifest.schema,
+        store.recordSink(row, manifest.schema),
+        {
+          now: () => this.clock.now(),
+          onProgress: (s) => void store.updateTracer(row.id, s).catch(() => undefined),
+        },
+      );
       await this.runner.start();
     } catch (e) {
       const error = `${row.tracer}: ${firstLine(errorMessage(e))}`;
@@ -138,7 +155,12 @@ export class TracerRun {
 
   /** Restores what the tracer changed outside itself, newest change first. */
   private async undo(): Promise<void> {
-    await undoJournal(this.stores.get(), this.spec.row.id, async () => this.spec.prepared.plugin, this.log);
+    await undoJournal(
+      this.stores.get(),
+      this.spec.row.id,
+      async () => this.spec.prepared.plugin,
+      this.log,
+    );
   }
 
   private cleanup(): void {
@@ -211,7 +233,8 @@ export class TaskService {
    * input is refused before anything is written.
    */
   async prepare(requests: readonly TracerRequest[], targeted: boolean): Promise<PreparedTracer[]> {
-    if (requests.length === 0) throw new UserError('no tracer given (use -t NAME; see `scalpels plugins list`)');
+    if (requests.length === 0)
+      throw new UserError('no tracer given (use -t NAME; see `scalpels plugins list`)');
     const seen = new Set<string>();
     for (const r of requests) {
       if (seen.has(r.name)) throw new UserError(`tracer "${r.name}" given twice`);
@@ -222,7 +245,9 @@ export class TaskService {
       const plugin = loaded[i]!;
       const options = validateOptions(plugin.manifest, r.options);
       if (plugin.manifest.target === 'required' && !targeted)
-        throw new UserError(`${r.name}: needs a target (--pid, --service, or \`scalpels run -- CMD\`)`);
+        throw new UserError(
+          `${r.name}: needs a target (--pid, --service, or \`scalpels run -- CMD\`)`,
+        );
       return { plugin, options };
     });
     return Promise.all(
@@ -250,7 +275,12 @@ export class TaskService {
    * Creates the task and starts its tracers, each from its own child container. If any tracer
    * fails to start, the ones already started are stopped and the task is marked failed.
    */
-  async start(container: DependencyContainer, prepared: readonly PreparedTracer[], target: Target, opts: StartOptions = {}): Promise<RunningTask> {
+  async start(
+    container: DependencyContainer,
+    prepared: readonly PreparedTracer[],
+    target: Target,
+    opts: StartOptions = {},
+  ): Promise<RunningTask> {
     const store = this.stores.get();
     const me = readStat(process.pid);
     const startedAt = this.clock.now();
@@ -275,14 +305,18 @@ export class TaskService {
         technique: p.check.technique ?? null,
       });
       const child = container.createChildContainer();
-      child.register<TracerSpec>(TOKENS.TracerSpec, { useValue: { prepared: p, row, task, target } });
+      child.register<TracerSpec>(TOKENS.TracerSpec, {
+        useValue: { prepared: p, row, task, target },
+      });
       child.register(TOKENS.TracerRun, { useClass: TracerRun });
       runs.push(child.resolve<TracerRun>(TOKENS.TracerRun));
     }
     const started = await Promise.allSettled(runs.map((r) => r.start()));
     const failure = started.find((s): s is PromiseRejectedResult => s.status === 'rejected');
     if (failure) {
-      await Promise.all(runs.filter((_, i) => started[i]!.status === 'fulfilled').map((r) => r.stop()));
+      await Promise.all(
+        runs.filter((_, i) => started[i]!.status === 'fulfilled').map((r) => r.stop()),
+      );
       await store.updateTask(task.id, { status: 'failed', stoppedAt: this.clock.now() });
       throw failure.reason;
     }
@@ -306,10 +340,16 @@ export class TaskService {
       if (ownerAlive) continue;
       if (t.workerPid && isSameProcess(t.workerPid, t.workerStart)) {
         killGroup(t.workerPid, 'SIGKILL');
-        this.log.info(`killed orphaned worker ${t.workerPid} of tracer ${t.tracer} (task ${t.taskId})`);
+        this.log.info(
+          `killed orphaned worker ${t.workerPid} of tracer ${t.tracer} (task ${t.taskId})`,
+        );
       }
       await undoJournal(store, t.id, (name) => this.registry.load(name), this.log);
-      await store.updateTracer(t.id, { status: 'interrupted', error: 'owner process died', stoppedAt: this.clock.now() });
+      await store.updateTracer(t.id, {
+        status: 'interrupted',
+        error: 'owner process died',
+        stoppedAt: this.clock.now(),
+      });
       recovered++;
     }
     for (const [id, task] of tasks) {

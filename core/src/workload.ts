@@ -70,7 +70,8 @@ export class Workload {
         return { exitCode: code ? Number(code) : null, signal: signal || null };
       }
       if (msg.startsWith('error ')) return { exitCode: 127, signal: null, error: msg.slice(6) };
-      if (msg === 'closed') return { exitCode: null, signal: null, error: 'launcher exited unexpectedly' };
+      if (msg === 'closed')
+        return { exitCode: null, signal: null, error: 'launcher exited unexpectedly' };
     }
   }
 
@@ -93,7 +94,8 @@ export class Workload {
   }
 
   private async next(): Promise<string> {
-    while (this.messages.length === 0) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    while (this.messages.length === 0)
+      await new Promise<void>((resolve) => this.waiters.push(resolve));
     return this.messages.shift()!;
   }
 }

@@ -34,7 +34,11 @@ async function registry() {
 const CHECK_TIMEOUT_MS = { quick: 2000, full: 20_000 };
 
 /** Imports a plugin and runs its check under a timeout; any failure becomes a status, never a crash. */
-async function statusOf(p: DiscoveredPlugin, depth: 'quick' | 'full', runCheck: boolean): Promise<PluginStatus> {
+async function statusOf(
+  p: DiscoveredPlugin,
+  depth: 'quick' | 'full',
+  runCheck: boolean,
+): Promise<PluginStatus> {
   const base = {
     name: p.name,
     package: p.package,
@@ -46,10 +50,16 @@ async function statusOf(p: DiscoveredPlugin, depth: 'quick' | 'full', runCheck: 
     dir: p.dir,
     bundle: p.bundle !== undefined,
   };
-  if (p.state === 'incompatible' || p.state === 'broken') return { ...base, status: p.state, detail: p.reason ?? '' };
+  if (p.state === 'incompatible' || p.state === 'broken')
+    return { ...base, status: p.state, detail: p.reason ?? '' };
   if (p.bundle !== undefined) return { ...base, status: 'ok', detail: 'bundle of presets' };
   const conflict = p.state === 'conflict' ? ` (conflict: ${p.reason})` : '';
-  if (!runCheck) return { ...base, status: p.state === 'conflict' ? 'conflict' : 'unchecked', detail: conflict.trim() };
+  if (!runCheck)
+    return {
+      ...base,
+      status: p.state === 'conflict' ? 'conflict' : 'unchecked',
+      detail: conflict.trim(),
+    };
   const { importManifest, checkContext } = await import('@scalpels/core/plugins');
   let manifest: PluginManifest;
   try {
@@ -63,15 +73,24 @@ async function statusOf(p: DiscoveredPlugin, depth: 'quick' | 'full', runCheck: 
       manifest.check(checkContext({}, depth)),
       new Promise<CheckResult>((resolve) => {
         timer = setTimeout(
-          () => resolve({ status: 'unavailable', detail: `check did not answer within ${CHECK_TIMEOUT_MS[depth]} ms` }),
+          () =>
+            resolve({
+              status: 'unavailable',
+              detail: `check did not answer within ${CHECK_TIMEOUT_MS[depth]} ms`,
+            }),
           CHECK_TIMEOUT_MS[depth],
         );
       }),
     ]);
-    if (p.state === 'conflict') return { ...base, status: 'conflict', detail: `${r.detail}${conflict}`, hint: r.hint };
+    if (p.state === 'conflict')
+      return { ...base, status: 'conflict', detail: `${r.detail}${conflict}`, hint: r.hint };
     return { ...base, status: r.status, detail: r.detail, hint: r.hint, technique: r.technique };
   } catch (e) {
-    return { ...base, status: 'broken', detail: `check threw: ${(e as Error).message.split('\n')[0]}` };
+    return {
+      ...base,
+      status: 'broken',
+      detail: `check threw: ${(e as Error).message.split('\n')[0]}`,
+    };
   } finally {
     clearTimeout(timer);
   }
@@ -79,28 +98,43 @@ async function statusOf(p: DiscoveredPlugin, depth: 'quick' | 'full', runCheck: 
 
 function statusText(s: PluginStatus): string {
   const hint = s.hint ? ` — fix: ${s.hint}` : '';
-  return s.status === 'ok' ? `ok${s.technique ? ` (${s.technique})` : ''}` : `${s.status}: ${s.detail}${hint}`;
+  return s.status === 'ok'
+    ? `ok${s.technique ? ` (${s.technique})` : ''}`
+    : `${s.status}: ${s.detail}${hint}`;
 }
 
 export async function pluginsCommand(args: PluginArgs): Promise<number> {
   const reg = await registry();
   if (args.action === 'list') {
-    const statuses = await Promise.all(reg.list().map((p) => statusOf(p, 'quick', args.check !== false)));
+    const statuses = await Promise.all(
+      reg.list().map((p) => statusOf(p, 'quick', args.check !== false)),
+    );
     if (args.json) {
       process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
       return 0;
     }
     if (statuses.length === 0) {
-      process.stdout.write('no plugins installed (npm i @scalpels/plugin-proc, or set SCALPELS_PLUGIN_PATH)\n');
+      process.stdout.write(
+        'no plugins installed (npm i @scalpels/plugin-proc, or set SCALPELS_PLUGIN_PATH)\n',
+      );
       return 0;
     }
-    const rows = statuses.map((s) => [s.name, s.package, s.version, s.apiVersion, s.source, statusText(s)]);
+    const rows = statuses.map((s) => [
+      s.name,
+      s.package,
+      s.version,
+      s.apiVersion,
+      s.source,
+      statusText(s),
+    ]);
     const text = table(['NAME', 'PACKAGE', 'VERSION', 'API', 'FROM', 'STATUS'], rows);
     const [head, ...lines] = text.split('\n');
     process.stdout.write(`${paint(head!, 'bold')}\n`);
     lines.forEach((line, i) => {
       const s = statuses[i]!;
-      process.stdout.write(`${line.replace(statusText(s), paint(statusText(s), statusColor(s.status)))}\n`);
+      process.stdout.write(
+        `${line.replace(statusText(s), paint(statusText(s), statusColor(s.status)))}\n`,
+      );
     });
     return 0;
   }
@@ -114,7 +148,9 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
     const { checkContext } = await import('@scalpels/core/plugins');
     const raw: Record<string, string> = {};
     for (const s of args.settings ?? []) {
-      const { key, value } = parseSetting(s.includes('.') && s.indexOf('.') < s.indexOf('=') ? s : `${args.name}.${s}`);
+      const { key, value } = parseSetting(
+        s.includes('.') && s.indexOf('.') < s.indexOf('=') ? s : `${args.name}.${s}`,
+      );
       raw[key] = value;
     }
     const options = validateOptions(manifest, raw);
@@ -124,7 +160,13 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
     }
     const stages = await manifest.verify(options, checkContext(options, 'full'));
     if (args.json) process.stdout.write(`${JSON.stringify(stages, null, 2)}\n`);
-    else process.stdout.write(`${table(['STAGE', 'RESULT', 'DETAIL'], stages.map((s) => [s.stage, s.status, s.detail]))}\n`);
+    else
+      process.stdout.write(
+        `${table(
+          ['STAGE', 'RESULT', 'DETAIL'],
+          stages.map((s) => [s.stage, s.status, s.detail]),
+        )}\n`,
+      );
     return stages.some((s) => s.status === 'failed') ? 1 : 0;
   }
 
@@ -134,11 +176,17 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
     const jsonable = {
       ...status,
       options: Object.fromEntries(
-        Object.entries(manifest.options).map(([k, o]) => [k, { ...o, pattern: 'pattern' in o ? String(o.pattern) : undefined }]),
+        Object.entries(manifest.options).map(([k, o]) => [
+          k,
+          { ...o, pattern: 'pattern' in o ? String(o.pattern) : undefined },
+        ]),
       ),
       requires: manifest.requires ?? [],
       target: manifest.target,
-      techniques: (manifest.techniques ?? []).map((t) => ({ name: t.name, description: t.description })),
+      techniques: (manifest.techniques ?? []).map((t) => ({
+        name: t.name,
+        description: t.description,
+      })),
       schema: manifest.schema,
     };
     process.stdout.write(`${JSON.stringify(jsonable, null, 2)}\n`);
@@ -148,7 +196,9 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
   out.push(`${paint(info.name, 'bold')} — ${manifest.description}`);
   out.push(`package ${info.package}@${info.version} (${info.dir}), plugin API ${info.apiRange}`);
   out.push(`status here: ${statusText(status)}`);
-  out.push(`target: ${{ none: 'system-wide only', optional: 'a process tree (--pid/--service/run) or system-wide', required: 'a process tree (--pid/--service/run)' }[manifest.target]}`);
+  out.push(
+    `target: ${{ none: 'system-wide only', optional: 'a process tree (--pid/--service/run) or system-wide', required: 'a process tree (--pid/--service/run)' }[manifest.target]}`,
+  );
   if (manifest.techniques?.length) {
     out.push('', 'techniques (first that works here is used):');
     for (const t of manifest.techniques) out.push(`  ${t.name}: ${t.description}`);
@@ -161,24 +211,42 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
     o.unit ?? '',
     o.description,
   ]);
-  out.push(optRows.length ? indent(table(['OPTION', 'TYPE', 'DEFAULT', 'UNIT', 'DESCRIPTION'], optRows)) : '  none');
+  out.push(
+    optRows.length
+      ? indent(table(['OPTION', 'TYPE', 'DEFAULT', 'UNIT', 'DESCRIPTION'], optRows))
+      : '  none',
+  );
   if (manifest.requires?.length) {
     out.push('', 'requires:');
-    for (const r of manifest.requires) out.push(`  ${r.kind}: ${r.what}${r.why ? ` — ${r.why}` : ''}`);
+    for (const r of manifest.requires)
+      out.push(`  ${r.kind}: ${r.what}${r.why ? ` — ${r.why}` : ''}`);
   }
   out.push('', 'series:');
   out.push(
     indent(
       table(
         ['SERIES', 'KIND', 'UNIT', 'LABELS', 'DESCRIPTION'],
-        Object.entries(manifest.schema.series).map(([n, s]) => [n, s.kind, s.unit, (s.labels ?? []).join(',') || '-', s.description]),
+        Object.entries(manifest.schema.series).map(([n, s]) => [
+          n,
+          s.kind,
+          s.unit,
+          (s.labels ?? []).join(',') || '-',
+          s.description,
+        ]),
       ),
     ),
   );
   const events = Object.entries(manifest.schema.events ?? {});
   if (events.length) {
     out.push('', 'events:');
-    out.push(indent(table(['EVENT', 'KEY', 'DESCRIPTION'], events.map(([n, e]) => [n, e.key, e.description]))));
+    out.push(
+      indent(
+        table(
+          ['EVENT', 'KEY', 'DESCRIPTION'],
+          events.map(([n, e]) => [n, e.key, e.description]),
+        ),
+      ),
+    );
   }
   process.stdout.write(`${out.join('\n')}\n`);
   return 0;

@@ -11,14 +11,21 @@ interface RunArgs extends GlobalArgs {
 }
 
 /** Turns `-t a,b -t c` and `--set a.key=value` into tracer requests; a setting for an absent tracer is an error. */
-export async function tracerRequests(tracers: string[], settings: string[] = []): Promise<TracerRequest[]> {
+export async function tracerRequests(
+  tracers: string[],
+  settings: string[] = [],
+): Promise<TracerRequest[]> {
   const { parseSetting, UserError } = await import('@scalpels/core');
-  const names = tracers.flatMap((t) => t.split(',')).map((t) => t.trim()).filter(Boolean);
+  const names = tracers
+    .flatMap((t) => t.split(','))
+    .map((t) => t.trim())
+    .filter(Boolean);
   const requests = names.map((name) => ({ name, options: {} as Record<string, unknown> }));
   for (const s of settings) {
     const { tracer, key, value } = parseSetting(s);
     const req = requests.find((r) => r.name === tracer);
-    if (!req) throw new UserError(`--set ${s}: tracer "${tracer}" is not among -t ${names.join(',')}`);
+    if (!req)
+      throw new UserError(`--set ${s}: tracer "${tracer}" is not among -t ${names.join(',')}`);
     req.options[key] = value;
   }
   return requests;
@@ -28,7 +35,8 @@ export function parseLabels(labels: string[] = []): Record<string, string> {
   const out: Record<string, string> = {};
   for (const l of labels) {
     const eq = l.indexOf('=');
-    if (eq <= 0) throw Object.assign(new Error(`--label ${l}: expected KEY=VALUE`), { name: 'UserError' });
+    if (eq <= 0)
+      throw Object.assign(new Error(`--label ${l}: expected KEY=VALUE`), { name: 'UserError' });
     out[l.slice(0, eq)] = l.slice(eq + 1);
   }
   return out;
@@ -43,7 +51,10 @@ export async function runCommand(args: RunArgs): Promise<number> {
   const engine = await loadEngine();
   const { UserError, TOKENS, createContainer, Workload, buildReport, formatReportTable } = engine;
   const command = (args['--'] ?? []).map(String);
-  if (command.length === 0) throw new UserError('run: give the command to trace after --, e.g. scalpels run -t proc -- sleep 1');
+  if (command.length === 0)
+    throw new UserError(
+      'run: give the command to trace after --, e.g. scalpels run -t proc -- sleep 1',
+    );
   const requests = await tracerRequests(args.tracer, args.set);
   const labels = parseLabels(args.label);
   const config = await makeConfig(args);
@@ -63,7 +74,10 @@ export async function runCommand(args: RunArgs): Promise<number> {
   };
   let running;
   try {
-    running = await tasks.start(container, prepared, target, { name: args.name ?? command.join(' ').slice(0, 80), labels });
+    running = await tasks.start(container, prepared, target, {
+      name: args.name ?? command.join(' ').slice(0, 80),
+      labels,
+    });
   } catch (e) {
     await workload.release();
     throw e;
@@ -74,7 +88,8 @@ export async function runCommand(args: RunArgs): Promise<number> {
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
-    if (signals > 1 || !process.stdin.isTTY) workload.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+    if (signals > 1 || !process.stdin.isTTY)
+      workload.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -86,7 +101,9 @@ export async function runCommand(args: RunArgs): Promise<number> {
   } catch (e) {
     startError = (e as Error).message;
   }
-  const exit = startError ? { exitCode: 127, signal: null, error: startError } : await workload.exited();
+  const exit = startError
+    ? { exitCode: 127, signal: null, error: startError }
+    : await workload.exited();
   await running.stop();
   await workload.release();
   process.off('SIGINT', onSignal);
@@ -97,17 +114,33 @@ export async function runCommand(args: RunArgs): Promise<number> {
   const task = (await store.findTask(running.task.id))!;
   if (args.format !== 'none') {
     const report = await buildReport(store, task);
-    process.stderr.write(args.format === 'json' ? `${JSON.stringify(report, null, 2)}\n` : `\n${formatReportTable(report)}`);
+    process.stderr.write(
+      args.format === 'json'
+        ? `${JSON.stringify(report, null, 2)}\n`
+        : `\n${formatReportTable(report)}`,
+    );
   }
   await stores.close();
-  if (exit.error) throw new UserError(`run: cannot start ${command[0]}: ${exit.error} (task ${task.id} kept)`);
+  if (exit.error)
+    throw new UserError(`run: cannot start ${command[0]}: ${exit.error} (task ${task.id} kept)`);
   const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;
-  process.stderr.write(`scalpels: task ${task.id} ${task.status}; command ${how}. Report: scalpels report ${task.id}\n`);
+  process.stderr.write(
+    `scalpels: task ${task.id} ${task.status}; command ${how}. Report: scalpels report ${task.id}\n`,
+  );
   if (exit.signal) return 128 + (signalNumber(exit.signal) ?? 0);
   return exit.exitCode ?? 1;
 }
 
 function signalNumber(name: string): number | undefined {
-  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15, SIGABRT: 6 };
+  const table: Record<string, number> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGKILL: 9,
+    SIGSEGV: 11,
+    SIGPIPE: 13,
+    SIGTERM: 15,
+    SIGABRT: 6,
+  };
   return table[name];
 }

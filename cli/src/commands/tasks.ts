@@ -18,14 +18,20 @@ async function openStore(args: GlobalArgs) {
 function duration(ms: number | null): string {
   if (ms === null) return '-';
   const s = ms / 1000;
-  return s < 60 ? `${s.toFixed(1)}s` : s < 3600 ? `${Math.floor(s / 60)}m${Math.round(s % 60)}s` : `${(s / 3600).toFixed(1)}h`;
+  return s < 60
+    ? `${s.toFixed(1)}s`
+    : s < 3600
+      ? `${Math.floor(s / 60)}m${Math.round(s % 60)}s`
+      : `${(s / 3600).toFixed(1)}h`;
 }
 
 export async function tasksCommand(args: GlobalArgs): Promise<number> {
   const { engine, store } = await openStore(args);
   try {
     const tasks = await store.listTasks();
-    const withTracers = await Promise.all(tasks.map(async (t) => ({ ...t, tracers: await store.listTracers(t.id) })));
+    const withTracers = await Promise.all(
+      tasks.map(async (t) => ({ ...t, tracers: await store.listTracers(t.id) })),
+    );
     if (args.json) {
       const out = withTracers.map((t) => ({
         id: t.id,
@@ -36,7 +42,13 @@ export async function tasksCommand(args: GlobalArgs): Promise<number> {
         labels: t.labels,
         nodes: t.nodes,
         target: t.target,
-        tracers: t.tracers.map((r) => ({ id: r.id, tracer: r.tracer, status: r.status, records: r.records, node: r.node })),
+        tracers: t.tracers.map((r) => ({
+          id: r.id,
+          tracer: r.tracer,
+          status: r.status,
+          records: r.records,
+          node: r.node,
+        })),
       }));
       process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
       return 0;
@@ -51,12 +63,24 @@ export async function tasksCommand(args: GlobalArgs): Promise<number> {
       t.status,
       new Date(t.startedAt).toISOString().replace('T', ' ').slice(0, 19),
       duration(t.stoppedAt === null ? Date.now() - t.startedAt : t.stoppedAt - t.startedAt),
-      t.tracers.map((r) => `${r.tracer}${r.status === 'stopped' || r.status === 'running' ? '' : `(${r.status})`}`).join(','),
+      t.tracers
+        .map(
+          (r) =>
+            `${r.tracer}${r.status === 'stopped' || r.status === 'running' ? '' : `(${r.status})`}`,
+        )
+        .join(','),
     ]);
-    const text = engine.table(['ID', 'NAME', 'STATUS', 'STARTED (UTC)', 'DURATION', 'TRACERS'], rows);
+    const text = engine.table(
+      ['ID', 'NAME', 'STATUS', 'STARTED (UTC)', 'DURATION', 'TRACERS'],
+      rows,
+    );
     const [head, ...lines] = text.split('\n');
     process.stdout.write(`${paint(head!, 'bold')}\n`);
-    lines.forEach((l, i) => process.stdout.write(`${l.replace(` ${tasks[i]!.status} `, ` ${paint(tasks[i]!.status, statusColor(tasks[i]!.status))} `)}\n`));
+    lines.forEach((l, i) =>
+      process.stdout.write(
+        `${l.replace(` ${tasks[i]!.status} `, ` ${paint(tasks[i]!.status, statusColor(tasks[i]!.status))} `)}\n`,
+      ),
+    );
     return 0;
   } finally {
     await store.close();
@@ -67,7 +91,10 @@ export async function reportCommand(args: ReportArgs): Promise<number> {
   const { engine, store } = await openStore(args);
   try {
     const task = args.task && !args.last ? await store.findTask(args.task) : await store.lastTask();
-    if (!task) throw new engine.UserError(args.task ? `no task "${args.task}" in ${store.url}` : `no task yet in ${store.url}`);
+    if (!task)
+      throw new engine.UserError(
+        args.task ? `no task "${args.task}" in ${store.url}` : `no task yet in ${store.url}`,
+      );
     const report = await engine.buildReport(store, task, { top: args.top });
     const text =
       args.format === 'json'
@@ -86,10 +113,16 @@ export async function reportCommand(args: ReportArgs): Promise<number> {
 export async function recoverCommand(args: GlobalArgs): Promise<number> {
   const engine = await loadEngine();
   const container = engine.createContainer(await makeConfig(args));
-  const tasks = container.resolve<InstanceType<typeof engine.TaskService>>(engine.TOKENS.TaskService);
+  const tasks = container.resolve<InstanceType<typeof engine.TaskService>>(
+    engine.TOKENS.TaskService,
+  );
   const r = await tasks.recoverAll();
-  process.stdout.write(`recovered ${r.tracers} interrupted tracer(s); undid ${r.undone} change(s)\n`);
+  process.stdout.write(
+    `recovered ${r.tracers} interrupted tracer(s); undid ${r.undone} change(s)\n`,
+  );
   for (const f of r.failed) process.stdout.write(`  ${f}\n`);
-  await container.resolve<InstanceType<typeof engine.StoreProvider>>(engine.TOKENS.StoreProvider).close();
+  await container
+    .resolve<InstanceType<typeof engine.StoreProvider>>(engine.TOKENS.StoreProvider)
+    .close();
   return r.failed.length ? 1 : 0;
 }

@@ -8,7 +8,10 @@ export * from './types.js';
 
 /** The default store: `$XDG_DATA_HOME/scalpels/scalpels.db` (or `~/.local/share/scalpels/`). */
 export function defaultStoreUrl(env: NodeJS.ProcessEnv = process.env): string {
-  const base = env.XDG_DATA_HOME && isAbsolute(env.XDG_DATA_HOME) ? env.XDG_DATA_HOME : join(homedir(), '.local', 'share');
+  const base =
+    env.XDG_DATA_HOME && isAbsolute(env.XDG_DATA_HOME)
+      ? env.XDG_DATA_HOME
+      : join(homedir(), '.local', 'share');
   return `sqlite://${join(base, 'scalpels', 'scalpels.db')}`;
 }
 
@@ -24,9 +27,12 @@ export function sqlitePath(url: string): string | undefined {
 export function openStore(url: string): Store {
   const path = sqlitePath(url);
   if (path !== undefined) {
-    if (path === '/' || path.endsWith('/')) throw new UserError(`--store ${url}: expected a file path`);
+    if (path === '/' || path.endsWith('/'))
+      throw new UserError(`--store ${url}: expected a file path`);
     return new SqliteStore(path);
   }
   const scheme = url.split(':')[0];
-  throw new UserError(`--store ${url}: unsupported store "${scheme}" (use sqlite:///path/to/file.db)`);
+  throw new UserError(
+    `--store ${url}: unsupported store "${scheme}" (use sqlite:///path/to/file.db)`,
+  );
 }

@@ -22,8 +22,24 @@ beforeEach(() => {
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 async function taskWithTracer(store: SqliteStore) {
-  const task = await store.createTask({ name: 't', labels: { env: 'ci' }, nodes: ['n1'], ownerPid: 1, ownerStart: 1, target: 'x', startedAt: 1000 });
-  const tracer = await store.createTracer({ taskId: task.id, tracer: 'demo', pluginPackage: 'p', pluginVersion: '1.0.0', node: 'n1', options: { a: 1 }, technique: null });
+  const task = await store.createTask({
+    name: 't',
+    labels: { env: 'ci' },
+    nodes: ['n1'],
+    ownerPid: 1,
+    ownerStart: 1,
+    target: 'x',
+    startedAt: 1000,
+  });
+  const tracer = await store.createTracer({
+    taskId: task.id,
+    tracer: 'demo',
+    pluginPackage: 'p',
+    pluginVersion: '1.0.0',
+    node: 'n1',
+    options: { a: 1 },
+    technique: null,
+  });
   return { task, tracer };
 }
 
@@ -45,12 +61,32 @@ describe('SqliteStore', () => {
     sink.write([{ kind: 'sample', series: 'calls', labels: { fn: 'g' }, value: 1, ts: 2000 }]);
     const s = await store.seriesSummaries(tracer.id);
     const f = s.find((x) => x.labels.fn === 'f')!;
-    expect(f).toMatchObject({ name: 'calls', kind: 'counter', unit: 'count', points: 100, sum: 5050, min: 1, max: 100, last: 100 });
+    expect(f).toMatchObject({
+      name: 'calls',
+      kind: 'counter',
+      unit: 'count',
+      points: 100,
+      sum: 5050,
+      min: 1,
+      max: 100,
+      last: 100,
+    });
     expect(s.find((x) => x.labels.fn === 'g')).toMatchObject({ points: 101, sum: 101 });
-    expect(s.find((x) => x.name === 'rss')).toMatchObject({ kind: 'gauge', last: 7, max: 42, mean: 24.5 });
+    expect(s.find((x) => x.name === 'rss')).toMatchObject({
+      kind: 'gauge',
+      last: 7,
+      max: 42,
+      mean: 24.5,
+    });
     const ev = await store.eventSummary(tracer.id, 10);
     expect(ev.count).toBe(100);
-    expect(ev.top[0]).toMatchObject({ key: 'SELECT ?', count: 100, totalMs: 5050, meanMs: 50.5, p95Ms: 95 });
+    expect(ev.top[0]).toMatchObject({
+      key: 'SELECT ?',
+      count: 100,
+      totalMs: 5050,
+      meanMs: 50.5,
+      p95Ms: 95,
+    });
     await store.close();
   });
 
@@ -68,9 +104,18 @@ describe('SqliteStore', () => {
   it('journals undo actions until they are marked undone', async () => {
     const store = new SqliteStore(join(dir, 's.db'));
     const { tracer } = await taskWithTracer(store);
-    await store.journal(tracer.id, 'demo', { kind: 'setting', data: { general_log: 'OFF' }, description: 'general_log was OFF' }, { a: 1 });
+    await store.journal(
+      tracer.id,
+      'demo',
+      { kind: 'setting', data: { general_log: 'OFF' }, description: 'general_log was OFF' },
+      { a: 1 },
+    );
     const [entry] = await store.pendingJournal();
-    expect(entry).toMatchObject({ plugin: 'demo', action: { kind: 'setting', data: { general_log: 'OFF' } }, options: { a: 1 } });
+    expect(entry).toMatchObject({
+      plugin: 'demo',
+      action: { kind: 'setting', data: { general_log: 'OFF' } },
+      options: { a: 1 },
+    });
     await store.markUndone(entry!.id);
     expect(await store.pendingJournal()).toEqual([]);
     await store.close();
@@ -102,7 +147,9 @@ describe('SqliteStore', () => {
     other.exec('BEGIN IMMEDIATE');
     const quick = new SqliteStore(path);
     quick.db.pragma('busy_timeout = 50');
-    await expect(quick.updateTracer(tracer.id, { records: 5 })).rejects.toThrow(/is locked by another process/);
+    await expect(quick.updateTracer(tracer.id, { records: 5 })).rejects.toThrow(
+      /is locked by another process/,
+    );
     other.exec('ROLLBACK');
     other.close();
     await quick.close();

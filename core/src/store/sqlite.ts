@@ -57,6 +57,9 @@ export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
 
 const LIVE = `('starting','running','stopping')`;
 
+/** Rows per multi-row INSERT: binding many rows per statement call cuts the per-row overhead. */
+const SAMPLES_PER_INSERT = 64;
+
 type Row = Record<string, unknown>;
 
 /** Opens (creating when missing) a SQLite store. Errors are UserErrors that say what is wrong. */
@@ -79,8 +82,12 @@ export class SqliteStore implements Store {
          VALUES (@id, @name, 'running', @startedAt, @labels, @nodes, @ownerPid, @ownerStart, @target)`,
       ),
       taskById: db.prepare(`SELECT * FROM tasks WHERE id = ?`),
-      tasksByPrefix: db.prepare(`SELECT * FROM tasks WHERE id LIKE ? ESCAPE '\\' ORDER BY started_at DESC LIMIT 2`),
-      taskByName: db.prepare(`SELECT * FROM tasks WHERE name = ? ORDER BY started_at DESC, rowid DESC LIMIT 1`),
+      tasksByPrefix: db.prepare(
+        `SELECT * FROM tasks WHERE id LIKE ? ESCAPE '\\' ORDER BY started_at DESC LIMIT 2`,
+      ),
+      taskByName: db.prepare(
+        `SELECT * FROM tasks WHERE name = ? ORDER BY started_at DESC, rowid DESC LIMIT 1`,
+      ),
       lastTask: db.prepare(`SELECT * FROM tasks ORDER BY started_at DESC, rowid DESC LIMIT 1`),
       listTasks: db.prepare(`SELECT * FROM tasks ORDER BY started_at, rowid`),
       insertTracer: db.prepare(
@@ -90,12 +97,17 @@ export class SqliteStore implements Store {
       tracerById: db.prepare(`SELECT * FROM tracers WHERE id = ?`),
       tracersOfTask: db.prepare(`SELECT * FROM tracers WHERE task_id = ? ORDER BY id`),
       liveTracers: db.prepare(`SELECT * FROM tracers WHERE status IN ${LIVE} ORDER BY id`),
-      seriesOfTracer: db.prepare(`SELECT id, name, labels, unit, kind FROM series WHERE tracer_id = ? ORDER BY id`),
+      seriesOfTracer: db.prepare(
+        `SELECT id, name, labels, unit, kind FROM series WHERE tracer_id = ? ORDER BY id`,
+      ),
       insertSeries: db.prepare(
         `INSERT INTO series (tracer_id, name, labels, unit, kind) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (tracer_id, name, labels) DO UPDATE SET unit = excluded.unit RETURNING id`,
       ),
       insertSample: db.prepare(`INSERT INTO samples (series_id, ts, value) VALUES (?, ?, ?)`),
+      insertSamples: db.prepare(
+        `INSERT INTO samples (series_id, ts, value) VALUES ${Array(SAMPLES_PER_INSERT).fill('(?, ?, ?)').join(', ')}`,
+      ),
       insertEvent: db.prepare(
         `INSERT INTO events (tracer_id, ts, type, key, duration_ms, value, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
@@ -123,7 +135,9 @@ export class SqliteStore implements Store {
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
       pendingJournal: db.prepare(`SELECT * FROM journal WHERE undone_at IS NULL ORDER BY id DESC`),
-      pendingJournalOf: db.prepare(`SELECT * FROM journal WHERE undone_at IS NULL AND tracer_id = ? ORDER BY id DESC`),
+      pendingJournalOf: db.prepare(
+        `SELECT * FROM journal WHERE undone_at IS NULL AND tracer_id = ? ORDER BY id DESC`,
+      ),
       markUndone: db.prepare(`UPDATE journal SET undone_at = ? WHERE id = ?`),
     };
   }
@@ -158,7 +172,9 @@ export class SqliteStore implements Store {
   async findTask(ref: string): Promise<TaskRow | undefined> {
     const exact = this.stmts.taskById.get(ref) as Row | undefined;
     if (exact) return toTask(exact);
-    const prefixed = this.stmts.tasksByPrefix.all(`${ref.replace(/[\\%_]/g, (c) => `\\${c}`)}%`) as Row[];
+    const prefixed = this.stmts.tasksByPrefix.all(
+      `${ref.replace(/[\\%_]/g, (c) => `\\${c}`)}%`,
+    ) as Row[];
     if (prefixed.length > 1) throw new UserError(`task "${ref}" is ambiguous: give more of its id`);
     if (prefixed.length === 1) return toTask(prefixed[0]!);
     const named = this.stmts.taskByName.get(ref) as Row | undefined;
@@ -176,7 +192,11 @@ export class SqliteStore implements Store {
 
   async createTracer(t: NewTracer): Promise<TracerRow> {
     const info = this.write(() =>
-      this.stmts.insertTracer.run({ ...t, options: JSON.stringify(t.options), technique: t.technique ?? null }),
+      this.stmts.insertTracer.run({
+        ...t,
+        options: JSON.stringify(t.options),
+        technique: t.technique ?? null,
+      }),
     );
     return toTracer(this.stmts.tracerById.get(info.lastInsertRowid) as Row);
   }
@@ -206,11 +226,12 @@ export class SqliteStore implements Store {
   }
 
   recordSink(tracer: TracerRow, schema: Schema): RecordSink {
-    const { insertSample, insertEvent, insertSeries, seriesOfTracer } = this.stmts;
+    const { insertSample, insertSamples, insertEvent, insertSeries, seriesOfTracer } = this.stmts;
     // Series dictionary: name → (labels in the parser's key order → series id).
     const ids = new Map<string, Map<string, number>>();
     const byCanonical = new Map<string, number>();
-    for (const r of seriesOfTracer.all(tracer.id) as Row[]) byCanonical.set(`${r.name}\0${r.labels}`, Number(r.id));
+    for (const r of seriesOfTracer.all(tracer.id) as Row[])
+      byCanonical.set(`${r.name}\0${r.labels}`, Number(r.id));
     const tracerId = tracer.id;
     const seriesId = (name: string, labels: Labels | undefined): number => {
       let perName = ids.get(name);
@@ -223,17 +244,28 @@ export class SqliteStore implements Store {
         id = byCanonical.get(`${name}\0${canonical}`);
         if (id === undefined) {
           const spec = schema.series[name]!;
-          id = Number((insertSeries.get(tracerId, name, canonical, spec.unit, spec.kind) as Row).id);
+          id = Number(
+            (insertSeries.get(tracerId, name, canonical, spec.unit, spec.kind) as Row).id,
+          );
           byCanonical.set(`${name}\0${canonical}`, id);
         }
         perName.set(key, id);
       }
       return id;
     };
+    const params: unknown[] = new Array(SAMPLES_PER_INSERT * 3);
     const writeBatch = this.db.transaction((batch: TraceRecord[]) => {
+      let n = 0;
       for (const r of batch) {
-        if (r.kind === 'sample') insertSample.run(seriesId(r.series, r.labels), r.ts, r.value);
-        else
+        if (r.kind === 'sample') {
+          params[n++] = seriesId(r.series, r.labels);
+          params[n++] = r.ts;
+          params[n++] = r.value;
+          if (n === params.length) {
+            insertSamples.run(params);
+            n = 0;
+          }
+        } else
           insertEvent.run(
             tracerId,
             r.ts,
@@ -244,6 +276,7 @@ export class SqliteStore implements Store {
             r.data === undefined ? null : JSON.stringify(r.data),
           );
       }
+      for (let i = 0; i < n; i += 3) insertSample.run(params[i], params[i + 1], params[i + 2]);
     });
     return { write: (batch) => this.write(() => writeBatch(batch)) };
   }
@@ -279,7 +312,9 @@ export class SqliteStore implements Store {
         const totalMs = Number(r.total_ms);
         // Nearest-rank p95 over the events that have a duration.
         const rank = Math.max(0, Math.ceil(0.95 * timed) - 1);
-        const p95 = timed ? (this.stmts.eventNth.get(tracerId, r.key, rank) as Row | undefined) : undefined;
+        const p95 = timed
+          ? (this.stmts.eventNth.get(tracerId, r.key, rank) as Row | undefined)
+          : undefined;
         return {
           key: String(r.key),
           count: Number(r.count),
@@ -292,7 +327,12 @@ export class SqliteStore implements Store {
     };
   }
 
-  async journal(tracerId: number, plugin: string, action: UndoAction, options: Record<string, unknown>): Promise<void> {
+  async journal(
+    tracerId: number,
+    plugin: string,
+    action: UndoAction,
+    options: Record<string, unknown>,
+  ): Promise<void> {
     this.write(() =>
       this.stmts.insertJournal.run(
         tracerId,
@@ -308,13 +348,19 @@ export class SqliteStore implements Store {
 
   async pendingJournal(tracerId?: number): Promise<JournalEntry[]> {
     const rows = (
-      tracerId === undefined ? this.stmts.pendingJournal.all() : this.stmts.pendingJournalOf.all(tracerId)
+      tracerId === undefined
+        ? this.stmts.pendingJournal.all()
+        : this.stmts.pendingJournalOf.all(tracerId)
     ) as Row[];
     return rows.map((r) => ({
       id: Number(r.id),
       tracerId: Number(r.tracer_id),
       plugin: String(r.plugin),
-      action: { kind: String(r.kind), data: JSON.parse(String(r.data)), description: String(r.description) },
+      action: {
+        kind: String(r.kind),
+        data: JSON.parse(String(r.data)),
+        description: String(r.description),
+      },
       options: JSON.parse(String(r.options)) as Record<string, unknown>,
       createdAt: Number(r.created_at),
     }));
@@ -328,7 +374,11 @@ export class SqliteStore implements Store {
     if (this.db.open) this.db.close();
   }
 
-  private update(table: 'tasks' | 'tracers', id: string | number, cols: Record<string, unknown>): void {
+  private update(
+    table: 'tasks' | 'tracers',
+    id: string | number,
+    cols: Record<string, unknown>,
+  ): void {
     const set = Object.entries(cols).filter(([, v]) => v !== undefined);
     if (set.length === 0) return;
     const sql = `UPDATE ${table} SET ${set.map(([k]) => `${k} = ?`).join(', ')} WHERE id = ?`;
@@ -361,7 +411,9 @@ function openDatabase(path: string): BetterSqlite3.Database {
         closeSync(fd);
       }
       if (head.toString('latin1') !== SQLITE_MAGIC)
-        throw new UserError(`store ${path} is not a SQLite database (corrupt or another file); nothing was changed`);
+        throw new UserError(
+          `store ${path} is not a SQLite database (corrupt or another file); nothing was changed`,
+        );
     }
   } else {
     mkdirSync(dirname(path), { recursive: true });
@@ -396,11 +448,17 @@ function storeError(path: string, e: unknown): Error {
   const code = (e as { code?: string }).code ?? '';
   const msg = (e as Error).message;
   if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
-    return new UserError(`store ${path} is locked by another process (${msg}); try again when it is done`);
+    return new UserError(
+      `store ${path} is locked by another process (${msg}); try again when it is done`,
+    );
   if (code === 'SQLITE_NOTADB' || code.startsWith('SQLITE_CORRUPT'))
     return new UserError(`store ${path} is corrupt (${msg}); nothing was changed`);
   if (code === 'SQLITE_FULL') return new UserError(`store ${path}: disk full (${msg})`);
-  if (code.startsWith('SQLITE_READONLY') || code.startsWith('SQLITE_CANTOPEN') || code.startsWith('SQLITE_PERM'))
+  if (
+    code.startsWith('SQLITE_READONLY') ||
+    code.startsWith('SQLITE_CANTOPEN') ||
+    code.startsWith('SQLITE_PERM')
+  )
     return new UserError(`store ${path} cannot be written (${msg})`);
   return e instanceof Error ? e : new Error(String(e));
 }

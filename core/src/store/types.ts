@@ -2,7 +2,8 @@ import type { Schema, SeriesKind, UndoAction } from '../api.js';
 import type { RecordSink } from '../runner.js';
 
 export type TaskStatus = 'running' | 'stopping' | 'stopped' | 'failed' | 'interrupted';
-export type TracerStatus = 'starting' | 'running' | 'stopping' | 'stopped' | 'failed' | 'interrupted';
+export type TracerStatus =
+  'starting' | 'running' | 'stopping' | 'stopped' | 'failed' | 'interrupted';
 
 export interface TaskRow {
   id: string;
@@ -41,7 +42,10 @@ export interface TracerRow {
   dropped: number;
 }
 
-export type NewTask = Pick<TaskRow, 'name' | 'labels' | 'nodes' | 'ownerPid' | 'ownerStart' | 'target'> & {
+export type NewTask = Pick<
+  TaskRow,
+  'name' | 'labels' | 'nodes' | 'ownerPid' | 'ownerStart' | 'target'
+> & {
   startedAt: number;
 };
 export type NewTracer = Pick<
@@ -129,7 +133,12 @@ export interface Store {
   seriesSummaries(tracerId: number): Promise<SeriesSummary[]>;
   eventSummary(tracerId: number, top: number): Promise<EventSummary>;
   /** Stores an undo action durably before the tracer changes something outside itself. */
-  journal(tracerId: number, plugin: string, action: UndoAction, options: Record<string, unknown>): Promise<void>;
+  journal(
+    tracerId: number,
+    plugin: string,
+    action: UndoAction,
+    options: Record<string, unknown>,
+  ): Promise<void>;
   pendingJournal(tracerId?: number): Promise<JournalEntry[]>;
   markUndone(journalId: number): Promise<void>;
   close(): Promise<void>;

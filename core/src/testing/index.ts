@@ -4,7 +4,13 @@
  */
 import { readFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { OptionValues, ParseResult, PluginManifest, TraceRecord, DroppedNotice } from '../api.js';
+import type {
+  OptionValues,
+  ParseResult,
+  PluginManifest,
+  TraceRecord,
+  DroppedNotice,
+} from '../api.js';
 import { validateOptions } from '../options.js';
 
 export { runWorker, type RunWorkerOptions, type RunWorkerResult } from './run-worker.js';
@@ -106,7 +112,8 @@ export type { OptionValues };
  */
 export function capability(name: string, available: boolean, why: string): boolean {
   if (available) return true;
-  if (process.env.CI === 'true') throw new Error(`required capability missing under CI: ${name}: ${why}`);
+  if (process.env.CI === 'true')
+    throw new Error(`required capability missing under CI: ${name}: ${why}`);
   console.warn(`skipping tests that need ${name}: ${why}`);
   return false;
 }

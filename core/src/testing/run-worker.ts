@@ -26,11 +26,21 @@ export interface RunWorkerResult {
 }
 
 /** Runs a plugin's real worker through the core's runner, collecting its records in memory. */
-export async function runWorker(manifest: PluginManifest, run: RunWorkerOptions): Promise<RunWorkerResult> {
+export async function runWorker(
+  manifest: PluginManifest,
+  run: RunWorkerOptions,
+): Promise<RunWorkerResult> {
   const options = validateOptions(manifest, run.options ?? {});
   const runtimeDir = mkdtempSync(join(tmpdir(), `scalpels-test-${manifest.name}-`));
   const target = run.target ?? { kind: 'none', pids: [], description: 'system-wide' };
-  const ctx = { target, taskId: 'test', tracerId: 1, technique: run.technique, runtimeDir, pluginDir: run.pluginDir };
+  const ctx = {
+    target,
+    taskId: 'test',
+    tracerId: 1,
+    technique: run.technique,
+    runtimeDir,
+    pluginDir: run.pluginDir,
+  };
   const records: TraceRecord[] = [];
   try {
     const spec = await manifest.worker(options, ctx);
