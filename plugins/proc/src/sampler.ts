@@ -409,6 +409,20 @@ function main(): void {
   });
 
   const sampler = new Sampler(config);
+  let tick = 0;
+  let timer: NodeJS.Timeout | undefined;
+  let stopping = false;
+  function stop(): void {
+    if (stopping) return;
+    stopping = true;
+    clearTimeout(timer);
+    const text = sampler.sample();
+    process.stdout.write(text, () => process.exit(0));
+  }
+  // Installed before the baseline: a stop that arrives during it is handled once it is taken.
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+
   const start = Date.now();
   process.stdout.write(
     `# scalpels proc sampler interval_ms=${config.intervalMs} user_hz=${USER_HZ} system=${config.system}` +
@@ -419,29 +433,18 @@ function main(): void {
   for (const pid of missing) warnOnce(`pid${pid}`, `target pid ${pid} does not exist: not traced`);
   process.stdout.write(`${READY_LINE}\n`);
 
-  let tick = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let stopping = false;
-  const schedule = (): void => {
+  function schedule(): void {
     const now = Date.now();
+    // The next point of the grid start + k * interval; points missed while busy are skipped.
     tick = Math.max(tick + 1, Math.ceil((now - start) / config.intervalMs));
     timer = setTimeout(onTick, start + tick * config.intervalMs - now);
-  };
-  const onTick = (): void => {
+  }
+  function onTick(): void {
     if (stopping) return;
     const text = sampler.sample();
     if (text) process.stdout.write(text);
     schedule();
-  };
-  const stop = (): void => {
-    if (stopping) return;
-    stopping = true;
-    clearTimeout(timer);
-    const text = sampler.sample();
-    process.stdout.write(text, () => process.exit(0));
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  }
   schedule();
 }
 
