@@ -99,11 +99,11 @@ function normalizePunctuation(s: string): string {
   );
 }
 
-/** Lists of only literals become `(?+)`; `values(...), (...)` becomes `values(?+)`. */
+/** IN lists of only literals become `in(?+)`; `values(...), (...)` becomes `values(?+)` (as pt-query-digest). */
 function collapseLists(s: string): string {
-  // MariaDB digests write a multi-row VALUES as `(...) /* , ... */`; the comment is gone already.
-  s = s.replace(/\(\.\.\.\)/g, '(?+)');
-  s = s.replace(/\((?:\?|null)(?:, (?:\?|null))*\)/g, '(?+)');
+  // MariaDB digests write IN lists and multi-row VALUES as `(...)`, the extra rows as a comment (gone already).
+  s = s.replace(/\b(in|values?)\(\.\.\.\)/g, '$1(?+)');
+  s = s.replace(/\bin\((?:\?|null)(?:, (?:\?|null))*\)/g, 'in(?+)');
   s = s.replace(/\b(values?)\((?:[^()']|\([^()]*\))*\)(?:, \((?:[^()']|\([^()]*\))*\))*/g, '$1(?+)');
   return s;
 }

@@ -113,3 +113,12 @@ export function pgWorkload(table: string, k: number): void {
   sql.push(`DROP TABLE ${table};`);
   execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qAt', '-v', 'ON_ERROR_STOP=1'], { input: sql.join('\n'), stdio: ['pipe', 'ignore', 'pipe'] });
 }
+
+/** Drops the schemas this test process created (`scalpels_t_<case>_<pid>`). */
+export async function dropTestSchemas(): Promise<void> {
+  const rows = await mysqlQuery('SHOW DATABASES');
+  for (const r of rows) {
+    const name = String(Object.values(r)[0]);
+    if (new RegExp(`^scalpels_t_\\w+_${process.pid}$`).test(name)) await mysqlQuery(`DROP DATABASE \`${name}\``);
+  }
+}

@@ -5,13 +5,14 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
 import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
 import plugin from '../src/index.js';
 import {
   LOG_VARIABLES,
   digestCounts,
+  dropTestSchemas,
   mysqlGlobalStatus,
   mysqlQuery,
   mysqlUp,
@@ -32,6 +33,10 @@ const digestOk = capability(
 );
 
 const K = 40;
+
+afterAll(async () => {
+  if (up) await dropTestSchemas();
+});
 const INSERT = 'insert into t values(?+)';
 const SELECT = 'select * from t where id = ?';
 
@@ -73,7 +78,7 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
     const shapes = new Set(
       records.filter((r): r is Sample => r.kind === 'sample' && r.series === 'sql.calls' && r.labels?.schema === schema).map((r) => r.labels!.fingerprint),
     );
-    expect([...shapes].sort()).toEqual([INSERT, SELECT, 'create table t(id integer primary key, v varcharacter(?+))', 'select v from t where id in(?+)'].sort());
+    expect([...shapes].sort()).toEqual([INSERT, SELECT, 'create table t(id integer primary key, v varcharacter(?))', 'select v from t where id in(?+)'].sort());
     expect(sumBy(records, 'sql.rows_affected', inSchema(INSERT))).toBe(K);
     expect(sumBy(records, 'sql.rows_sent', inSchema(SELECT))).toBe(K);
 
