@@ -12,7 +12,8 @@
  * waits for a child, so a member that exits and is reaped by a member keeps counting through its
  * reaper. A member whose reaper is outside the tree (init, a subreaper, another root's tree) is
  * frozen at its last reading into `departed` (and, when the reaper is in another target tree,
- * subtracted there so the trees never count it twice). Context switches are per thread and never
+ * subtracted there so the trees never count it twice; the CPU it used after its last reading is
+ * moved back to its own tree when the reaper reaped only it in the interval). Context switches are per thread and never
  * move to a parent, so every thread that disappears is frozen. Emitted totals only grow (a
  * high-water mark): a race that loses a reaping can make a total lag, never go back.
  *
@@ -74,6 +75,9 @@ interface Member {
   ppid: number;
   root: number;
   inherited: Inherited;
+  /** cutime and cstime alone: what the children it waited for used. */
+  reapedUser: number;
+  reapedSystem: number;
   threads: Map<number, PerThread>;
 }
 
@@ -166,7 +170,16 @@ export class TreeTracker {
           }
         }
       }
-      next.set(key, { key, pid, ppid: st.ppid, root, inherited, threads });
+      next.set(key, {
+        key,
+        pid,
+        ppid: st.ppid,
+        root,
+        inherited,
+        reapedUser: st.cutime,
+        reapedSystem: st.cstime,
+        threads,
+      });
       const g = gauges.get(root)!;
       if (st.state !== 'Z') g.count++;
       g.threads += st.threads;
@@ -250,6 +263,8 @@ export class TreeTracker {
     const byPidBefore = new Map<number, Member>();
     for (const m of this.members.values()) byPidBefore.set(m.pid, m);
 
+    const reaped: { gone: Member; reaper: Member }[] = [];
+    const reapedBy = new Map<string, number>();
     for (const gone of this.members.values()) {
       if (next.has(gone.key)) continue;
       const tree = this.trees.get(gone.root)!;
@@ -260,8 +275,26 @@ export class TreeTracker {
       }
       const reaper = this.findReaper(gone, byPidNow, byPidBefore, next);
       if (reaper) {
-        const reaperTree = this.trees.get(reaper.root)!;
-        for (const k of INHERITED_KEYS) reaperTree.departed[k] -= gone.inherited[k];
+        reaped.push({ gone, reaper });
+        reapedBy.set(reaper.key, (reapedBy.get(reaper.key) ?? 0) + 1);
+      }
+    }
+    for (const { gone, reaper } of reaped) {
+      const transfer = { ...gone.inherited };
+      const before = this.members.get(reaper.key);
+      if (reaper.root !== gone.root && before && reapedBy.get(reaper.key) === 1) {
+        // The reaper's cutime/cstime grew by the child's final CPU time, which includes what it
+        // used after its last reading: that part belongs to the child's tree too.
+        const gotUser = reaper.reapedUser - before.reapedUser;
+        const gotSystem = reaper.reapedSystem - before.reapedSystem;
+        if (gotUser > transfer.userTicks) transfer.userTicks = gotUser;
+        if (gotSystem > transfer.systemTicks) transfer.systemTicks = gotSystem;
+      }
+      const tree = this.trees.get(gone.root)!;
+      const reaperTree = this.trees.get(reaper.root)!;
+      for (const k of INHERITED_KEYS) {
+        tree.departed[k] += transfer[k] - gone.inherited[k];
+        reaperTree.departed[k] -= transfer[k];
       }
     }
   }

@@ -103,8 +103,8 @@ describe('TreeTracker', () => {
     expect([r.get(10)!.delta.userTicks, r.get(11)!.delta.userTicks]).toEqual([10, 20]);
     // 11 ends at 65 and 10 waits for it: 10's cutime grows by 11's whole life (65).
     r = step(t, [init, { pid: 10, ppid: 1, u: 120, cu: 65 }]);
-    expect(r.get(10)!.delta.userTicks).toBe(15); // its own 10 + the 5 of 11 after the last reading
-    expect(r.get(11)!.delta.userTicks).toBe(0);
+    expect(r.get(10)!.delta.userTicks).toBe(10); // its own 10, not 11's life through cutime
+    expect(r.get(11)!.delta.userTicks).toBe(5); // 11's last 5, seen in 10's cutime
     expect(r.get(11)!.gauges.count).toBe(0);
   });
 

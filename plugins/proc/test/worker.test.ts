@@ -97,6 +97,61 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
     }
   });
 
+  it('splits nested roots (a service and its workers) without counting a worker twice', async () => {
+    const out = mkdtempSync(join(scratch, 'nested-'));
+    // The outer root waits for "go", then its child (the inner root, started before the sampler)
+    // burns 300 ms and exits; the outer root reaps it.
+    const burn = (file: string): string =>
+      'const b = process.cpuUsage(); let x = 0;' +
+      'while (process.cpuUsage(b).user + process.cpuUsage(b).system < 300e3) x += Math.sqrt(x + 1);' +
+      `require('fs').writeFileSync(${JSON.stringify(join(out, file))}, JSON.stringify({ b, e: process.cpuUsage() }));`;
+    const inner = `process.stdin.once('data', () => { ${burn('inner.json')} process.exit(0); });`;
+    const outer =
+      `const c = require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(inner)}], { stdio: ['pipe', 'inherit', 'inherit'] });` +
+      `console.log('child ' + c.pid);` +
+      `process.stdin.once('data', () => c.stdin.write('go'));` +
+      `c.on('exit', () => console.log('done'));`;
+    const root = spawn(process.execPath, ['-e', outer], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      const childPid = await new Promise<number>((resolve) =>
+        root.stdout!.once('data', (d: Buffer) =>
+          resolve(Number(/child (\d+)/.exec(d.toString())![1])),
+        ),
+      );
+      await new Promise((r) => setTimeout(r, 300)); // both node processes started up
+      const result = await runWorker(plugin, {
+        pluginDir,
+        options: { interval: '100ms', system: false },
+        target: { kind: 'service', pids: [root.pid!, childPid], description: 'outer + inner' },
+        during: async () => {
+          const done = waitForLine(root, 'done');
+          root.stdin!.write('go\n');
+          await done;
+        },
+      });
+      expect(result.outcome.parseErrors).toBe(0);
+      const cpuOf = (pid: number): number =>
+        sum(
+          samples(result.records).filter(
+            (s) => s.labels?.pid === String(pid) && s.series.startsWith('proc.cpu.'),
+          ),
+        );
+      const usage = JSON.parse(readFileSync(join(out, 'inner.json'), 'utf8')) as Record<
+        'b' | 'e',
+        NodeJS.CpuUsage
+      >;
+      const innerMs = (usage.e.user + usage.e.system - usage.b.user - usage.b.system) / 1000;
+      console.log(
+        `nested roots: inner ${cpuOf(childPid)} ms (burned ${innerMs.toFixed(1)}), outer ${cpuOf(root.pid!)} ms`,
+      );
+      expect(Math.abs(cpuOf(childPid) - innerMs)).toBeLessThan(0.1 * innerMs + 20);
+      // The outer root only forwarded a line: a double count would add the inner's 300 ms.
+      expect(cpuOf(root.pid!)).toBeLessThan(100);
+    } finally {
+      root.kill('SIGKILL');
+    }
+  });
+
   it('keeps running when the target root exits mid-run', async () => {
     const sleeper = spawn('sleep', ['30'], { stdio: 'ignore' });
     const exited = new Promise((resolve) => sleeper.once('exit', resolve));
