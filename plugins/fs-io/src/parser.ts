@@ -93,6 +93,8 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
   let pending = new Map<string, { pid: number; file: string; d: FileDelta }>();
   let vfsPending = new Map<string, number>();
   let hist: { map: 'read_h' | 'write_h'; pid: number; id: string } | undefined;
+  /** After `@@end` bpftrace dumps the maps END cleared (scalars as 0): nothing more to take. */
+  let ended = false;
 
   const increase = (key: string, total: number): number => {
     const before = previous.get(key) ?? 0;
@@ -157,6 +159,9 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
         for (const [le, v] of [...(h ?? [])].sort((a, b) => a[0] - b[0]))
           if (v > 0) out.push({ kind: 'sample', series, labels: { ...labels, le: String(le) }, value: v });
 
+      // Descriptors the program could not name (pipes, sockets, inherited from outside the
+      // target) stay in the series but are not files to rank.
+      if (path.startsWith('(fd ')) continue;
       const readOps = d.readOps ?? 0;
       const writeOps = d.writeOps ?? 0;
       const opens = d.opens ?? 0;
@@ -182,6 +187,7 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
 
   return {
     line(text: string): ParseResult | DroppedNotice {
+      if (ended) return;
       if (hist) {
         const b = RE_BUCKET.exec(text);
         if (b) {
@@ -200,7 +206,11 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
         hist = undefined;
       }
       if (text === '' || text.startsWith('Attaching ') || text === '@@ready') return;
-      if (text === '@@flush' || text === '@@end') return flush();
+      if (text === '@@flush') return flush();
+      if (text === '@@end') {
+        ended = true;
+        return flush();
+      }
       let m = RE_FILE.exec(text);
       if (m) {
         const [, map, pidText, idText, valueText] = m;
