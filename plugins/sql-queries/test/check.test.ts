@@ -8,7 +8,13 @@ import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { checkMysql, checkPg } from '../src/checks.js';
 import { PERFORMANCE_SCHEMA_FIX } from '../src/server.js';
-import { mysqlGlobalStatus, mysqlQuery, mysqlUp, pgUp, pluginDir, target } from './helpers.js';
+import { mysqlGlobalStatus, mysqlQuery, mysqlUp, pgUp, pluginDir, target, serverLock } from './helpers.js';
+
+let releaseServer: (() => void) | undefined;
+beforeAll(async () => {
+  releaseServer = await serverLock();
+}, 300_000);
+afterAll(() => releaseServer?.());
 
 function ctx(raw: Record<string, unknown>, depth: 'quick' | 'full' = 'full'): CheckContext {
   return {

@@ -5,9 +5,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability } from '@scalpels/core/testing';
-import { LOG_VARIABLES, digestCounts, dropTestSchemas, mysqlQuery, mysqlUp, mysqlVariables } from './helpers.js';
+import { LOG_VARIABLES, digestCounts, dropTestSchemas, mysqlQuery, mysqlUp, mysqlVariables, serverLock } from './helpers.js';
+
+let releaseServer: (() => void) | undefined;
+beforeAll(async () => {
+  releaseServer = await serverLock();
+}, 300_000);
+afterAll(() => releaseServer?.());
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));

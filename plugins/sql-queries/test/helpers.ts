@@ -1,5 +1,6 @@
 /** Shared by the live tests and the testdata recorder: setup/undo as the core runs them, workloads, server counters. */
 import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OptionValues, UndoAction } from '@scalpels/core';
@@ -120,5 +121,31 @@ export async function dropTestSchemas(): Promise<void> {
   for (const r of rows) {
     const name = String(Object.values(r)[0]);
     if (new RegExp(`^scalpels_t_\\w+_${process.pid}$`).test(name)) await mysqlQuery(`DROP DATABASE \`${name}\``);
+  }
+}
+
+const LOCK = '/tmp/scalpels-sql-queries-tests.lock';
+
+/**
+ * Test files that change server-wide settings or compare server-wide counters run one at a time
+ * (vitest runs files in parallel): a lock directory with the holder's pid, taken over when stale.
+ */
+export async function serverLock(): Promise<() => void> {
+  for (;;) {
+    try {
+      mkdirSync(LOCK);
+      writeFileSync(join(LOCK, 'pid'), String(process.pid));
+      return () => rmSync(LOCK, { recursive: true, force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let holder = 0;
+      try {
+        holder = Number(readFileSync(join(LOCK, 'pid'), 'utf8'));
+      } catch {
+        // being created right now
+      }
+      if (holder > 0 && !existsSync(`/proc/${holder}`)) rmSync(LOCK, { recursive: true, force: true });
+      else await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }

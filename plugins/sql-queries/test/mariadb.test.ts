@@ -5,7 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
 import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
 import plugin from '../src/index.js';
@@ -22,7 +22,14 @@ import {
   runSetup,
   runUndo,
   target,
+  serverLock,
 } from './helpers.js';
+
+let releaseServer: (() => void) | undefined;
+beforeAll(async () => {
+  releaseServer = await serverLock();
+}, 300_000);
+afterAll(() => releaseServer?.());
 
 const up = capability('mariadb', mysqlUp(), 'no MariaDB answering as root on /run/mysqld/mysqld.sock');
 const ps = up && Number((await mysqlQuery('SELECT @@performance_schema AS ps'))[0]!.ps) === 1;

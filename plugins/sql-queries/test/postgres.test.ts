@@ -1,9 +1,15 @@
 /** Live tests against this machine's PostgreSQL: pg_stat_statements deltas and the statement log. */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
 import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
 import plugin from '../src/index.js';
-import { pgQuery, pgUp, pgWorkload, pluginDir, runSetup, runUndo, target } from './helpers.js';
+import { pgQuery, pgUp, pgWorkload, pluginDir, runSetup, runUndo, target, serverLock } from './helpers.js';
+
+let releaseServer: (() => void) | undefined;
+beforeAll(async () => {
+  releaseServer = await serverLock();
+}, 300_000);
+afterAll(() => releaseServer?.());
 
 const up = capability('postgresql', pgUp(), 'no PostgreSQL answering as postgres on 127.0.0.1:5432 (trust)');
 const pgss =
