@@ -1,7 +1,7 @@
 /**
  * The proc plugin's worker: a standalone sampler of /proc (node's standard library only).
  *
- *   node sampler.js --interval-ms 1000 [--pid P]... [--name P=NAME]... [--no-system]
+ *   node sampler.js --interval-ms 1000 [--pid P]... [--name P=NAME]... [--children-only P]... [--no-system]
  *                   [--device GLOB]... [--interface GLOB]...
  *   node sampler.js --check        read every source once, print what works, exit 0/1
  *
@@ -40,6 +40,8 @@ interface Config {
   pids: number[];
   /** Label `comm` to use for a root instead of its own comm (the workload of `scalpels run`). */
   names: Map<number, string>;
+  /** Roots counted for their descendants only (see TreeTracker). */
+  childrenOnly: Set<number>;
   system: boolean;
   devices: RegExp[] | undefined;
   interfaces: RegExp[] | undefined;
@@ -286,7 +288,8 @@ class Sampler {
   constructor(config: Config) {
     this.names = config.names;
     this.system = config.system ? new SystemSampler(config) : undefined;
-    this.trees = config.pids.length > 0 ? new TreeTracker(config.pids) : undefined;
+    this.trees =
+      config.pids.length > 0 ? new TreeTracker(config.pids, config.childrenOnly) : undefined;
   }
 
   /** One reading of everything; returns the lines to print (none on the baseline). */
@@ -339,6 +342,7 @@ function parseConfig(argv: string[]): Config & { check: boolean } {
       'interval-ms': { type: 'string', default: '1000' },
       pid: { type: 'string', multiple: true, default: [] },
       name: { type: 'string', multiple: true, default: [] },
+      'children-only': { type: 'string', multiple: true, default: [] },
       'no-system': { type: 'boolean', default: false },
       device: { type: 'string', multiple: true },
       interface: { type: 'string', multiple: true },
@@ -360,10 +364,12 @@ function parseConfig(argv: string[]): Config & { check: boolean } {
     if (!m) throw new Error(`bad --name ${given} (expected PID=NAME)`);
     names.set(Number(m[1]), m[2]!);
   }
+  const childrenOnly = new Set(values['children-only'].map(Number));
   return {
     intervalMs,
     pids,
     names,
+    childrenOnly,
     system: !values['no-system'],
     devices: values.device?.map(globToRegExp),
     interfaces: values.interface?.map(globToRegExp),

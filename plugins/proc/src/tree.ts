@@ -107,7 +107,15 @@ export class TreeTracker {
   private members = new Map<string, Member>();
   private started = false;
 
-  constructor(private readonly rootPids: readonly number[]) {}
+  /**
+   * @param childrenOnly roots that stand for their descendants only (the launcher of
+   *   `scalpels run`): their own CPU time, threads, memory and files are left out, while what
+   *   their reaped children used still counts through their cutime/cstime and /proc/PID/io.
+   */
+  constructor(
+    private readonly rootPids: readonly number[],
+    private readonly childrenOnly: ReadonlySet<number> = new Set(),
+  ) {}
 
   /** Roots seen at the first reading; roots that did not exist then are never tracked. */
   get trackedRoots(): number[] {
@@ -148,9 +156,10 @@ export class TreeTracker {
       const key = memberKey(st);
       const old = this.members.get(key);
       const tree = this.trees.get(root)!;
+      const self = !(pid === root && this.childrenOnly.has(root));
       const inherited: Inherited = {
-        userTicks: st.utime + st.cutime,
-        systemTicks: st.stime + st.cstime,
+        userTicks: (self ? st.utime : 0) + st.cutime,
+        systemTicks: (self ? st.stime : 0) + st.cstime,
         // /proc/PID/io can be unreadable for a moment (exec in progress): keep the last value.
         rchar: reading.io?.rchar ?? old?.inherited.rchar ?? 0,
         wchar: reading.io?.wchar ?? old?.inherited.wchar ?? 0,
@@ -158,8 +167,9 @@ export class TreeTracker {
         writeBytes: reading.io?.writeBytes ?? old?.inherited.writeBytes ?? 0,
       };
       const threads = new Map<number, PerThread>();
-      for (const [tid, t] of reading.tasks)
-        threads.set(tid, { voluntary: t.voluntary, involuntary: t.involuntary });
+      if (self)
+        for (const [tid, t] of reading.tasks)
+          threads.set(tid, { voluntary: t.voluntary, involuntary: t.involuntary });
       if (old) {
         for (const [tid, t] of old.threads) {
           const now = threads.get(tid);
@@ -180,6 +190,7 @@ export class TreeTracker {
         reapedSystem: st.cstime,
         threads,
       });
+      if (!self) continue;
       const g = gauges.get(root)!;
       if (st.state !== 'Z') g.count++;
       g.threads += st.threads;

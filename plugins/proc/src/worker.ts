@@ -20,10 +20,13 @@ export function workerSpec(options: OptionValues, ctx: WorkerContext): WorkerSpe
     String(options.interval ?? 1000),
   ];
   for (const pid of pids) argv.push('--pid', String(pid));
-  // The root of `scalpels run` is the core's launcher (a node process): label its tree with the
-  // workload's command instead, which is what the user asked to trace.
-  const command = ctx.target.kind === 'run' ? ctx.target.command?.[0] : undefined;
-  if (command && pids.length === 1) argv.push('--name', `${pids[0]}=${basename(command)}`);
+  // The root of `scalpels run` is the core's launcher (a node process), not the workload: count
+  // only what descends from it, and label the tree with the workload's command.
+  if (ctx.target.kind === 'run' && pids.length === 1) {
+    argv.push('--children-only', String(pids[0]));
+    const command = ctx.target.command?.[0];
+    if (command) argv.push('--name', `${pids[0]}=${basename(command)}`);
+  }
   if (!system) argv.push('--no-system');
   for (const d of (options.devices as readonly string[] | undefined) ?? [])
     argv.push('--device', d);

@@ -90,6 +90,11 @@ describe.runIf(canRun)('proc through the scalpels CLI', () => {
     );
     expect(truthMs).toBeGreaterThan(1900);
     expect(Math.abs(reportedMs - truthMs) / truthMs).toBeLessThan(0.1);
+    // Once the workload is gone only the launcher is left, and it is not part of the workload.
+    const last = (name: string): number | undefined =>
+      (tracer.series.find((s) => s.name === name) as (ReportSeries & { last?: number }) | undefined)
+        ?.last;
+    expect([last('proc.count'), last('proc.threads'), last('proc.rss')]).toEqual([0, 0, 0]);
     const memTotal = tracer.series.find((s) => s.name === 'mem.total');
     expect(memTotal).toMatchObject({ kind: 'gauge', unit: 'bytes' });
   });

@@ -131,4 +131,17 @@ describe('TreeTracker', () => {
     r = step(t, [init, { pid: 10, ppid: 1, u: 0, vol: 8 }]);
     expect(r.get(10)!.delta.voluntary).toBe(0);
   });
+
+  it('counts only the descendants of a children-only root (the launcher of scalpels run)', () => {
+    const t = new TreeTracker([10], new Set([10]));
+    step(t, [init, { pid: 10, ppid: 1, u: 50, vol: 4 }]);
+    let r = step(t, [init, { pid: 10, ppid: 1, u: 60, vol: 9 }, { pid: 11, ppid: 10, u: 30 }]);
+    expect(r.get(10)!.delta.userTicks).toBe(30);
+    expect(r.get(10)!.delta.voluntary).toBe(0);
+    expect(r.get(10)!.gauges).toEqual({ count: 1, threads: 1, rssBytes: 4096, fds: 3 });
+    // The workload ends at 45 and the launcher waits for it.
+    r = step(t, [init, { pid: 10, ppid: 1, u: 70, cu: 45 }]);
+    expect(r.get(10)!.delta.userTicks).toBe(15);
+    expect(r.get(10)!.gauges).toEqual({ count: 0, threads: 0, rssBytes: 0, fds: 0 });
+  });
 });
