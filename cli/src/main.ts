@@ -28,6 +28,16 @@ async function main(argv: string[]): Promise<number> {
       global: true,
     })
     .option('json', { type: 'boolean', describe: 'print listings as JSON', global: true })
+    .option('agent', {
+      type: 'string',
+      describe: 'agent to talk to: unix:///path/to.sock or tcp://host:port (or SCALPELS_AGENT)',
+      global: true,
+    })
+    .option('token-file', {
+      type: 'string',
+      describe: 'file holding the agent token, for TCP (or SCALPELS_TOKEN_FILE)',
+      global: true,
+    })
     .command(
       'plugins <action> [name] [settings..]',
       'list, describe or validate tracer plugins',
@@ -85,6 +95,87 @@ async function main(argv: string[]): Promise<number> {
       async (args) => {
         const { runCommand } = await import('./commands/run.js');
         setExit(await runCommand(args as unknown as Parameters<typeof runCommand>[0]));
+      },
+    )
+    .command(
+      'agent',
+      'serve tracers over RPC on this node (unix socket 0600; TCP only with a token)',
+      (y) =>
+        y
+          .option('socket', {
+            type: 'string',
+            describe:
+              'unix socket path (default $XDG_RUNTIME_DIR/scalpels/agent.sock or /run/scalpels/agent.sock)',
+          })
+          .option('listen', {
+            type: 'string',
+            describe: 'also listen on TCP HOST:PORT (needs --token-file)',
+          })
+          .option('node', { type: 'string', describe: 'node name (default: hostname)' }),
+      async (args) => {
+        const { agentCommand } = await import('./commands/agent.js');
+        setExit(await agentCommand(args as unknown as Parameters<typeof agentCommand>[0]));
+      },
+    )
+    .command(
+      'start',
+      'start tracers on the agent: scalpels start -t T[,T..] [--pid N|--service S] [--set T.key=value]..; prints the task id',
+      (y) =>
+        y
+          .option('tracer', {
+            alias: 't',
+            type: 'string',
+            array: true,
+            demandOption: true,
+            describe: 'tracers to start',
+          })
+          .option('set', {
+            type: 'string',
+            array: true,
+            describe: 'tracer option: TRACER.KEY=VALUE',
+          })
+          .option('pid', { type: 'number', array: true, describe: 'target process (repeatable)' })
+          .option('service', {
+            type: 'string',
+            array: true,
+            describe: 'target service: process or systemd unit name (repeatable)',
+          })
+          .option('name', { type: 'string', describe: 'task name' })
+          .option('label', { type: 'string', array: true, describe: 'task label KEY=VALUE' })
+          .option('restarts', {
+            type: 'number',
+            describe: 'restart a crashed worker up to N times, with backoff',
+          }),
+      async (args) => {
+        const { startCommand } = await import('./commands/agent.js');
+        setExit(await startCommand(args as unknown as Parameters<typeof startCommand>[0]));
+      },
+    )
+    .command(
+      'stop [task]',
+      'stop a task on the agent (or some of its tracers)',
+      (y) =>
+        y
+          .positional('task', { type: 'string' })
+          .option('last', { type: 'boolean', describe: 'the most recent task' })
+          .option('tracer', {
+            alias: 't',
+            type: 'string',
+            array: true,
+            describe: 'only these tracers',
+          }),
+      async (args) => {
+        const { stopCommand } = await import('./commands/agent.js');
+        setExit(await stopCommand(args as unknown as Parameters<typeof stopCommand>[0]));
+      },
+    )
+    .command(
+      'status',
+      'what runs now on the agent: tasks, tracers, worker pids, uptime, records',
+      {},
+      async (args) => {
+        const { statusCommand } = await import('./commands/agent.js');
+        setExit(await statusCommand(args as unknown as Parameters<typeof statusCommand>[0]));
       },
     )
     .command('tasks', 'list tasks', {}, async (args) => {

@@ -44,3 +44,18 @@ export {
   type ReportTracer,
   type ReportSeries,
 } from './report.js';
+export { AgentServer, type AgentOptions } from './agent/server.js';
+export { AgentClient } from './agent/client.js';
+export {
+  defaultSocketPath,
+  parseAgentUrl,
+  parseHostPort,
+  readTokenFile,
+  tokenMatches,
+  RPC_ERRORS,
+  type StartParams,
+  type StopParams,
+  type TaskStatus,
+  type TracerStatus,
+  type AgentInfo,
+} from './agent/protocol.js';

@@ -2,12 +2,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject, injectable, type DependencyContainer } from 'tsyringe';
-import type { CheckResult, OptionValues, Target } from './api.js';
+import type { CheckResult, OptionValues, Target, WorkerContext } from './api.js';
 import { UserError, errorMessage } from './errors.js';
 import { validateOptions } from './options.js';
 import { isSameProcess, readStat } from './procfs.js';
 import { PluginRegistry, type LoadedPlugin } from './registry.js';
-import { WorkerRunner, type TracerOutcome } from './runner.js';
+import { WorkerRunner, type RunnerStats, type TracerOutcome } from './runner.js';
 import { checkContext, StoreProvider, type Clock, type Config, type Logger } from './services.js';
 import { killGroup, type ProcessSpawner } from './spawner.js';
 import type { Store, TaskRow, TracerRow } from './store/types.js';
@@ -34,6 +34,8 @@ export interface TracerSpec {
   row: TracerRow;
   task: TaskRow;
   target: Target;
+  /** Restart a crashed worker up to this many times, with backoff (0: off). */
+  maxRestarts?: number;
 }
 
 /** One tracer's life: setup (journaled), worker, records to the store, stop, undo. */
@@ -43,6 +45,12 @@ export class TracerRun {
   private runtimeDir: string | undefined;
   private finished: Promise<TracerOutcome> | undefined;
   private ended = false;
+  private stopRequested = false;
+  private restarts = 0;
+  private readonly totals: RunnerStats = { records: 0, parseErrors: 0, dropped: 0 };
+  private ctx: WorkerContext | undefined;
+  private workerStartedAt: number | undefined;
+  private wakeBackoff: (() => void) | undefined;
 
   constructor(
     @inject(TOKENS.TracerSpec) readonly spec: TracerSpec,
@@ -66,12 +74,34 @@ export class TracerRun {
     return this.finished;
   }
 
+  /** Records, parse errors and drops so far, over every worker of this tracer (restarts included). */
+  get stats(): RunnerStats {
+    const live = this.runner?.stats ?? { records: 0, parseErrors: 0, dropped: 0 };
+    return {
+      records: this.totals.records + live.records,
+      parseErrors: this.totals.parseErrors + live.parseErrors,
+      dropped: this.totals.dropped + live.dropped,
+    };
+  }
+
+  get isEnded(): boolean {
+    return this.ended;
+  }
+
+  get restartCount(): number {
+    return this.restarts;
+  }
+
+  get startedAt(): number | undefined {
+    return this.workerStartedAt;
+  }
+
   async start(): Promise<void> {
     const { prepared, row, task, target } = this.spec;
     const { manifest, info } = prepared.plugin;
     const store = this.stores.get();
     this.runtimeDir = mkdtempSync(join(tmpdir(), `scalpels-${row.tracer}-`));
-    const ctx = {
+    this.ctx = {
       target,
       taskId: task.id,
       tracerId: row.id,
@@ -82,7 +112,7 @@ export class TracerRun {
     try {
       if (manifest.setup)
         await manifest.setup(prepared.options, {
-          ...ctx,
+          ...this.ctx,
           journal: (action) =>
             store.journal(
               row.id,
@@ -91,24 +121,7 @@ export class TracerRun {
               prepared.options as Record<string, unknown>,
             ),
         });
-      const workerSpec = await manifest.worker(prepared.options, ctx);
-      const parser = manifest.parser({
-        options: prepared.options,
-        technique: ctx.technique,
-        startedAt: this.clock.now(),
-      });
-      this.runner = new WorkerRunner(
-        this.spawner,
-        workerSpec,
-        parser,
-        manifest.schema,
-        store.recordSink(row, manifest.schema),
-        {
-          now: () => this.clock.now(),
-          onProgress: (s) => void store.updateTracer(row.id, s).catch(() => undefined),
-        },
-      );
-      await this.runner.start();
+      await this.spawnWorker();
     } catch (e) {
       const error = `${row.tracer}: ${firstLine(errorMessage(e))}`;
       await this.undo();
@@ -116,22 +129,94 @@ export class TracerRun {
       this.cleanup();
       throw new UserError(error);
     }
-    const pid = this.runner.pid!;
+    this.finished = this.supervise();
+  }
+
+  async stop(): Promise<TracerOutcome> {
+    if (!this.finished) throw new Error(`tracer ${this.name} not started`);
+    if (this.ended) return this.finished; // the worker already ended by itself
+    this.stopRequested = true;
+    this.wakeBackoff?.();
+    await this.stores.get().updateTracer(this.spec.row.id, { status: 'stopping' });
+    await this.runner?.stop();
+    return this.finished;
+  }
+
+  private async spawnWorker(): Promise<void> {
+    const { prepared, row } = this.spec;
+    const { manifest } = prepared.plugin;
+    const store = this.stores.get();
+    const workerSpec = await manifest.worker(prepared.options, this.ctx!);
+    const parser = manifest.parser({
+      options: prepared.options,
+      technique: this.ctx!.technique,
+      startedAt: this.clock.now(),
+    });
+    const runner = new WorkerRunner(
+      this.spawner,
+      workerSpec,
+      parser,
+      manifest.schema,
+      store.recordSink(row, manifest.schema),
+      {
+        now: () => this.clock.now(),
+        onProgress: () => void store.updateTracer(row.id, this.stats).catch(() => undefined),
+      },
+    );
+    this.runner = runner;
+    await runner.start();
+    const pid = runner.pid!;
+    this.workerStartedAt = this.clock.now();
     await store.updateTracer(row.id, {
       status: 'running',
       workerPid: pid,
       workerStart: readStat(pid)?.startTime ?? null,
-      startedAt: this.clock.now(),
+      startedAt: this.workerStartedAt,
     });
-    this.finished = this.runner.done.then((o) => this.finish(o));
   }
 
-  async stop(): Promise<TracerOutcome> {
-    if (!this.runner || !this.finished) throw new Error(`tracer ${this.name} not started`);
-    if (this.ended) return this.finished; // the worker already ended by itself
-    await this.stores.get().updateTracer(this.spec.row.id, { status: 'stopping' });
-    await this.runner.stop();
-    return this.finished;
+  /** Waits for the worker; restarts a crashed one with backoff when the tracer allows it. */
+  private async supervise(): Promise<TracerOutcome> {
+    for (;;) {
+      const o = await this.runner!.done;
+      this.totals.records += o.records;
+      this.totals.parseErrors += o.parseErrors;
+      this.totals.dropped += o.dropped;
+      const total = { ...o, ...this.totals };
+      if (
+        o.status !== 'failed' ||
+        this.stopRequested ||
+        this.restarts >= (this.spec.maxRestarts ?? 0)
+      )
+        return this.finish(total);
+      this.restarts++;
+      const backoffMs = Math.min(30_000, 500 * 2 ** (this.restarts - 1));
+      this.log.warn(
+        `tracer ${this.name} failed (${o.error}); restart ${this.restarts} in ${backoffMs} ms`,
+      );
+      await this.stores.get().updateTracer(this.spec.row.id, {
+        restarts: this.restarts,
+        error: `restart ${this.restarts} after: ${o.error}`,
+        ...this.totals,
+      });
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, backoffMs);
+        this.wakeBackoff = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.wakeBackoff = undefined;
+      if (this.stopRequested) return this.finish({ ...total, status: 'stopped', error: undefined });
+      try {
+        await this.spawnWorker();
+      } catch (e) {
+        return this.finish({
+          ...total,
+          error: `restart ${this.restarts} failed: ${firstLine(errorMessage(e))}`,
+        });
+      }
+    }
   }
 
   private async finish(o: TracerOutcome): Promise<TracerOutcome> {
@@ -203,11 +288,25 @@ export class RunningTask {
     private readonly clock: Clock,
   ) {}
 
-  /** Stops every tracer (in parallel) and closes the task. */
-  async stop(): Promise<TracerOutcome[]> {
-    await this.store.updateTask(this.task.id, { status: 'stopping' });
-    const outcomes = await Promise.all(this.tracers.map((t) => t.stop()));
-    await this.store.updateTask(this.task.id, { status: 'stopped', stoppedAt: this.clock.now() });
+  /** Whether a tracer of this task is still live. */
+  get live(): boolean {
+    return this.tracers.some((t) => !t.isEnded);
+  }
+
+  /**
+   * Stops the named tracers (all when none are named), in parallel; once none is live, the task
+   * is closed.
+   */
+  async stop(names?: readonly string[]): Promise<TracerOutcome[]> {
+    const chosen = names?.length
+      ? this.tracers.filter((t) => names.includes(t.name))
+      : this.tracers;
+    const closing =
+      chosen.length === this.tracers.filter((t) => !t.isEnded).length || !names?.length;
+    if (closing) await this.store.updateTask(this.task.id, { status: 'stopping' });
+    const outcomes = await Promise.all(chosen.map((t) => t.stop()));
+    if (!this.live)
+      await this.store.updateTask(this.task.id, { status: 'stopped', stoppedAt: this.clock.now() });
     return outcomes;
   }
 }
@@ -215,6 +314,8 @@ export class RunningTask {
 export interface StartOptions {
   name?: string;
   labels?: Record<string, string>;
+  /** Restart policy for every tracer of the task: crashed workers are restarted up to this many times. */
+  restarts?: number;
 }
 
 @injectable()
@@ -306,7 +407,7 @@ export class TaskService {
       });
       const child = container.createChildContainer();
       child.register<TracerSpec>(TOKENS.TracerSpec, {
-        useValue: { prepared: p, row, task, target },
+        useValue: { prepared: p, row, task, target, maxRestarts: opts.restarts ?? 0 },
       });
       child.register(TOKENS.TracerRun, { useClass: TracerRun });
       runs.push(child.resolve<TracerRun>(TOKENS.TracerRun));

@@ -252,13 +252,20 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
   return 0;
 }
 
-export async function doctorCommand(args: GlobalArgs): Promise<number> {
+export async function doctorCommand(
+  args: GlobalArgs & { agent?: string; tokenFile?: string },
+): Promise<number> {
   const reg = await registry();
   const statuses = await Promise.all(reg.list().map((p) => statusOf(p, 'full', true)));
+  const { agentHealth } = await import('./agent.js');
+  const agent = await agentHealth(args);
   if (args.json) {
-    process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ agent, plugins: statuses }, null, 2)}\n`);
     return 0;
   }
+  process.stdout.write(
+    `${paint(`${agent.ok ? '✓' : '!'} agent`, agent.ok ? 'green' : 'yellow')}: ${agent.detail}\n${agent.hint ? `    fix: ${agent.hint}\n` : ''}`,
+  );
   if (statuses.length === 0) process.stdout.write('no plugins installed\n');
   for (const s of statuses) {
     const mark = s.status === 'ok' ? '✓' : s.status === 'fixable' ? '!' : '✗';

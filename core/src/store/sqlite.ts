@@ -51,6 +51,7 @@ const MIGRATIONS: readonly string[] = [
      data TEXT NOT NULL, description TEXT NOT NULL, options TEXT NOT NULL DEFAULT '{}',
      created_at INTEGER NOT NULL, undone_at INTEGER);
    CREATE INDEX journal_pending ON journal(undone_at, tracer_id);`,
+  `ALTER TABLE tracers ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
@@ -214,6 +215,7 @@ export class SqliteStore implements Store {
       records: patch.records,
       parse_errors: patch.parseErrors,
       dropped: patch.dropped,
+      restarts: patch.restarts,
     });
   }
 
@@ -513,5 +515,6 @@ function toTracer(r: Row): TracerRow {
     records: Number(r.records),
     parseErrors: Number(r.parse_errors),
     dropped: Number(r.dropped),
+    restarts: Number(r.restarts ?? 0),
   };
 }

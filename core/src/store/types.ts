@@ -40,6 +40,8 @@ export interface TracerRow {
   records: number;
   parseErrors: number;
   dropped: number;
+  /** Times a crashed worker was restarted (restart policy). */
+  restarts: number;
 }
 
 export type NewTask = Pick<
@@ -67,6 +69,7 @@ export type TracerPatch = Partial<
     | 'records'
     | 'parseErrors'
     | 'dropped'
+    | 'restarts'
   >
 >;
 export type TaskPatch = Partial<Pick<TaskRow, 'status' | 'stoppedAt' | 'ownerPid' | 'ownerStart'>>;

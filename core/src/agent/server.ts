@@ -1,0 +1,401 @@
+import { chmodSync, existsSync, lstatSync, unlinkSync } from 'node:fs';
+import net from 'node:net';
+import type { DependencyContainer } from 'tsyringe';
+import { UserError, errorMessage, isUserError } from '../errors.js';
+import type { Logger } from '../services.js';
+import type { StoreProvider } from '../services.js';
+import type { RunningTask, TaskService } from '../tasks.js';
+import { TOKENS } from '../tokens.js';
+import { LineSplitter } from '../lines.js';
+import {
+  MAX_REQUEST_BYTES,
+  RPC_ERRORS,
+  ensureSocketDir,
+  tokenMatches,
+  type AgentInfo,
+  type RpcRequest,
+  type RpcResponse,
+  type StartParams,
+  type StopParams,
+  type TaskStatus,
+} from './protocol.js';
+
+export interface AgentOptions {
+  socketPath?: string;
+  tcp?: { host: string; port: number; token: string };
+  version: string;
+}
+
+class RpcError extends Error {
+  constructor(
+    readonly code: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The agent: owns tracers on this node and serves JSON-RPC on a unix socket (0600) and, when
+ * asked, on TCP where every request must carry the token. It runs only what installed plugins
+ * declare: requests carry plugin names and options, validated before anything is spawned.
+ */
+export class AgentServer {
+  private readonly tasks = new Map<string, RunningTask>();
+  private readonly servers: net.Server[] = [];
+  private readonly sockets = new Set<net.Socket>();
+  private readonly startedAt = Date.now();
+  private readonly service: TaskService;
+  private readonly stores: StoreProvider;
+  private readonly log: Logger;
+  private readonly node: string;
+  private closing = false;
+  /** Starts run one at a time: a burst of requests must not spawn every worker at once. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private readonly inFlight = new Set<Promise<unknown>>();
+
+  constructor(
+    private readonly container: DependencyContainer,
+    private readonly opts: AgentOptions,
+  ) {
+    this.service = container.resolve<TaskService>(TOKENS.TaskService);
+    this.stores = container.resolve<StoreProvider>(TOKENS.StoreProvider);
+    this.log = container.resolve<Logger>(TOKENS.Logger);
+    this.node = container.resolve<{ node: string }>(TOKENS.Config).node;
+  }
+
+  /** Recovers what a previous agent left behind, then listens. */
+  async listen(): Promise<{ recovered: number }> {
+    const recovered = await this.service.recover();
+    if (this.opts.socketPath) await this.listenUnix(this.opts.socketPath);
+    if (this.opts.tcp) await this.listenTcp(this.opts.tcp.host, this.opts.tcp.port);
+    return { recovered };
+  }
+
+  get address(): net.AddressInfo | undefined {
+    const tcp = this.servers.find((s) => typeof s.address() === 'object');
+    return tcp?.address() as net.AddressInfo | undefined;
+  }
+
+  private async listenUnix(path: string): Promise<void> {
+    ensureSocketDir(path);
+    if (existsSync(path)) {
+      if (!lstatSync(path).isSocket()) throw new UserError(`${path} exists and is not a socket`);
+      // A live agent answers; a stale socket from a killed one is replaced.
+      const alive = await new Promise<boolean>((resolve) => {
+        const c = net.connect(path, () => {
+          c.destroy();
+          resolve(true);
+        });
+        c.once('error', () => resolve(false));
+      });
+      if (alive) throw new UserError(`an agent is already listening on ${path}`);
+      unlinkSync(path);
+    }
+    const server = net.createServer((s) => this.accept(s, false));
+    // Created with umask 077 so there is no moment at which others could connect.
+    const umask = process.umask(0o177);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(path, () => resolve());
+      });
+    } finally {
+      process.umask(umask);
+    }
+    chmodSync(path, 0o600);
+    this.servers.push(server);
+  }
+
+  private async listenTcp(host: string, port: number): Promise<void> {
+    const server = net.createServer((s) => this.accept(s, true));
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', (e) =>
+        reject(new UserError(`cannot listen on ${host}:${port}: ${e.message}`)),
+      );
+      server.listen(port, host, () => resolve());
+    });
+    this.servers.push(server);
+  }
+
+  private accept(socket: net.Socket, needsToken: boolean): void {
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const peer = needsToken ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix socket';
+    let pending = 0;
+    const splitter = new LineSplitter((line) => {
+      if (line.trim() === '') return;
+      void this.handle(line, needsToken, peer).then((resp) => {
+        if (!socket.destroyed) socket.write(`${JSON.stringify(resp)}\n`);
+      });
+    }, MAX_REQUEST_BYTES);
+    socket.on('data', (chunk: Buffer) => {
+      pending += chunk.length;
+      if (pending > MAX_REQUEST_BYTES * 4) {
+        socket.destroy();
+        return;
+      }
+      splitter.push(chunk);
+    });
+  }
+
+  private async handle(line: string, needsToken: boolean, peer: string): Promise<RpcResponse> {
+    let req: RpcRequest;
+    try {
+      req = JSON.parse(line) as RpcRequest;
+    } catch {
+      return {
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: RPC_ERRORS.parse, message: 'request is not JSON' },
+      };
+    }
+    const id = typeof req?.id === 'number' || typeof req?.id === 'string' ? req.id : null;
+    if (needsToken && !tokenMatches(this.opts.tcp!.token, req?.token)) {
+      this.log.warn(
+        `refused ${typeof req?.method === 'string' ? req.method : 'request'} from ${peer}: bad or missing token`,
+      );
+      return {
+        jsonrpc: '2.0',
+        id,
+        error: { code: RPC_ERRORS.unauthorized, message: 'unauthorized: bad or missing token' },
+      };
+    }
+    if (req?.jsonrpc !== '2.0' || typeof req.method !== 'string' || id === null)
+      return {
+        jsonrpc: '2.0',
+        id,
+        error: { code: RPC_ERRORS.invalidRequest, message: 'not a JSON-RPC 2.0 request' },
+      };
+    try {
+      const result = await this.dispatch(req.method, req.params);
+      return { jsonrpc: '2.0', id, result };
+    } catch (e) {
+      const code =
+        e instanceof RpcError ? e.code : isUserError(e) ? RPC_ERRORS.user : RPC_ERRORS.internal;
+      if (code === RPC_ERRORS.internal) this.log.error(`${req.method} failed: ${errorMessage(e)}`);
+      return { jsonrpc: '2.0', id, error: { code, message: errorMessage(e).split('\n')[0]! } };
+    }
+  }
+
+  private dispatch(method: string, params: unknown): Promise<unknown> {
+    switch (method) {
+      case 'ping':
+        return Promise.resolve(this.info());
+      case 'start':
+        return this.serialized(() => this.start(checkStartParams(params)));
+      case 'stop':
+        return this.tracked(this.stop(checkStopParams(params)));
+      case 'status':
+        return this.status();
+      default:
+        return Promise.reject(
+          new RpcError(RPC_ERRORS.methodNotFound, `unknown method "${method}"`),
+        );
+    }
+  }
+
+  private serialized<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => undefined);
+    return this.tracked(run);
+  }
+
+  private tracked<T>(p: Promise<T>): Promise<T> {
+    this.inFlight.add(p);
+    void p.finally(() => this.inFlight.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  private info(): AgentInfo {
+    return {
+      node: this.node,
+      pid: process.pid,
+      version: this.opts.version,
+      store: this.stores.get().url,
+      startedAt: new Date(this.startedAt).toISOString(),
+    };
+  }
+
+  private async start(p: StartParams): Promise<{ taskId: string }> {
+    if (this.closing) throw new UserError('agent is shutting down');
+    const requests = p.tracers.map((t) => ({ name: t.name, options: t.options ?? {} }));
+    const targetRequest = p.target ?? {};
+    const targeted = Boolean(targetRequest.pids?.length || targetRequest.services?.length);
+    const prepared = await this.service.prepare(requests, targeted);
+    const target = this.service.resolveTarget(targetRequest);
+    const running = await this.service.start(this.container, prepared, target, {
+      name: p.name,
+      labels: p.labels,
+      restarts: p.restarts,
+    });
+    this.tasks.set(running.task.id, running);
+    return { taskId: running.task.id };
+  }
+
+  private async stop(
+    p: StopParams,
+  ): Promise<{ taskId: string; tracers: { tracer: string; status: string }[] }> {
+    const store = this.stores.get();
+    const task = p.task ? await store.findTask(p.task) : await store.lastTask();
+    if (!task) throw new UserError(p.task ? `no task "${p.task}"` : 'no task to stop');
+    const running = this.tasks.get(task.id);
+    if (!running)
+      throw new UserError(`task ${task.id} is not running on this agent (status ${task.status})`);
+    const unknown = (p.tracers ?? []).filter((n) => !running.tracers.some((t) => t.name === n));
+    if (unknown.length) throw new UserError(`task ${task.id} has no tracer ${unknown.join(', ')}`);
+    const names = p.tracers?.length ? p.tracers : running.tracers.map((t) => t.name);
+    const outcomes = await running.stop(p.tracers);
+    if (!running.live) this.tasks.delete(task.id);
+    return {
+      taskId: task.id,
+      tracers: outcomes.map((o, i) => ({ tracer: names[i]!, status: o.status })),
+    };
+  }
+
+  private async status(): Promise<{ agent: AgentInfo; tasks: TaskStatus[] }> {
+    const store = this.stores.get();
+    const now = Date.now();
+    const tasks: TaskStatus[] = [];
+    for (const running of this.tasks.values()) {
+      const task = (await store.findTask(running.task.id)) ?? running.task;
+      const rows = await store.listTracers(task.id);
+      tasks.push({
+        id: task.id,
+        name: task.name,
+        status: task.status,
+        startedAt: new Date(task.startedAt).toISOString(),
+        target: task.target,
+        tracers: running.tracers.map((t) => {
+          const row = rows.find((r) => r.id === t.spec.row.id);
+          const live = !t.isEnded;
+          const stats = t.stats;
+          return {
+            id: t.spec.row.id,
+            tracer: t.name,
+            status: row?.status ?? 'unknown',
+            pid: live ? (t.pid ?? null) : null,
+            uptimeMs: live && t.startedAt ? now - t.startedAt : null,
+            records: stats.records,
+            parseErrors: stats.parseErrors,
+            dropped: stats.dropped,
+            restarts: t.restartCount,
+            error: row?.error ?? null,
+          };
+        }),
+      });
+    }
+    return { agent: this.info(), tasks };
+  }
+
+  /** Stops every tracer cleanly, then closes the listeners (SIGTERM/SIGINT). */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.inFlight]);
+    await Promise.all([...this.tasks.values()].map((t) => t.stop().catch(() => [])));
+    this.tasks.clear();
+    for (const s of this.sockets) s.destroy();
+    await Promise.all(
+      this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
+    );
+    if (this.opts.socketPath && existsSync(this.opts.socketPath)) unlinkSync(this.opts.socketPath);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Request validation: shapes are checked strictly; unknown fields are refused, so nothing that
+// looks like a command line can ride along.
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function onlyKeys(o: Record<string, unknown>, allowed: string[], what: string): void {
+  const extra = Object.keys(o).filter((k) => !allowed.includes(k));
+  if (extra.length)
+    throw new RpcError(RPC_ERRORS.invalidParams, `${what}: unknown field ${extra.join(', ')}`);
+}
+
+const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
+
+function checkStartParams(p: unknown): StartParams {
+  if (!isObject(p)) throw new RpcError(RPC_ERRORS.invalidParams, 'start: params must be an object');
+  onlyKeys(p, ['tracers', 'target', 'name', 'labels', 'restarts'], 'start');
+  if (!Array.isArray(p.tracers) || p.tracers.length === 0)
+    throw new RpcError(RPC_ERRORS.invalidParams, 'start: "tracers" must be a non-empty array');
+  for (const t of p.tracers) {
+    if (!isObject(t))
+      throw new RpcError(RPC_ERRORS.invalidParams, 'start: each tracer must be an object');
+    onlyKeys(t, ['name', 'options'], 'start tracer');
+    if (typeof t.name !== 'string' || !NAME.test(t.name))
+      throw new RpcError(
+        RPC_ERRORS.invalidParams,
+        `start: bad tracer name ${JSON.stringify(t.name)}`,
+      );
+    if (t.options !== undefined) {
+      if (!isObject(t.options))
+        throw new RpcError(RPC_ERRORS.invalidParams, `${t.name}: options must be an object`);
+      for (const [k, v] of Object.entries(t.options)) {
+        const ok =
+          ['string', 'number', 'boolean'].includes(typeof v) ||
+          (Array.isArray(v) && v.every((x) => typeof x === 'string'));
+        if (!ok)
+          throw new RpcError(
+            RPC_ERRORS.invalidParams,
+            `${t.name}: option "${k}" must be a string, number, boolean or list of strings`,
+          );
+      }
+    }
+  }
+  if (p.target !== undefined) {
+    if (!isObject(p.target))
+      throw new RpcError(RPC_ERRORS.invalidParams, 'start: "target" must be an object');
+    onlyKeys(p.target, ['pids', 'services'], 'start target');
+    const { pids, services } = p.target;
+    if (
+      pids !== undefined &&
+      (!Array.isArray(pids) || !pids.every((x) => Number.isSafeInteger(x) && (x as number) > 0))
+    )
+      throw new RpcError(
+        RPC_ERRORS.invalidParams,
+        'start: "target.pids" must be positive integers',
+      );
+    if (
+      services !== undefined &&
+      (!Array.isArray(services) ||
+        !services.every((x) => typeof x === 'string' && /^[\w@.:+-]{1,128}$/.test(x)))
+    )
+      throw new RpcError(
+        RPC_ERRORS.invalidParams,
+        'start: "target.services" must be service names',
+      );
+  }
+  if (p.name !== undefined && (typeof p.name !== 'string' || p.name.length > 200))
+    throw new RpcError(RPC_ERRORS.invalidParams, 'start: "name" must be a string');
+  if (
+    p.labels !== undefined &&
+    (!isObject(p.labels) || !Object.values(p.labels).every((v) => typeof v === 'string'))
+  )
+    throw new RpcError(RPC_ERRORS.invalidParams, 'start: "labels" must map strings to strings');
+  if (
+    p.restarts !== undefined &&
+    (!Number.isInteger(p.restarts) || (p.restarts as number) < 0 || (p.restarts as number) > 100)
+  )
+    throw new RpcError(RPC_ERRORS.invalidParams, 'start: "restarts" must be an integer 0-100');
+  return p as unknown as StartParams;
+}
+
+function checkStopParams(p: unknown): StopParams {
+  if (p === undefined) return {};
+  if (!isObject(p)) throw new RpcError(RPC_ERRORS.invalidParams, 'stop: params must be an object');
+  onlyKeys(p, ['task', 'tracers'], 'stop');
+  if (p.task !== undefined && typeof p.task !== 'string')
+    throw new RpcError(RPC_ERRORS.invalidParams, 'stop: "task" must be a string');
+  if (
+    p.tracers !== undefined &&
+    (!Array.isArray(p.tracers) || !p.tracers.every((x) => typeof x === 'string'))
+  )
+    throw new RpcError(RPC_ERRORS.invalidParams, 'stop: "tracers" must be names');
+  return p as StopParams;
+}
