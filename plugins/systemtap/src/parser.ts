@@ -39,9 +39,9 @@ interface EventDecl {
   name: string;
   fields: string[];
   key?: string;
-  duration?: { field: string; toMs: number };
+  duration?: { field: string; toMs: (v: number) => number };
   value?: string;
-  ts?: { field: string; toMs: number };
+  ts?: { field: string; toMs: (v: number) => number };
 }
 
 type Decl = SeriesDecl | EventDecl;
@@ -52,10 +52,17 @@ const HEADER = /^#\s*scalpels:\s*(\S+)\s*(.*)$/;
 const HIST_ROW = /^\s*([<>]?-?\d+)\s+\|(@*)\s*(\d+)\s*$/;
 const HIST_TITLE = /^\s*value\s+\|-+\s+count\s*$/;
 const HIST_SKIP = /^\s*~\s*$/;
-/** Multipliers to milliseconds. */
-const TO_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, ms: 1, s: 1000 };
+/** Conversions to milliseconds; dividing keeps `716856 ns` at exactly 0.716856 ms. */
+const TO_MS: Record<string, (v: number) => number> = {
+  ns: (v) => v / 1e6,
+  us: (v) => v / 1e3,
+  ms: (v) => v,
+  s: (v) => v * 1000,
+};
 const KINDS: readonly Kind[] = ['counter', 'gauge', 'histogram'];
 const MAX_SHOWN = 80;
+/** Declared names that feed a bundled script's own series instead of the generic ones. */
+const DEDICATED: readonly string[] = ['syscalls', 'python_calls'];
 
 function shown(line: string): string {
   return JSON.stringify(line.length > MAX_SHOWN ? `${line.slice(0, MAX_SHOWN)}…` : line);
@@ -217,7 +224,7 @@ export class ConventionParser implements Parser {
   private declareSeries(name: string, attrs: Map<string, string>): SeriesDecl {
     const seriesKind = (attrs.get('kind') ?? 'counter') as Kind;
     const dedicated = `systemtap.${name}`;
-    const own = schema.series[dedicated];
+    const own = DEDICATED.includes(name) ? schema.series[dedicated] : undefined;
     const columns = attrs.get('columns')?.split(',').filter((c) => c !== '');
     const cumulative = attrs.get('cumulative') === 'true';
     let decl: SeriesDecl;
@@ -434,7 +441,7 @@ function checkSeriesAttrs(attrs: Map<string, string>): string | undefined {
   return undefined;
 }
 
-function timeField(spec: string | undefined, what: string): { field: string; toMs: number } | string | undefined {
+function timeField(spec: string | undefined, what: string): { field: string; toMs: (v: number) => number } | string | undefined {
   if (spec === undefined) return undefined;
   const [field, unit = 'ms'] = spec.split(':');
   const toMs = TO_MS[unit];
@@ -471,7 +478,7 @@ function buildEvent(decl: EventDecl, row: Record<string, string>): ParseResult {
   if (decl.duration) {
     const raw = row[decl.duration.field]!;
     if (!NUMBER.test(raw)) return diagnostic(`event "${decl.name}": duration field "${decl.duration.field}" is not a number: ${JSON.stringify(raw)}`);
-    ev.durationMs = Number(raw) * decl.duration.toMs;
+    ev.durationMs = decl.duration.toMs(Number(raw));
   }
   if (decl.value !== undefined) {
     const raw = row[decl.value]!;
@@ -481,7 +488,7 @@ function buildEvent(decl: EventDecl, row: Record<string, string>): ParseResult {
   if (decl.ts) {
     const raw = row[decl.ts.field]!;
     if (!NUMBER.test(raw)) return diagnostic(`event "${decl.name}": ts field "${decl.ts.field}" is not a number: ${JSON.stringify(raw)}`);
-    ev.ts = Math.round(Number(raw) * decl.ts.toMs);
+    ev.ts = Math.round(decl.ts.toMs(Number(raw)));
   }
   return ev;
 }
