@@ -60,6 +60,40 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
     }
   });
 
+  it('counts short-lived children it never sees, through their parent', async () => {
+    const out = join(mkdtempSync(join(scratch, 'forks-')), 'times.txt');
+    // 400 processes that each live a few milliseconds, far below the sampling interval; bash's
+    // `times` then prints the CPU time of the shell and of the children it waited for.
+    const script = `read go; for i in $(seq 400); do /bin/true; done; times > ${out}; sleep 30`;
+    const root = spawn('bash', ['-c', script], { stdio: ['pipe', 'ignore', 'inherit'] });
+    try {
+      await new Promise((r) => root.once('spawn', r));
+      await new Promise((r) => setTimeout(r, 100));
+      const result = await runWorker(plugin, {
+        pluginDir,
+        options: { interval: '250ms', system: false },
+        target: { kind: 'pid', pids: [root.pid!], description: 'fork loop' },
+        during: async () => {
+          root.stdin!.write('go\n');
+          while (!existsSync(out) || readFileSync(out, 'utf8').split('\n').length < 3)
+            await new Promise((r) => setTimeout(r, 50));
+        },
+      });
+      expect(result.outcome.parseErrors).toBe(0);
+      // `times`: "0m0.010s 0m0.020s" for the shell, then the same for its children.
+      const truthMs = [...readFileSync(out, 'utf8').matchAll(/(\d+)m([\d.]+)s/g)]
+        .map((m) => (Number(m[1]) * 60 + Number(m[2])) * 1000)
+        .reduce((a, b) => a + b, 0);
+      const cpuMs = sum(samples(result.records).filter((s) => s.series.startsWith('proc.cpu.')));
+      console.log(`fork loop: tree ${cpuMs} ms, bash times ${truthMs.toFixed(0)} ms`);
+      expect(truthMs).toBeGreaterThan(100);
+      // /proc floors utime, stime, cutime and cstime to 10 ms ticks each: up to 40 ms below.
+      expect(Math.abs(cpuMs - truthMs)).toBeLessThan(0.1 * truthMs + 40);
+    } finally {
+      root.kill('SIGKILL');
+    }
+  });
+
   it('follows a daemon re-parented to init out of the tree', async () => {
     const out = join(mkdtempSync(join(scratch, 'daemon-')), 'daemon.json');
     const burn =
@@ -97,7 +131,7 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
     }
   });
 
-  it('splits nested roots (a service and its workers) without counting a worker twice', async () => {
+  it('splits nested roots (a parent and its child both given) without counting the child twice', async () => {
     const out = mkdtempSync(join(scratch, 'nested-'));
     // The outer root waits for "go", then its child (the inner root, started before the sampler)
     // burns 300 ms and exits; the outer root reaps it.
