@@ -26,9 +26,13 @@ async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
       detail: 'bpftrace is not installed',
       hint: 'apt-get install -y bpftrace (Debian/Ubuntu) or dnf install bpftrace',
     };
-  if (!ctx.isRoot) return { status: 'unavailable', detail: 'bpftrace needs root (CAP_BPF and CAP_PERFMON)' };
+  if (!ctx.isRoot)
+    return { status: 'unavailable', detail: 'bpftrace needs root (CAP_BPF and CAP_PERFMON)' };
   if (lockdown() === 'confidentiality')
-    return { status: 'unavailable', detail: 'kernel lockdown=confidentiality forbids reading kernel memory with BPF' };
+    return {
+      status: 'unavailable',
+      detail: 'kernel lockdown=confidentiality forbids reading kernel memory with BPF',
+    };
   if (!existsSync('/sys/kernel/btf/vmlinux') && !existsSync('/proc/kallsyms'))
     return { status: 'unavailable', detail: 'kernel has neither BTF nor kallsyms' };
   if (!syscallEvents())
@@ -39,7 +43,8 @@ async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
           hint: MOUNT_TRACEFS,
         }
       : { status: 'unavailable', detail: 'kernel has no tracefs (CONFIG_FTRACE_SYSCALLS off?)' };
-  if (ctx.depth === 'quick') return { status: 'ok', detail: `bpftrace at ${bin}, syscall tracepoints present` };
+  if (ctx.depth === 'quick')
+    return { status: 'ok', detail: `bpftrace at ${bin}, syscall tracepoints present` };
 
   // Full check: attach the tracepoints the program uses and exit at once.
   const probe = ctx.exec(
@@ -58,7 +63,10 @@ async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
       .filter((l) => /ERROR|error/.test(l) && !/RLIMIT_MEMLOCK/.test(l))
       .slice(0, 2)
       .join(' ');
-    return { status: 'unavailable', detail: `bpftrace cannot attach syscall tracepoints: ${why || `exit ${r.exitCode}`}` };
+    return {
+      status: 'unavailable',
+      detail: `bpftrace cannot attach syscall tracepoints: ${why || `exit ${r.exitCode}`}`,
+    };
   }
   const version = (await ctx.exec([bin, '--version'], 5000)).stdout.trim();
   return { status: 'ok', detail: `${version || 'bpftrace'}: syscall tracepoints attach` };
@@ -66,7 +74,10 @@ async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
 
 async function checkProcIo(_ctx: CheckContext): Promise<CheckResult> {
   if (!existsSync('/proc/self/io'))
-    return { status: 'unavailable', detail: 'no /proc/PID/io (kernel without CONFIG_TASK_IO_ACCOUNTING)' };
+    return {
+      status: 'unavailable',
+      detail: 'no /proc/PID/io (kernel without CONFIG_TASK_IO_ACCOUNTING)',
+    };
   return { status: 'ok', detail: '/proc/PID/io sampling: per-process totals, no per-file detail' };
 }
 
@@ -79,7 +90,8 @@ export const techniques: readonly Technique[] = [
   },
   {
     name: 'proc-io',
-    description: '/proc/PID/io sampling: per-process read/write bytes and calls only (no per-file detail)',
+    description:
+      '/proc/PID/io sampling: per-process read/write bytes and calls only (no per-file detail)',
     check: checkProcIo,
   },
 ];

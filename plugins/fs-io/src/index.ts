@@ -6,7 +6,9 @@ import { createBpftraceParser, createProcIoParser } from './parser.js';
 import { schema } from './schema.js';
 import { worker } from './worker.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 export default definePlugin({
   name: 'fs-io',
@@ -28,38 +30,55 @@ export default definePlugin({
     latency: {
       type: 'boolean',
       default: false,
-      description: 'also time every read and write: total time and a log2 latency histogram per file',
+      description:
+        'also time every read and write: total time and a log2 latency histogram per file',
     },
     vfs: {
       type: 'boolean',
       default: true,
-      description: 'also count read/write/open/create/unlink/fsync calls of the whole node (like vfsstat)',
+      description:
+        'also count read/write/open/create/unlink/fsync calls of the whole node (like vfsstat)',
     },
     maxKeys: {
       type: 'integer',
       default: 16384,
       min: 1024,
       max: 1_048_576,
-      description: 'entries per kernel map (files x processes, open descriptors); beyond it new entries are not counted',
+      description:
+        'entries per kernel map (files x processes, open descriptors); beyond it new entries are not counted',
     },
     pathMax: {
       type: 'integer',
       default: 200,
       min: 32,
       max: 200,
-      description: 'longest path kept, in bytes; longer paths are cut (bpftrace 0.17 allows at most 200)',
+      description:
+        'longest path kept, in bytes; longer paths are cut (bpftrace 0.17 allows at most 200)',
       unit: 'bytes',
     },
   },
   requires: [
-    { kind: 'binary', what: 'bpftrace', why: 'runs the in-kernel aggregation (technique bpftrace)' },
-    { kind: 'root', what: 'root', why: 'loading BPF programs and reading other users’ /proc/PID/io' },
-    { kind: 'kernel', what: 'tracefs with syscalls tracepoints', why: 'the program hooks syscall entry and exit' },
+    {
+      kind: 'binary',
+      what: 'bpftrace',
+      why: 'runs the in-kernel aggregation (technique bpftrace)',
+    },
+    {
+      kind: 'root',
+      what: 'root',
+      why: 'loading BPF programs and reading other users’ /proc/PID/io',
+    },
+    {
+      kind: 'kernel',
+      what: 'tracefs with syscalls tracepoints',
+      why: 'the program hooks syscall entry and exit',
+    },
     { kind: 'file', what: '/proc/PID/io', why: 'fallback technique proc-io' },
   ],
   techniques,
   check,
   worker,
-  parser: (ctx: ParseContext) => (ctx.technique === 'proc-io' ? createProcIoParser(ctx) : createBpftraceParser(ctx)),
+  parser: (ctx: ParseContext) =>
+    ctx.technique === 'proc-io' ? createProcIoParser(ctx) : createBpftraceParser(ctx),
   schema,
 });

@@ -1,5 +1,13 @@
 import { diagnostic } from '@scalpels/core';
-import type { DroppedNotice, ParseContext, ParseResult, Parser, Sample, TraceEvent, TraceRecord } from '@scalpels/core';
+import type {
+  DroppedNotice,
+  ParseContext,
+  ParseResult,
+  Parser,
+  Sample,
+  TraceEvent,
+  TraceRecord,
+} from '@scalpels/core';
 import { errnoName } from './errno.js';
 
 /**
@@ -69,13 +77,21 @@ type FileDelta = Partial<Record<FileMetric, number>> & {
 const RE_FILE = /^@(\w+)\[(\d+), (\d+)\]: (\d+)$/;
 const RE_OPEN_ERR = /^@open_e\[(\d+), (\d+), (\d+)\]: (\d+)$/;
 const RE_HIST_HEAD = /^@(read_h|write_h)\[(\d+), (\d+)\]:\s*$/;
-const RE_BUCKET = /^(?:\[(-?[\d.]+[KMGTPE]?), (-?[\d.]+[KMGTPE]?)\)|\(\.\.\., (-?[\d.]+[KMGTPE]?)\)|\[(-?\d+)\])\s+(\d+)\s*\|/;
+const RE_BUCKET =
+  /^(?:\[(-?[\d.]+[KMGTPE]?), (-?[\d.]+[KMGTPE]?)\)|\(\.\.\., (-?[\d.]+[KMGTPE]?)\)|\[(-?\d+)\])\s+(\d+)\s*\|/;
 const RE_COMM = /^@comm\[(\d+)\]: (.*)$/;
 const RE_NAME = /^@names\[(\d+)\]: (.*)$/;
 const RE_VFS = /^@(vfs_\w+): (\d+)$/;
 const RE_LOST = /^Lost (\d+) events$/;
 
-const SUFFIX: Readonly<Record<string, number>> = { K: 2 ** 10, M: 2 ** 20, G: 2 ** 30, T: 2 ** 40, P: 2 ** 50, E: 2 ** 60 };
+const SUFFIX: Readonly<Record<string, number>> = {
+  K: 2 ** 10,
+  M: 2 ** 20,
+  G: 2 ** 30,
+  T: 2 ** 40,
+  P: 2 ** 50,
+  E: 2 ** 60,
+};
 
 /** `16K` → 16384: bpftrace writes histogram bounds with binary suffixes. */
 export function parseBound(text: string): number {
@@ -117,7 +133,8 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
 
   const flush = (): TraceRecord[] => {
     const out: TraceRecord[] = [];
-    for (const [name, delta] of vfsPending) if (delta > 0) out.push({ kind: 'sample', series: name, value: delta });
+    for (const [name, delta] of vfsPending)
+      if (delta > 0) out.push({ kind: 'sample', series: name, value: delta });
     // Several ids can name one path (a path first opened on two CPUs at once, or seeded): merge by path.
     const byPath = new Map<string, { pid: number; path: string; d: FileDelta }>();
     for (const { pid, file, d } of pending.values()) {
@@ -137,7 +154,13 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
         const v = d[metric] ?? 0;
         if (series && v > 0) out.push({ kind: 'sample', series, labels, value: v });
       }
-      if (d.fsyncs) out.push({ kind: 'sample', series: 'fs.fsync.ops', labels: { ...labels, call: 'fsync' }, value: d.fsyncs });
+      if (d.fsyncs)
+        out.push({
+          kind: 'sample',
+          series: 'fs.fsync.ops',
+          labels: { ...labels, call: 'fsync' },
+          value: d.fsyncs,
+        });
       if (d.fdatasyncs)
         out.push({
           kind: 'sample',
@@ -148,16 +171,24 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
       let openErrors = 0;
       for (const [errno, v] of d.openErrors ?? []) {
         openErrors += v;
-        out.push({ kind: 'sample', series: 'fs.open.errors', labels: { ...labels, errno }, value: v });
+        out.push({
+          kind: 'sample',
+          series: 'fs.open.errors',
+          labels: { ...labels, errno },
+          value: v,
+        });
       }
-      if (d.readNs) out.push({ kind: 'sample', series: 'fs.read.time', labels, value: d.readNs / 1e6 });
-      if (d.writeNs) out.push({ kind: 'sample', series: 'fs.write.time', labels, value: d.writeNs / 1e6 });
+      if (d.readNs)
+        out.push({ kind: 'sample', series: 'fs.read.time', labels, value: d.readNs / 1e6 });
+      if (d.writeNs)
+        out.push({ kind: 'sample', series: 'fs.write.time', labels, value: d.writeNs / 1e6 });
       for (const [series, h] of [
         ['fs.read.latency', d.readHist],
         ['fs.write.latency', d.writeHist],
       ] as const)
         for (const [le, v] of [...(h ?? [])].sort((a, b) => a[0] - b[0]))
-          if (v > 0) out.push({ kind: 'sample', series, labels: { ...labels, le: String(le) }, value: v });
+          if (v > 0)
+            out.push({ kind: 'sample', series, labels: { ...labels, le: String(le) }, value: v });
 
       // Descriptors the program could not name (pipes, sockets, inherited from outside the
       // target) stay in the series but are not files to rank.
@@ -175,9 +206,21 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
         type: 'fs.file',
         key: path,
         value: readBytes + writeBytes,
-        data: { pid, comm: labels.comm, ops, readOps, readBytes, writeOps, writeBytes, opens, openErrors, fsyncs },
+        data: {
+          pid,
+          comm: labels.comm,
+          ops,
+          readOps,
+          readBytes,
+          writeOps,
+          writeBytes,
+          opens,
+          openErrors,
+          fsyncs,
+        },
       };
-      if (d.readNs !== undefined || d.writeNs !== undefined) event.durationMs = ((d.readNs ?? 0) + (d.writeNs ?? 0)) / 1e6;
+      if (d.readNs !== undefined || d.writeNs !== undefined)
+        event.durationMs = ((d.readNs ?? 0) + (d.writeNs ?? 0)) / 1e6;
       out.push(event);
     }
     pending = new Map();
@@ -192,13 +235,19 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
         const b = RE_BUCKET.exec(text);
         if (b) {
           // Bucket [lo, hi): le = hi. `[N]` holds exactly N (so le = N + 1); `(..., 0)` negatives.
-          const le = b[2] !== undefined ? parseBound(b[2]) : b[3] !== undefined ? parseBound(b[3]) : Number(b[4]) + 1;
+          const le =
+            b[2] !== undefined
+              ? parseBound(b[2])
+              : b[3] !== undefined
+                ? parseBound(b[3])
+                : Number(b[4]) + 1;
           const count = Number(b[5]);
           if (!Number.isFinite(le)) return diagnostic(`bad histogram bucket: ${text}`);
           const inc = increase(`${hist.map}\t${hist.pid}\t${hist.id}\t${le}`, count);
           if (inc > 0) {
             const d = entry(hist.pid, hist.id);
-            const m = hist.map === 'read_h' ? (d.readHist ??= new Map()) : (d.writeHist ??= new Map());
+            const m =
+              hist.map === 'read_h' ? (d.readHist ??= new Map()) : (d.writeHist ??= new Map());
             m.set(le, (m.get(le) ?? 0) + inc);
           }
           return;
@@ -277,10 +326,14 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
 }
 
 function mergeDelta(into: FileDelta, d: FileDelta): void {
-  for (const k of Object.keys(SAMPLE_OF) as FileMetric[]) if (d[k] !== undefined) into[k] = (into[k] ?? 0) + d[k];
-  for (const [e, v] of d.openErrors ?? []) (into.openErrors ??= new Map()).set(e, (into.openErrors.get(e) ?? 0) + v);
-  for (const [le, v] of d.readHist ?? []) (into.readHist ??= new Map()).set(le, (into.readHist.get(le) ?? 0) + v);
-  for (const [le, v] of d.writeHist ?? []) (into.writeHist ??= new Map()).set(le, (into.writeHist.get(le) ?? 0) + v);
+  for (const k of Object.keys(SAMPLE_OF) as FileMetric[])
+    if (d[k] !== undefined) into[k] = (into[k] ?? 0) + d[k];
+  for (const [e, v] of d.openErrors ?? [])
+    (into.openErrors ??= new Map()).set(e, (into.openErrors.get(e) ?? 0) + v);
+  for (const [le, v] of d.readHist ?? [])
+    (into.readHist ??= new Map()).set(le, (into.readHist.get(le) ?? 0) + v);
+  for (const [le, v] of d.writeHist ?? [])
+    (into.writeHist ??= new Map()).set(le, (into.writeHist.get(le) ?? 0) + v);
 }
 
 // ---------------------------------------------------------------------------------------------

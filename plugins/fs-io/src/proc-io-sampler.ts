@@ -10,7 +10,11 @@ const FIELDS = ['rchar', 'wchar', 'syscr', 'syscw', 'read_bytes', 'write_bytes']
 
 const intervalMs = Number(process.argv[2]);
 const roots = process.argv.slice(3).map(Number);
-if (!Number.isFinite(intervalMs) || intervalMs <= 0 || roots.some((p) => !Number.isSafeInteger(p) || p <= 0)) {
+if (
+  !Number.isFinite(intervalMs) ||
+  intervalMs <= 0 ||
+  roots.some((p) => !Number.isSafeInteger(p) || p <= 0)
+) {
   process.stderr.write('usage: proc-io-sampler INTERVAL_MS [PID...]\n');
   process.exit(2);
 }
@@ -36,7 +40,8 @@ function sample(baseline: boolean): void {
     if (baseline) continue;
     const from = before?.io;
     const inc = FIELDS.map((f) => Math.max(0, io[f] - (from?.[f] ?? 0)));
-    if (inc.some((v) => v > 0)) lines.push(`io ${pid} ${inc.join(' ')} ${comm.replace(/\n/g, ' ')}`);
+    if (inc.some((v) => v > 0))
+      lines.push(`io ${pid} ${inc.join(' ')} ${comm.replace(/\n/g, ' ')}`);
   }
   if (lines.length > 0) process.stdout.write(lines.join('\n') + '\n');
 }

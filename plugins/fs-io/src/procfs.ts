@@ -69,7 +69,8 @@ export function openFiles(pid: number, limit: number): { fd: number; path: strin
     if (out.length >= limit) break;
     try {
       const path = readlinkSync(`/proc/${pid}/fd/${name}`);
-      if (path.startsWith('/')) out.push({ fd: Number(name), path: path.replace(/ \(deleted\)$/, '') });
+      if (path.startsWith('/'))
+        out.push({ fd: Number(name), path: path.replace(/ \(deleted\)$/, '') });
     } catch {
       // closed meanwhile
     }

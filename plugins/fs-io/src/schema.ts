@@ -21,7 +21,8 @@ export const schema: Schema = {
     'fs.write.ops': {
       kind: 'counter',
       unit: 'count',
-      description: 'write/pwrite64/writev/pwritev/pwritev2 calls that succeeded, per process and file',
+      description:
+        'write/pwrite64/writev/pwritev/pwritev2 calls that succeeded, per process and file',
       labels: FILE_LABELS,
     },
     'fs.write.bytes': {
@@ -74,16 +75,32 @@ export const schema: Schema = {
         'writes per log2 latency bucket (latency=true); le is the exclusive upper bound in nanoseconds',
       labels: [...FILE_LABELS, 'le'],
     },
-    'vfs.reads': { kind: 'counter', unit: 'count', description: 'read-family calls, whole node (like vfsstat)' },
+    'vfs.reads': {
+      kind: 'counter',
+      unit: 'count',
+      description: 'read-family calls, whole node (like vfsstat)',
+    },
     'vfs.writes': { kind: 'counter', unit: 'count', description: 'write-family calls, whole node' },
-    'vfs.opens': { kind: 'counter', unit: 'count', description: 'open/openat/openat2/creat calls, whole node' },
+    'vfs.opens': {
+      kind: 'counter',
+      unit: 'count',
+      description: 'open/openat/openat2/creat calls, whole node',
+    },
     'vfs.creates': {
       kind: 'counter',
       unit: 'count',
       description: 'open/openat calls with O_CREAT plus creat calls, whole node',
     },
-    'vfs.unlinks': { kind: 'counter', unit: 'count', description: 'unlink/unlinkat calls, whole node' },
-    'vfs.fsyncs': { kind: 'counter', unit: 'count', description: 'fsync/fdatasync calls, whole node' },
+    'vfs.unlinks': {
+      kind: 'counter',
+      unit: 'count',
+      description: 'unlink/unlinkat calls, whole node',
+    },
+    'vfs.fsyncs': {
+      kind: 'counter',
+      unit: 'count',
+      description: 'fsync/fdatasync calls, whole node',
+    },
     'proc.io.rchar': {
       kind: 'counter',
       unit: 'bytes',
@@ -111,7 +128,8 @@ export const schema: Schema = {
     'proc.io.read_bytes': {
       kind: 'counter',
       unit: 'bytes',
-      description: 'bytes fetched from storage (page cache misses), from /proc/PID/io (technique proc-io)',
+      description:
+        'bytes fetched from storage (page cache misses), from /proc/PID/io (technique proc-io)',
       labels: PROC_LABELS,
     },
     'proc.io.write_bytes': {

@@ -22,7 +22,14 @@ const BASE_MAPS = [
   '@fdatasync_n',
 ];
 const LATENCY_MAPS = ['@read_ns', '@read_h', '@write_ns', '@write_h'];
-const VFS_MAPS = ['@vfs_reads', '@vfs_writes', '@vfs_opens', '@vfs_creates', '@vfs_unlinks', '@vfs_fsyncs'];
+const VFS_MAPS = [
+  '@vfs_reads',
+  '@vfs_writes',
+  '@vfs_opens',
+  '@vfs_creates',
+  '@vfs_unlinks',
+  '@vfs_fsyncs',
+];
 /** Working state, cleared at END so that bpftrace does not dump it on exit. */
 const STATE_MAPS = [
   '@self',
@@ -87,10 +94,15 @@ export function buildScript(template: string, seed: ScriptSeed, o: ScriptOptions
   }
   const maps = printedMaps(o);
   const print = maps.map((m) => `print(${m});`).join(' ');
-  const clear = [...maps, ...STATE_MAPS, ...(o.latency ? LATENCY_STATE : [])].map((m) => `clear(${m});`).join(' ');
+  const clear = [...maps, ...STATE_MAPS, ...(o.latency ? LATENCY_STATE : [])]
+    .map((m) => `clear(${m});`)
+    .join(' ');
   return template
     .split('\n')
-    .filter((line) => (o.latency || !/\/\/ latency\s*$/.test(line)) && (o.vfs || !/\/\/ vfs\s*$/.test(line)))
+    .filter(
+      (line) =>
+        (o.latency || !/\/\/ latency\s*$/.test(line)) && (o.vfs || !/\/\/ vfs\s*$/.test(line)),
+    )
     .join('\n')
     .replaceAll('@@TRACKED@@', o.systemWide ? '1' : '@tracked[pid]')
     .replace('@@SEED@@', seedLines.join('\n  '))

@@ -10,13 +10,19 @@ const MAX_SEEDED_FILES = 4096;
 function targetSeed(ctx: WorkerContext): ScriptSeed {
   if (ctx.target.kind === 'none') return { pids: [], files: [], comms: [] };
   const procs = descendants(ctx.target.pids);
-  if (procs.length === 0) throw new Error(`fs-io: target ${ctx.target.description}: no live process`);
+  if (procs.length === 0)
+    throw new Error(`fs-io: target ${ctx.target.description}: no live process`);
   const files: ScriptSeed['files'][number][] = [];
   for (const p of procs) {
     if (files.length >= MAX_SEEDED_FILES) break;
-    for (const f of openFiles(p.pid, MAX_SEEDED_FILES - files.length)) files.push({ pid: p.pid, ...f });
+    for (const f of openFiles(p.pid, MAX_SEEDED_FILES - files.length))
+      files.push({ pid: p.pid, ...f });
   }
-  return { pids: procs.map((p) => p.pid), files, comms: procs.map((p) => ({ pid: p.pid, comm: p.comm })) };
+  return {
+    pids: procs.map((p) => p.pid),
+    files,
+    comms: procs.map((p) => ({ pid: p.pid, comm: p.comm })),
+  };
 }
 
 export function bpftraceWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {

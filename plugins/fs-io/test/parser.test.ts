@@ -38,9 +38,18 @@ describe('fs-io parser on recorded output', () => {
     const c = cases.find((x) => x.name.endsWith('-python-mixed-latency'))!;
     const { records } = parseTestdataCase(manifest, c);
     const file = events(records).find((e) => e.key.endsWith('/mixed.dat'))!.key;
-    const pids = [...new Set(events(records).filter((e) => e.key === file).map((e) => String(e.data!.pid)))];
+    const pids = [
+      ...new Set(
+        events(records)
+          .filter((e) => e.key === file)
+          .map((e) => String(e.data!.pid)),
+      ),
+    ];
     expect(pids).toHaveLength(2);
-    const [parent, child] = pids.sort((a, b) => total(records, 'fs.write.ops', { pid: b }) - total(records, 'fs.write.ops', { pid: a }));
+    const [parent, child] = pids.sort(
+      (a, b) =>
+        total(records, 'fs.write.ops', { pid: b }) - total(records, 'fs.write.ops', { pid: a }),
+    );
     const p = { pid: parent!, path: file };
     expect(total(records, 'fs.write.ops', p)).toBe(EXPECTED_MIXED.parent.writeOps);
     expect(total(records, 'fs.write.bytes', p)).toBe(EXPECTED_MIXED.parent.writeBytes);
@@ -52,7 +61,9 @@ describe('fs-io parser on recorded output', () => {
     expect(total(records, 'fs.read.latency', p)).toBe(EXPECTED_MIXED.parent.readOps);
     expect(total(records, 'fs.write.latency', p)).toBe(EXPECTED_MIXED.parent.writeOps);
     expect(total(records, 'fs.write.time', p)).toBeGreaterThan(0);
-    expect(total(records, 'fs.write.bytes', { pid: child!, path: file })).toBe(EXPECTED_MIXED.child.writeBytes);
+    expect(total(records, 'fs.write.bytes', { pid: child!, path: file })).toBe(
+      EXPECTED_MIXED.child.writeBytes,
+    );
     expect(total(records, 'fs.open.errors', { path: `${file}.missing`, errno: 'ENOENT' })).toBe(
       EXPECTED_MIXED.missingOpens,
     );
@@ -61,7 +72,9 @@ describe('fs-io parser on recorded output', () => {
   it('python-mixed-proc-io: the workload process wrote its bytes plus those of its reaped child', () => {
     const c = cases.find((x) => x.name.endsWith('-python-mixed-proc-io'))!;
     const { records } = parseTestdataCase(manifest, c);
-    const wchar = records.flatMap((r) => (r.kind === 'sample' && r.series === 'proc.io.wchar' ? [r.value] : []));
+    const wchar = records.flatMap((r) =>
+      r.kind === 'sample' && r.series === 'proc.io.wchar' ? [r.value] : [],
+    );
     expect(wchar).toContain(EXPECTED_MIXED.parent.writeBytes + EXPECTED_MIXED.child.writeBytes);
   });
 });
@@ -86,10 +99,12 @@ describe('fs-io parser edge cases', () => {
       '@@end',
       '@write_b[7, 99]: 0',
     ]);
-    expect(total(out.records, 'fs.write.bytes', { path: '/var/log/a, b].log', comm: 'app' })).toBe(250);
-    expect(out.records.filter((r) => r.kind === 'sample').map((r) => (r as { value: number }).value)).toEqual([
-      100, 150,
-    ]);
+    expect(total(out.records, 'fs.write.bytes', { path: '/var/log/a, b].log', comm: 'app' })).toBe(
+      250,
+    );
+    expect(
+      out.records.filter((r) => r.kind === 'sample').map((r) => (r as { value: number }).value),
+    ).toEqual([100, 150]);
   });
 
   it('reads histogram bounds with binary suffixes', () => {

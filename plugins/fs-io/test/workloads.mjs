@@ -43,14 +43,24 @@ for i in range(3):
 
 /** What MIXED_PY does to its file, per process (the parent and its forked child). */
 export const EXPECTED_MIXED = {
-  parent: { writeOps: 11, writeBytes: 40961, readOps: 10, readBytes: 40960, opens: 2, fsync: 1, fdatasync: 1 },
+  parent: {
+    writeOps: 11,
+    writeBytes: 40961,
+    readOps: 10,
+    readBytes: 40960,
+    opens: 2,
+    fsync: 1,
+    fdatasync: 1,
+  },
   child: { writeOps: 1, writeBytes: 7 },
   missingOpens: 3,
 };
 
 /** Starts the launcher holding `argv`; `go()` releases it, `exited` resolves with its code. */
 export function launch(argv) {
-  const child = spawn(LAUNCHER[0], [...LAUNCHER.slice(1), ...argv], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const child = spawn(LAUNCHER[0], [...LAUNCHER.slice(1), ...argv], {
+    stdio: ['pipe', 'ignore', 'inherit'],
+  });
   const exited = new Promise((resolve, reject) => {
     child.once('error', reject);
     child.once('exit', (code) => resolve(code));

@@ -1,0 +1,93 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { afterAll, describe, expect, it } from 'vitest';
+import { capability } from '@scalpels/core/testing';
+
+const exec = promisify(execFile);
+const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+const canRun =
+  capability(
+    'scalpels CLI built',
+    existsSync(cli),
+    `${cli} missing: build the workspace (npx tsc -b)`,
+  ) &&
+  capability('root', process.getuid?.() === 0, 'bpftrace needs root') &&
+  capability(
+    'tracefs',
+    existsSync('/sys/kernel/tracing/events/syscalls'),
+    'mount -t tracefs nodev /sys/kernel/tracing',
+  );
+const scratch = mkdtempSync(join(tmpdir(), 'scalpels-fsio-cli-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+interface Report {
+  format: string;
+  tracers: {
+    tracer: string;
+    status: string;
+    parseErrors: number;
+    dropped: number;
+    series: { name: string; labels: Record<string, string>; sum: number }[];
+    events: { count: number; top: { key: string; count: number }[] };
+  }[];
+}
+
+describe.runIf(canRun)('fs-io through the scalpels CLI', () => {
+  it('run -t fs-io -- dd ... conv=fsync: 67108864 bytes written to the file by dd, at least one fsync', async () => {
+    const store = `sqlite://${join(scratch, 'store.db')}`;
+    const out = join(scratch, 'x');
+    const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
+    await exec(
+      process.execPath,
+      [
+        cli,
+        'run',
+        '-t',
+        'fs-io',
+        '--store',
+        store,
+        '--',
+        'dd',
+        'if=/dev/zero',
+        `of=${out}`,
+        'bs=1M',
+        'count=64',
+        'conv=fsync',
+      ],
+      { env, timeout: 120_000 },
+    );
+    expect(statSync(out).size).toBe(67_108_864);
+    const { stdout } = await exec(
+      process.execPath,
+      [cli, 'report', '--last', '--format', 'json', '--store', store],
+      {
+        env,
+        maxBuffer: 64 * 1024 * 1024,
+      },
+    );
+    const report = JSON.parse(stdout) as Report;
+    expect(report.format).toBe('scalpels.report/v1');
+    const t = report.tracers.find((x) => x.tracer === 'fs-io')!;
+    expect(t.status).toBe('stopped');
+    expect(t.parseErrors).toBe(0);
+    const sum = (name: string, where: Record<string, string>) =>
+      t.series
+        .filter(
+          (s) => s.name === name && Object.entries(where).every(([k, v]) => s.labels[k] === v),
+        )
+        .reduce((a, s) => a + s.sum, 0);
+    expect(sum('fs.write.bytes', { path: out, comm: 'dd' })).toBe(67_108_864);
+    expect(sum('fs.write.ops', { path: out, comm: 'dd' })).toBe(64);
+    expect(sum('fs.fsync.ops', { path: out, comm: 'dd' })).toBeGreaterThanOrEqual(1);
+    expect(t.events.top.map((e) => e.key)).toContain(out);
+    // Nothing written by the CLI itself (its store, its logs) is attributed to the target.
+    expect(t.series.filter((s) => s.labels.path?.startsWith(join(scratch, 'store.db')))).toEqual(
+      [],
+    );
+    expect(readFileSync(out).subarray(0, 4)).toEqual(Buffer.alloc(4));
+  });
+});

@@ -1,0 +1,238 @@
+import { spawn, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { CheckContext } from '@scalpels/core';
+import { capability, runWorker } from '@scalpels/core/testing';
+import manifest from '../src/index.js';
+import { EXPECTED_MIXED, launch, MIXED_PY } from './workloads.mjs';
+import { events, pluginDir, samplerBuilt, samples, total } from './helpers.js';
+
+const isRoot = process.getuid?.() === 0;
+const hasBpftrace = (() => {
+  try {
+    execFileSync('bpftrace', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+const hasTracefs =
+  existsSync('/sys/kernel/tracing/events/syscalls') ||
+  existsSync('/sys/kernel/debug/tracing/events/syscalls');
+const canBpftrace =
+  capability('root', isRoot, 'bpftrace needs root') &&
+  capability('bpftrace', hasBpftrace, 'apt-get install -y bpftrace') &&
+  capability('tracefs', hasTracefs, 'mount -t tracefs nodev /sys/kernel/tracing');
+const canProcIo = capability(
+  'proc-io sampler built',
+  samplerBuilt,
+  'build first: npx tsc -b plugins/fs-io',
+);
+
+const scratch = mkdtempSync(join(tmpdir(), 'scalpels-fsio-test-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+const run = (argv: readonly string[]) => {
+  const w = launch(argv);
+  return { w, target: { kind: 'run' as const, pids: [w.pid], description: `run: ${argv[0]}` } };
+};
+
+function checkContext(depth: 'quick' | 'full'): CheckContext {
+  return {
+    options: {},
+    depth,
+    isRoot,
+    exec: (argv, timeoutMs) =>
+      new Promise((resolve) => {
+        const p = spawn(argv[0]!, argv.slice(1), { timeout: timeoutMs });
+        let stdout = '';
+        let stderr = '';
+        p.stdout.on('data', (c) => (stdout += c));
+        p.stderr.on('data', (c) => (stderr += c));
+        p.on('error', () => resolve({ exitCode: 127, stdout, stderr }));
+        p.on('close', (code) => resolve({ exitCode: code ?? 1, stdout, stderr }));
+      }),
+    which: async (bin) =>
+      ['/usr/bin', '/usr/sbin', '/bin', '/usr/local/bin']
+        .map((d) => join(d, bin))
+        .find((p) => existsSync(p)),
+  };
+}
+
+describe.runIf(canBpftrace)('fs-io bpftrace worker (real bpftrace, real workloads)', () => {
+  it('check() picks bpftrace here, at both depths', async () => {
+    for (const depth of ['quick', 'full'] as const) {
+      const r = await manifest.check(checkContext(depth));
+      expect(r, r.detail).toMatchObject({ status: 'ok', technique: 'bpftrace' });
+    }
+  });
+
+  it('dd of 64 MiB with conv=fsync: exact bytes, one fsync; an untraced writer is not counted', async () => {
+    const out = join(scratch, 'dd.out');
+    const outsider = join(scratch, 'outsider.out');
+    const { w, target } = run([
+      'dd',
+      'if=/dev/zero',
+      `of=${out}`,
+      'bs=1M',
+      'count=64',
+      'conv=fsync',
+      'status=none',
+    ]);
+    const { outcome, records } = await runWorker(manifest, {
+      pluginDir,
+      target,
+      during: async () => {
+        // Same kind of work by a process outside the target, at the same time.
+        const other = spawn('dd', [
+          'if=/dev/zero',
+          `of=${outsider}`,
+          'bs=64k',
+          'count=16',
+          'status=none',
+        ]);
+        const otherExit = new Promise((r) => other.once('exit', r));
+        const code = await w.go();
+        await otherExit;
+        expect(code).toBe(0);
+      },
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    expect(outcome.parseErrors, outcome.diagnostics.join('\n')).toBe(0);
+    expect(statSync(out).size).toBe(67_108_864);
+    expect(total(records, 'fs.write.bytes', { path: out, comm: 'dd' })).toBe(67_108_864);
+    expect(total(records, 'fs.write.ops', { path: out, comm: 'dd' })).toBe(64);
+    expect(total(records, 'fs.fsync.ops', { path: out, comm: 'dd', call: 'fsync' })).toBe(1);
+    expect(samples(records).filter((s) => s.labels?.path === outsider)).toEqual([]);
+    // The file is the hottest by bytes among the events.
+    const bytes = new Map<string, number>();
+    for (const e of events(records)) bytes.set(e.key, (bytes.get(e.key) ?? 0) + (e.value ?? 0));
+    const hottest = [...bytes].sort((a, b) => b[1] - a[1]);
+    expect(hottest[0]![0]).toMatch(/^(\/dev\/zero|.*dd\.out)$/);
+    expect(bytes.get(out)).toBe(67_108_864);
+    // System-wide VFS counters saw at least our traffic.
+    expect(total(records, 'vfs.writes')).toBeGreaterThanOrEqual(64 + 16);
+    expect(total(records, 'vfs.fsyncs')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('follows forks, dup2 and inherited fds; open errors with errno; latency histograms add up', async () => {
+    const file = join(scratch, 'mixed.dat');
+    const { w, target } = run(['python3', '-c', MIXED_PY, file]);
+    const { outcome, records } = await runWorker(manifest, {
+      pluginDir,
+      target,
+      options: { latency: 'true', interval: '200ms', vfs: 'false' },
+      during: () => w.go(),
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    const pids = [
+      ...new Set(
+        samples(records)
+          .filter((s) => s.labels?.path === file)
+          .map((s) => s.labels!.pid!),
+      ),
+    ];
+    expect(pids).toHaveLength(2);
+    const byWrites = pids.sort(
+      (a, b) =>
+        total(records, 'fs.write.ops', { pid: b }) - total(records, 'fs.write.ops', { pid: a }),
+    );
+    const p = { pid: byWrites[0]!, path: file };
+    const c = { pid: byWrites[1]!, path: file };
+    expect(total(records, 'fs.write.ops', p)).toBe(EXPECTED_MIXED.parent.writeOps);
+    expect(total(records, 'fs.write.bytes', p)).toBe(EXPECTED_MIXED.parent.writeBytes);
+    expect(total(records, 'fs.read.ops', p)).toBe(EXPECTED_MIXED.parent.readOps);
+    expect(total(records, 'fs.read.bytes', p)).toBe(EXPECTED_MIXED.parent.readBytes);
+    expect(total(records, 'fs.open.ops', p)).toBe(EXPECTED_MIXED.parent.opens);
+    expect(total(records, 'fs.fsync.ops', { ...p, call: 'fsync' })).toBe(
+      EXPECTED_MIXED.parent.fsync,
+    );
+    expect(total(records, 'fs.fsync.ops', { ...p, call: 'fdatasync' })).toBe(
+      EXPECTED_MIXED.parent.fdatasync,
+    );
+    expect(total(records, 'fs.write.ops', c)).toBe(EXPECTED_MIXED.child.writeOps);
+    expect(total(records, 'fs.write.bytes', c)).toBe(EXPECTED_MIXED.child.writeBytes);
+    expect(total(records, 'fs.open.errors', { path: `${file}.missing`, errno: 'ENOENT' })).toBe(
+      EXPECTED_MIXED.missingOpens,
+    );
+    expect(total(records, 'fs.read.latency', p)).toBe(EXPECTED_MIXED.parent.readOps);
+    expect(total(records, 'fs.write.latency', p)).toBe(EXPECTED_MIXED.parent.writeOps);
+    expect(total(records, 'fs.read.time', p)).toBeGreaterThan(0);
+    expect(samples(records).some((s) => s.series.startsWith('vfs.'))).toBe(false);
+    const ev = events(records).filter((e) => e.key === file && String(e.data?.pid) === p.pid);
+    expect(ev.reduce((a, e) => a + (e.value ?? 0), 0)).toBe(
+      EXPECTED_MIXED.parent.writeBytes + EXPECTED_MIXED.parent.readBytes,
+    );
+    expect(ev.every((e) => typeof e.durationMs === 'number')).toBe(true);
+  });
+
+  it('names files a target process opened before tracing started (service-style target)', async () => {
+    const file = join(scratch, 'preopened.log');
+    // Opens the file, says so, then writes 5 x 1000 bytes once told to go.
+    const py = spawn(
+      'python3',
+      [
+        '-c',
+        'import os, sys\nfd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY, 0o644)\nprint("open", flush=True)\nsys.stdin.readline()\nfor i in range(5):\n    os.write(fd, b"x" * 1000)\n',
+        file,
+      ],
+      { stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    await new Promise<void>((r) => py.stdout.once('data', () => r()));
+    const { outcome, records } = await runWorker(manifest, {
+      pluginDir,
+      target: { kind: 'pid', pids: [py.pid!], description: `pid ${py.pid}` },
+      during: async () => {
+        py.stdin.end('go\n');
+        await new Promise((r) => py.once('exit', r));
+      },
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    expect(
+      total(records, 'fs.write.bytes', { path: file, pid: String(py.pid), comm: 'python3' }),
+    ).toBe(5000);
+    expect(total(records, 'fs.open.ops', { path: file })).toBe(0);
+  });
+});
+
+describe.runIf(canProcIo)('fs-io proc-io fallback (real /proc/PID/io)', () => {
+  it('reports the bytes the kernel accounted to the workload process', async () => {
+    const file = join(scratch, 'procio.dat');
+    const truth = join(scratch, 'procio.json');
+    // Records its own /proc/self/io before and after its writes; stays alive long enough to be sampled.
+    const prog = `
+import json, os, sys, time
+def io():
+    return {k: int(v) for k, v in (l.split(': ') for l in open('/proc/self/io').read().splitlines())}
+a = io()
+fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+for i in range(16):
+    os.write(fd, b'z' * 65536)
+os.close(fd)
+b = io()
+open(sys.argv[2], 'w').write(json.dumps({'wchar': b['wchar'] - a['wchar'], 'syscw': b['syscw'] - a['syscw'], 'pid': os.getpid()}))
+time.sleep(1)
+`;
+    const { w, target } = run(['python3', '-c', prog, file, truth]);
+    const { outcome, records } = await runWorker(manifest, {
+      pluginDir,
+      target,
+      technique: 'proc-io',
+      options: { interval: '200ms' },
+      during: () => w.go(),
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    const t = JSON.parse(readFileSync(truth, 'utf8')) as {
+      wchar: number;
+      syscw: number;
+      pid: number;
+    };
+    expect(t.wchar).toBe(16 * 65536);
+    // The truth file itself is written after the second reading: its bytes come on top.
+    const truthBytes = statSync(truth).size;
+    expect(total(records, 'proc.io.wchar', { pid: String(t.pid) })).toBe(t.wchar + truthBytes);
+    expect(total(records, 'proc.io.syscw', { pid: String(t.pid) })).toBe(t.syscw + 1);
+  });
+});
