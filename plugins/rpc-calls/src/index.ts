@@ -6,13 +6,15 @@ import {
   type CheckContext,
   type CheckResult,
   type OptionValues,
+  type Technique,
   type UndoAction,
 } from '@scalpels/core';
 import { brokerAdmin, brokerPassword } from './broker.js';
 import { DEFAULT_CONTEXT_FIELDS } from './oslo.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
-import { traceQueueName, workerSpec } from './worker.js';
+import { createTable, deleteTable, nftTableName } from './nft.js';
+import { traceQueueName, workerSpec, type Tools } from './worker.js';
 
 const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(pluginDir, 'package.json'), 'utf8')) as {
@@ -28,18 +30,73 @@ export interface TraceOnData {
   /** Tracing state before the tracer turned it on (always false: nothing is journaled when it was on). */
   wasOn: boolean;
 }
+export const UNDO_NFT_TABLE = 'nft-table';
+export interface NftTableData {
+  table: string;
+}
 export interface TraceQueueData {
   vhost: string;
   queue: string;
 }
 
-function findSs(): string | undefined {
-  return ['/usr/bin/ss', '/bin/ss', '/usr/sbin/ss', '/sbin/ss'].find((p) => existsSync(p));
+function findBinary(name: string): string | undefined {
+  return ['/usr/sbin', '/usr/bin', '/sbin', '/bin']
+    .map((d) => join(d, name))
+    .find((p) => existsSync(p));
 }
+
+function tools(): Tools {
+  return { ss: findBinary('ss'), nft: findBinary('nft') };
+}
+
+/** Ways of measuring the traffic to the broker port; the firehose part is the same in all. */
+const techniques: Technique[] = [
+  {
+    name: 'firehose+nft',
+    description:
+      'firehose, plus exact packet and byte counts from an nftables table of our own (root, nf_tables)',
+    async check(ctx) {
+      const nftBin = findBinary('nft');
+      if (ctx.options.traffic === false)
+        return { status: 'unavailable', detail: 'traffic sampling is off' };
+      if (!nftBin)
+        return { status: 'fixable', detail: 'nft not found', hint: 'apt-get install nftables' };
+      if (!ctx.isRoot) return { status: 'unavailable', detail: 'nftables counters need root' };
+      if (ctx.depth === 'full') {
+        const r = await ctx.exec([nftBin, 'list', 'tables']);
+        if (r.exitCode !== 0)
+          return {
+            status: 'unavailable',
+            detail: `nft does not work here: ${r.stderr.trim().split('\n')[0]}`,
+          };
+      }
+      return { status: 'ok', detail: 'traffic from nftables counters' };
+    },
+  },
+  {
+    name: 'firehose+ss',
+    description:
+      'firehose, plus traffic sampled from socket counters with ss (connections shorter than the interval are missed)',
+    async check(ctx) {
+      if (ctx.options.traffic === false)
+        return { status: 'unavailable', detail: 'traffic sampling is off' };
+      return findBinary('ss')
+        ? { status: 'ok', detail: 'traffic from socket counters (ss)' }
+        : { status: 'fixable', detail: 'ss not found', hint: 'apt-get install iproute2' };
+    },
+  },
+  {
+    name: 'firehose',
+    description: 'firehose only, no traffic counters',
+    async check() {
+      return { status: 'ok', detail: 'no traffic counters' };
+    },
+  },
+];
 
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
-async function check(ctx: CheckContext): Promise<CheckResult> {
+async function brokerCheck(ctx: CheckContext): Promise<CheckResult> {
   const o = ctx.options;
   const host = String(o.host ?? '127.0.0.1');
   const port = Number(o.port ?? 5672);
@@ -63,11 +120,10 @@ async function check(ctx: CheckContext): Promise<CheckResult> {
         hint: `set rpc-calls.management-url=http://${host}:15672 (rabbitmq-plugins enable rabbitmq_management on the broker)`,
       };
   }
-  const traffic = o.traffic !== false && findSs() ? ', traffic via ss' : '';
   if (ctx.depth === 'quick')
     return {
       status: 'ok',
-      detail: `${management ? 'management API' : ctl} present${traffic} (broker not probed)`,
+      detail: `${management ? 'management API' : ctl} present (broker not probed)`,
     };
 
   // Full: broker reachable, credentials accepted, firehose exchange present, tracing switch allowed.
@@ -127,8 +183,19 @@ async function check(ctx: CheckContext): Promise<CheckResult> {
   }
   return {
     status: 'ok',
-    detail: `broker ${host}:${port} vhost ${vhost} reachable, tracing switch via ${management ? 'management API' : ctl}${traffic}`,
+    detail: `broker ${host}:${port} vhost ${vhost} reachable, tracing switch via ${management ? 'management API' : ctl}`,
   };
+}
+
+async function check(ctx: CheckContext): Promise<CheckResult> {
+  const broker = await brokerCheck(ctx);
+  if (broker.status !== 'ok') return broker;
+  for (const t of techniques) {
+    const r = await t.check(ctx);
+    if (r.status === 'ok')
+      return { ...broker, detail: `${broker.detail}; ${r.detail}`, technique: t.name };
+  }
+  return { ...broker, technique: 'firehose' };
 }
 
 async function undo(action: UndoAction, options: OptionValues): Promise<void> {
@@ -139,6 +206,10 @@ async function undo(action: UndoAction, options: OptionValues): Promise<void> {
   } else if (action.kind === UNDO_TRACE_QUEUE) {
     const data = action.data as TraceQueueData;
     await admin.deleteQueue(data.vhost, data.queue);
+  } else if (action.kind === UNDO_NFT_TABLE) {
+    const nftBin = findBinary('nft');
+    if (!nftBin) throw new Error('nft not found: cannot delete the counters table');
+    await deleteTable(nftBin, (action.data as NftTableData).table);
   }
 }
 
@@ -230,8 +301,18 @@ export default definePlugin({
       why: 'to turn tracing on for the vhost and back off',
     },
     { kind: 'root', what: 'root (for rabbitmqctl)', why: 'rabbitmqctl reads the Erlang cookie' },
-    { kind: 'binary', what: 'ss (iproute2)', why: 'optional: per-port traffic counters' },
+    {
+      kind: 'binary',
+      what: 'nft (nftables), root',
+      why: 'optional: exact traffic counters to the broker port',
+    },
+    {
+      kind: 'binary',
+      what: 'ss (iproute2)',
+      why: 'optional: sampled traffic counters when nftables is not usable',
+    },
   ],
+  techniques,
   check,
   validate(options) {
     const fields = (options['context-fields'] as readonly string[] | undefined) ?? [];
@@ -241,6 +322,16 @@ export default definePlugin({
   async setup(options, ctx) {
     const admin = brokerAdmin(options);
     const vhost = String(options.vhost ?? '/');
+    const nftBin = findBinary('nft');
+    if (ctx.technique === 'firehose+nft' && options.traffic !== false && nftBin) {
+      const table = nftTableName(ctx.taskId, ctx.tracerId);
+      await ctx.journal({
+        kind: UNDO_NFT_TABLE,
+        data: { table } satisfies NftTableData,
+        description: `delete the nftables table inet ${table} (traffic counters)`,
+      });
+      await createTable(nftBin, table, Number(options.port ?? 5672));
+    }
     // The queue is exclusive (gone with the worker's connection); journaled anyway so that a
     // broker that kept it (a half-open connection) is cleaned by recover.
     await ctx.journal({
@@ -258,7 +349,7 @@ export default definePlugin({
   },
   undo,
   worker(options, ctx) {
-    return workerSpec(options, ctx, options.traffic === false ? undefined : findSs());
+    return workerSpec(options, ctx, tools());
   },
   parser: createParser,
   schema,

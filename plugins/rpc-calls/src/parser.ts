@@ -392,13 +392,15 @@ export class RpcParser implements Parser {
       value,
       ts: t.ts,
     });
-    return [
+    const out = [
       s('rpc.traffic.bytes', 'to-broker', t.bytesToBroker),
       s('rpc.traffic.bytes', 'from-broker', t.bytesFromBroker),
       s('rpc.traffic.packets', 'to-broker', t.packetsToBroker),
       s('rpc.traffic.packets', 'from-broker', t.packetsFromBroker),
-      s('rpc.traffic.connections', undefined, t.connections),
     ];
+    if (typeof t.connections === 'number')
+      out.push(s('rpc.traffic.connections', undefined, t.connections));
+    return out;
   }
 }
 

@@ -88,19 +88,21 @@ export const schema: Schema = {
     'rpc.traffic.bytes': {
       kind: 'counter',
       unit: 'bytes',
-      description: 'TCP payload bytes to and from the broker port (tracer connection excluded)',
+      description:
+        'Bytes to and from the broker port, tracer connection excluded: IP packet bytes (technique firehose+nft) or TCP payload bytes (firehose+ss)',
       labels: ['port', 'direction'],
     },
     'rpc.traffic.packets': {
       kind: 'counter',
       unit: 'count',
-      description: 'TCP segments to and from the broker port (tracer connection excluded)',
+      description: 'TCP packets to and from the broker port, tracer connection excluded',
       labels: ['port', 'direction'],
     },
     'rpc.traffic.connections': {
       kind: 'gauge',
       unit: 'count',
-      description: 'Established TCP connections to the broker port (tracer connection excluded)',
+      description:
+        'Established TCP connections to the broker port, tracer connection excluded (needs ss)',
       labels: ['port'],
     },
   },

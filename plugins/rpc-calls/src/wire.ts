@@ -81,7 +81,8 @@ export interface WireTraffic {
   bytesFromBroker: number;
   packetsToBroker: number;
   packetsFromBroker: number;
-  connections: number;
+  /** Established connections (tracer's own excluded), when `ss` is available. */
+  connections?: number;
 }
 
 export type WireLine = WireMessage | WireTick | WireReady | WireTraffic;
@@ -96,12 +97,16 @@ export interface WorkerConfig {
   deliver: boolean;
   intervalMs: number;
   contextFields: string[];
-  /** Ports whose TCP traffic is sampled; empty disables the sampler. */
-  trafficPorts: number[];
-  /** Path of the `ss` binary for the traffic sampler. */
-  ss?: string;
+  /** How TCP traffic to the broker port is measured; absent: not at all. */
+  traffic?: TrafficConfig;
   tls: boolean;
 }
+
+export type TrafficConfig =
+  /** nftables counters in a table that setup created (exact). */
+  | { mode: 'nft'; nft: string; table: string; port: number; ss?: string }
+  /** Socket counters sampled with `ss` (misses connections shorter than the interval). */
+  | { mode: 'ss'; ss: string; port: number };
 
 export const CONFIG_ENV = 'SCALPELS_RPC_CALLS_CONFIG';
 export const PASSWORD_ENV = 'SCALPELS_RPC_CALLS_PASSWORD';

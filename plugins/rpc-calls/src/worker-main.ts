@@ -4,12 +4,18 @@
  * (already reduced: no arguments, no results, no secrets), a tick line per interval, and the
  * traffic to the broker port. Configuration comes from the environment, never argv.
  */
-import { execFile } from 'node:child_process';
 import type { Socket } from 'node:net';
+import { Worker } from 'node:worker_threads';
 import amqp from 'amqplib';
 import { summarizeTraced, type FirehoseHeaders } from './oslo.js';
-import { parseSs, TrafficMeter } from './traffic.js';
-import { CONFIG_ENV, PASSWORD_ENV, type WireLine, type WorkerConfig } from './wire.js';
+import type { TrafficThreadData, TrafficThreadMessage } from './traffic-sampler.js';
+import {
+  CONFIG_ENV,
+  PASSWORD_ENV,
+  type TrafficConfig,
+  type WireLine,
+  type WorkerConfig,
+} from './wire.js';
 
 const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
 
@@ -24,6 +30,34 @@ function emit(line: WireLine): void {
 function fail(message: string): never {
   process.stderr.write(`rpc-calls worker: ${message}\n`);
   process.exit(1);
+}
+
+/**
+ * Runs the traffic sampler in a worker thread: spawning `nft`/`ss` forks the process, which
+ * stalls the calling thread for a millisecond or more, and that stall would skew the receive
+ * time stamps (hence call latencies) of the firehose messages handled by the main thread.
+ */
+async function trafficThread(
+  traffic: TrafficConfig | undefined,
+  ownPorts: number[],
+): Promise<{ sample: () => Promise<void>; close: () => Promise<void> }> {
+  if (!traffic) return { sample: async () => undefined, close: async () => undefined };
+  const thread = new Worker(new URL('./traffic-thread.js', import.meta.url), {
+    workerData: { traffic, ownPorts } satisfies TrafficThreadData,
+  });
+  const waiting: (() => void)[] = [];
+  thread.on('message', (m: TrafficThreadMessage) => {
+    if (m.kind === 'line') emit(m.line);
+    else if (m.kind === 'error') process.stderr.write(`rpc-calls worker: ${m.message}\n`);
+    else if (m.kind === 'sampled') waiting.shift()?.();
+  });
+  thread.on('error', (e) => fail(`traffic sampler: ${e.message}`));
+  const sample = (): Promise<void> =>
+    new Promise((resolve) => {
+      waiting.push(resolve);
+      thread.postMessage('sample');
+    });
+  return { sample, close: async () => void (await thread.terminate()) };
 }
 
 async function main(): Promise<void> {
@@ -74,43 +108,19 @@ async function main(): Promise<void> {
     },
     { noAck: true, exclusive: true },
   );
-  emit({ type: 'ready', ts: now(), queue: config.queue, vhost: config.vhost, bindings });
-
-  const ownPorts = (): number[] => {
-    const stream = (connection.connection as unknown as { stream?: Socket }).stream;
-    return stream?.localPort ? [stream.localPort] : [];
-  };
-  const meter =
-    config.trafficPorts.length > 0 ? new TrafficMeter(config.trafficPorts, ownPorts) : undefined;
-  const filter = config.trafficPorts.map((p) => `sport = :${p} or dport = :${p}`).join(' or ');
-  const sampleTraffic = (): Promise<void> =>
-    new Promise((resolve) => {
-      if (!meter || !config.ss) return resolve();
-      execFile(
-        config.ss,
-        ['-tinH', `( ${filter} )`],
-        { timeout: 5000, maxBuffer: 64 << 20 },
-        (err, stdout) => {
-          if (err) {
-            process.stderr.write(`rpc-calls worker: ss failed: ${err.message}\n`);
-            return resolve();
-          }
-          const ts = now();
-          for (const t of meter.update(parseSs(stdout))) emit({ type: 'traffic', ts, ...t });
-          resolve();
-        },
-      );
-    });
+  const stream = (connection.connection as unknown as { stream?: Socket }).stream;
+  const traffic = await trafficThread(config.traffic, stream?.localPort ? [stream.localPort] : []);
+  const sampleTraffic = traffic.sample;
   await sampleTraffic();
+  // Ready only now: `scalpels run` starts the workload on this line, and the traffic baseline is taken.
+  emit({ type: 'ready', ts: now(), queue: config.queue, vhost: config.vhost, bindings });
 
   let busy = false;
   const timer = setInterval(() => {
+    emit({ type: 'tick', ts: now() });
     if (busy) return;
     busy = true;
-    void sampleTraffic().finally(() => {
-      emit({ type: 'tick', ts: now() });
-      busy = false;
-    });
+    void sampleTraffic().finally(() => (busy = false));
   }, config.intervalMs);
 
   const stop = async (): Promise<void> => {
@@ -118,6 +128,7 @@ async function main(): Promise<void> {
     stopping = true;
     clearInterval(timer);
     await sampleTraffic();
+    await traffic.close();
     emit({ type: 'tick', ts: now() });
     // Closing the connection deletes the exclusive queue; a broker that hangs must not keep us.
     await Promise.race([

@@ -1,9 +1,16 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { OptionValues, Sample, SetupContext, TraceRecord, UndoAction } from '@scalpels/core';
+import type {
+  CheckContext,
+  OptionValues,
+  Sample,
+  SetupContext,
+  TraceRecord,
+  UndoAction,
+} from '@scalpels/core';
 import plugin from '../src/index.js';
 
 export const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -30,16 +37,56 @@ export function rabbitmqctlWorks(): boolean {
 
 export const workerBuilt = (): boolean => existsSync(join(pluginDir, 'dist', 'worker-main.js'));
 
+export function nftTables(): string[] {
+  try {
+    return execFileSync('nft', ['list', 'tables'], { stdio: 'pipe' })
+      .toString()
+      .split('\n')
+      .map((l) => l.trim().split(' ').at(-1)!)
+      .filter(Boolean);
+  } catch {
+    return [];
+  }
+}
+
+/** A CheckContext like the core's: real exec and PATH lookup. */
+export function checkContext(options: OptionValues, depth: 'quick' | 'full'): CheckContext {
+  return {
+    options,
+    depth,
+    isRoot: process.getuid?.() === 0,
+    exec: (argv, timeoutMs) =>
+      new Promise((resolve) => {
+        execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs ?? 10_000 }, (err, stdout, stderr) =>
+          resolve({
+            exitCode: err ? (typeof err.code === 'number' ? err.code : 127) : 0,
+            stdout: String(stdout),
+            stderr: String(stderr),
+          }),
+        );
+      }),
+    which: async (bin) => {
+      try {
+        return execFileSync('which', [bin], { stdio: 'pipe' }).toString().trim() || undefined;
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
 /** Runs the plugin's setup() as the core would, keeping the journal in memory. */
 export async function runSetup(
   options: OptionValues,
   taskId: string,
+  technique?: string,
 ): Promise<{ journal: UndoAction[]; ctx: SetupContext }> {
   const journal: UndoAction[] = [];
   const ctx: SetupContext = {
     target: { kind: 'none', pids: [], description: 'system-wide' },
     taskId,
     tracerId: 1,
+    technique,
     runtimeDir: '/tmp',
     pluginDir,
     journal: async (a) => void journal.push(structuredClone(a)),

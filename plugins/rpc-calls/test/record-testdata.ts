@@ -11,7 +11,14 @@ import { it } from 'vitest';
 import { parseTestdataCase, loadTestdata } from '@scalpels/core/testing';
 import { validateOptions } from '@scalpels/core';
 import plugin from '../src/index.js';
-import { amqpUrl, context, createVhost, deleteVhost, OsloClient, OsloServer } from './oslo-peer.js';
+import {
+  amqpUrl,
+  context,
+  createVhost,
+  deleteVhost,
+  OsloClient,
+  OsloServer,
+} from './fixtures/oslo-peer.mjs';
 import { pluginDir, runSetup, runUndo } from './helpers.js';
 
 const VERSION = '3.10.8';

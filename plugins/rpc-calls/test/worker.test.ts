@@ -4,6 +4,7 @@ import { capability, runWorker } from '@scalpels/core/testing';
 import { validateOptions, type TraceEvent } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { traceQueueName } from '../src/worker.js';
+import { nftTableName } from '../src/nft.js';
 import {
   amqpUrl,
   context,
@@ -13,9 +14,11 @@ import {
   OsloServer,
   vhostQueues,
   vhostTracing,
-} from './oslo-peer.js';
+} from './fixtures/oslo-peer.mjs';
 import {
   brokerUp,
+  checkContext,
+  nftTables,
   last,
   pluginDir,
   rabbitmqctlWorks,
@@ -51,11 +54,18 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
   it('counts K calls with K replies and C casts under their method names, with the server delay as latency', async () => {
     const raw = { vhost, events: true, deliver: true, interval: '200ms' };
     const options = validateOptions(plugin, raw);
-    const taskId = `t${randomUUID().slice(0, 8)}`;
     expect(vhostTracing(vhost)).toBe(false);
-    const { journal } = await runSetup(options, taskId);
-    expect(journal.map((a) => a.kind)).toEqual(['rabbitmq-trace-queue', 'rabbitmq-trace-on']);
+    const checked = await plugin.check(checkContext(options, 'full'));
+    expect(checked).toMatchObject({ status: 'ok', technique: 'firehose+nft' });
+    // runWorker runs the worker as tracer 1 of task `test`: setup uses the same names.
+    const { journal } = await runSetup(options, 'test', checked.technique);
+    expect(journal.map((a) => a.kind)).toEqual([
+      'nft-table',
+      'rabbitmq-trace-queue',
+      'rabbitmq-trace-on',
+    ]);
     expect(vhostTracing(vhost)).toBe(true);
+    expect(nftTables()).toContain(nftTableName('test', 1));
 
     const server = await OsloServer.start(amqpUrl(vhost), {
       exchange: 'nova',
@@ -67,22 +77,26 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     });
     const client = await OsloClient.connect(amqpUrl(vhost), 'nova');
     const requestIds: string[] = [];
+    const clientMs: number[] = [];
     let result;
     try {
       result = await runWorker(plugin, {
         options: raw,
         pluginDir,
+        technique: checked.technique,
         during: async () => {
           expect(vhostQueues(vhost)).toContain(traceQueueName({ taskId: 'test', tracerId: 1 }));
           for (let i = 0; i < K; i++) {
             const rid = `req-${randomUUID()}`;
             requestIds.push(rid);
+            const t0 = performance.now();
             const reply = await client.call(
               'compute.host1',
               'build_instances',
               { instances: [i], admin_password: 'hunter2' },
               context(TOKEN, rid),
             );
+            clientMs.push(performance.now() - t0);
             expect(reply).not.toBe('timeout');
           }
           for (let i = 0; i < C; i++)
@@ -135,11 +149,17 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     // Every call, cast and reply was delivered to a consumer too.
     expect(sums(records, 'rpc.deliveries')[build]).toBe(2 * K);
 
-    // Latency: the server's artificial delay plus the broker round trip, within a few ms.
+    // Latency: at least the server's artificial delay, and not more than what the client itself
+    // waited (the tracer sees the call after it left the client and the reply before it arrives),
+    // give or take the scheduling jitter of two processes on a shared machine.
     const p50 = last(records, 'rpc.latency.p50', build)!;
     const p99 = last(records, 'rpc.latency.p99', build)!;
+    const clientP50 = [...clientMs].sort((a, b) => a - b)[Math.ceil(K / 2) - 1]!;
+    console.log(
+      `rpc-calls latency p50: tracer ${p50} ms, client ${clientP50.toFixed(3)} ms, server delay ${DELAY_MS} ms`,
+    );
     expect(p50).toBeGreaterThanOrEqual(DELAY_MS - 1);
-    expect(p50).toBeLessThan(DELAY_MS + 10);
+    expect(p50).toBeLessThanOrEqual(clientP50 + 3);
     expect(p99).toBeGreaterThanOrEqual(p50);
     const buckets = sums(
       records.filter((r) => r.kind === 'sample' && r.labels?.method === build),
@@ -156,7 +176,7 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     expect(calls.map((e) => e.data?.requestId).sort()).toEqual([...requestIds].sort());
     for (const e of calls) {
       expect(e.data?.outcome).toBe('reply');
-      expect(e.durationMs).toBeGreaterThanOrEqual(DELAY_MS - 1);
+      expect(e.durationMs).toBeGreaterThanOrEqual(DELAY_MS - 5);
       expect(e.data?.server).toBe('host1');
       expect(e.data?.args).toEqual(['instances', 'admin_password']);
     }
@@ -172,7 +192,8 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     const published = sums(records, 'rpc.bytes', 'kind');
     expect(toBroker).toBeGreaterThan((published.call ?? 0) + (published.cast ?? 0));
 
-    // Stopped and undone: tracing off again, trace queue gone.
+    // Stopped and undone: tracing off again, trace queue and counters table gone.
+    expect(nftTables()).not.toContain(nftTableName('test', 1));
     expect(vhostTracing(vhost)).toBe(false);
     expect(vhostQueues(vhost).filter((q) => q.startsWith('scalpels.rpc-calls.'))).toEqual([]);
   });
