@@ -63,7 +63,11 @@ export function facts(ctx: CheckContext): Promise<Facts> {
 }
 
 function isLocal(c: ConnectionSettings): boolean {
-  return c.socket !== undefined || c.host === undefined || /^(localhost|127\.\d+\.\d+\.\d+|::1|\/.*)$/.test(c.host);
+  return (
+    c.socket !== undefined ||
+    c.host === undefined ||
+    /^(localhost|127\.\d+\.\d+\.\d+|::1|\/.*)$/.test(c.host)
+  );
 }
 
 async function gather(options: OptionValues): Promise<Facts> {
@@ -75,7 +79,9 @@ async function gather(options: OptionValues): Promise<Facts> {
   }
   const where = describe(c);
   const isAuth = (e: unknown): boolean =>
-    ['ER_ACCESS_DENIED_ERROR', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR', '28P01', '28000'].includes(String((e as { code?: string }).code));
+    ['ER_ACCESS_DENIED_ERROR', 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR', '28P01', '28000'].includes(
+      String((e as { code?: string }).code),
+    );
   if (c.engine === 'mysql') {
     const f: MysqlFacts = { engine: 'mysql', where, local: isLocal(c) };
     let conn;
@@ -90,7 +96,10 @@ async function gather(options: OptionValues): Promise<Facts> {
       f.performanceSchema = Number(info!.ps) === 1;
       if (f.performanceSchema) {
         try {
-          await mysqlRows(conn, 'SELECT DIGEST FROM performance_schema.events_statements_summary_by_digest LIMIT 1');
+          await mysqlRows(
+            conn,
+            'SELECT DIGEST FROM performance_schema.events_statements_summary_by_digest LIMIT 1',
+          );
           const rows = await mysqlRows(
             conn,
             "SELECT NAME, ENABLED FROM performance_schema.setup_consumers WHERE NAME IN ('global_instrumentation', 'statements_digest')",
@@ -98,7 +107,9 @@ async function gather(options: OptionValues): Promise<Facts> {
           f.consumersOff = rows.filter((r) => r.ENABLED !== 'YES').map((r) => String(r.NAME));
           if (f.consumersOff.length) {
             try {
-              await conn.query("UPDATE performance_schema.setup_consumers SET ENABLED = ENABLED WHERE NAME = 'statements_digest'");
+              await conn.query(
+                "UPDATE performance_schema.setup_consumers SET ENABLED = ENABLED WHERE NAME = 'statements_digest'",
+              );
             } catch (e) {
               f.consumersUpdateError = (e as Error).message;
             }
@@ -130,10 +141,18 @@ async function gather(options: OptionValues): Promise<Facts> {
     const row = r.rows[0] as { v: string; su: string; pre: string; installed: boolean };
     f.version = row.v.split(' on ')[0];
     f.superuser = row.su === 'on';
-    f.preloaded = row.pre.split(',').map((s) => s.trim()).includes('pg_stat_statements');
+    f.preloaded = row.pre
+      .split(',')
+      .map((s) => s.trim())
+      .includes('pg_stat_statements');
     f.installed = row.installed;
     const given = options['log-file'];
-    f.logFile = typeof given === 'string' && given !== '' ? given : isLocal(c) ? await pgLogFile(client) : undefined;
+    f.logFile =
+      typeof given === 'string' && given !== ''
+        ? given
+        : isLocal(c)
+          ? await pgLogFile(client)
+          : undefined;
   } catch (e) {
     f.error = `${where}: ${(e as Error).message}`;
   } finally {
@@ -148,7 +167,10 @@ function connectProblem(f: Facts): CheckResult | undefined {
     return {
       status: 'fixable',
       detail: f.error,
-      hint: f.engine === 'mysql' ? 'set defaults-file=FILE (a [client] section with user/password) or MYSQL_PWD' : 'set PGPASSWORD or a ~/.pgpass entry',
+      hint:
+        f.engine === 'mysql'
+          ? 'set defaults-file=FILE (a [client] section with user/password) or MYSQL_PWD'
+          : 'set PGPASSWORD or a ~/.pgpass entry',
     };
   return { status: 'unavailable', detail: f.error };
 }
@@ -161,15 +183,27 @@ const GLOBALS_PRIVILEGE = (f: MysqlFacts): CheckResult => ({
 
 function mysqlLogCheck(f: MysqlFacts, kind: 'slow-log' | 'general-log'): CheckResult | undefined {
   if (f.setGlobalsError) return GLOBALS_PRIVILEGE(f);
-  if (!f.local) return { status: 'unavailable', detail: `${f.where}: the server is not on this host, its ${kind} cannot be read` };
+  if (!f.local)
+    return {
+      status: 'unavailable',
+      detail: `${f.where}: the server is not on this host, its ${kind} cannot be read`,
+    };
   return undefined;
 }
 
 export async function checkTechnique(name: string, ctx: CheckContext): Promise<CheckResult> {
   const options = ctx.options;
   const engine = engineOf(options);
-  const forEngine = engine === 'mysql' ? (MYSQL_TECHNIQUES as readonly string[]) : (PG_TECHNIQUES as readonly string[]);
-  if (!forEngine.includes(name)) return { status: 'unavailable', detail: `${name} is not a technique for engine=${engine}`, technique: name };
+  const forEngine =
+    engine === 'mysql'
+      ? (MYSQL_TECHNIQUES as readonly string[])
+      : (PG_TECHNIQUES as readonly string[]);
+  if (!forEngine.includes(name))
+    return {
+      status: 'unavailable',
+      detail: `${name} is not a technique for engine=${engine}`,
+      technique: name,
+    };
   if (ctx.depth === 'quick') return quick(options, name);
   const f = await facts(ctx);
   const bad = connectProblem(f);
@@ -182,7 +216,11 @@ export function checkMysql(name: string, f: MysqlFacts, options: OptionValues): 
   const eventsSource = options['events-source'] === 'general-log' ? 'general-log' : 'slow-log';
   if (name === 'mysql-digest') {
     if (!f.performanceSchema)
-      return { status: 'fixable', detail: `${f.where} (${f.version}): performance_schema is OFF`, hint: PERFORMANCE_SCHEMA_FIX };
+      return {
+        status: 'fixable',
+        detail: `${f.where} (${f.version}): performance_schema is OFF`,
+        hint: PERFORMANCE_SCHEMA_FIX,
+      };
     if (f.digestReadError)
       return {
         status: 'fixable',
@@ -207,7 +245,9 @@ export function checkMysql(name: string, f: MysqlFacts, options: OptionValues): 
   const kind = name === 'mysql-slow-log' ? 'slow-log' : 'general-log';
   const logBad = mysqlLogCheck(f, kind);
   if (logBad) return logBad;
-  const psNote = f.performanceSchema ? '' : `; performance_schema is OFF, for exact digests: ${PERFORMANCE_SCHEMA_FIX}`;
+  const psNote = f.performanceSchema
+    ? ''
+    : `; performance_schema is OFF, for exact digests: ${PERFORMANCE_SCHEMA_FIX}`;
   return {
     status: 'ok',
     detail:
@@ -225,12 +265,20 @@ export function checkPg(name: string, f: PgFacts, options: OptionValues): CheckR
         detail: `${f.where}: log_min_duration_statement needs ALTER SYSTEM, which needs a superuser`,
         hint: 'connect as a superuser (user=postgres)',
       };
-    if (!f.logFile) return { status: 'unavailable', detail: `${f.where}: the server log is not a file on this host; give log-file=PATH` };
+    if (!f.logFile)
+      return {
+        status: 'unavailable',
+        detail: `${f.where}: the server log is not a file on this host; give log-file=PATH`,
+      };
     return undefined;
   };
   if (name === 'pg-stat-statements') {
     if (!f.preloaded)
-      return { status: 'fixable', detail: `${f.where} (${f.version}): pg_stat_statements is not loaded`, hint: PG_STAT_STATEMENTS_FIX };
+      return {
+        status: 'fixable',
+        detail: `${f.where} (${f.version}): pg_stat_statements is not loaded`,
+        hint: PG_STAT_STATEMENTS_FIX,
+      };
     if (!f.installed && !f.superuser)
       return {
         status: 'fixable',
@@ -248,8 +296,13 @@ export function checkPg(name: string, f: PgFacts, options: OptionValues): CheckR
   }
   const bad = logCheck();
   if (bad) return bad;
-  const note = f.preloaded ? '' : `; pg_stat_statements is not loaded, for digests: ${PG_STAT_STATEMENTS_FIX}`;
-  return { status: 'ok', detail: `${f.where} (${f.version}): every statement from ${f.logFile} with log_min_duration_statement=0${note}` };
+  const note = f.preloaded
+    ? ''
+    : `; pg_stat_statements is not loaded, for digests: ${PG_STAT_STATEMENTS_FIX}`;
+  return {
+    status: 'ok',
+    detail: `${f.where} (${f.version}): every statement from ${f.logFile} with log_min_duration_statement=0${note}`,
+  };
 }
 
 /** No network, no process: is there something to connect to? */
@@ -260,8 +313,13 @@ function quick(options: OptionValues, technique: string): CheckResult {
   } catch (e) {
     return { status: 'unavailable', detail: (e as Error).message, technique };
   }
-  if (c.socket && !existsSync(c.socket)) return { status: 'unavailable', detail: `${describe(c)}: no socket file`, technique };
-  return { status: 'ok', detail: `${describe(c)} (not connected: quick check; doctor connects)`, technique };
+  if (c.socket && !existsSync(c.socket))
+    return { status: 'unavailable', detail: `${describe(c)}: no socket file`, technique };
+  return {
+    status: 'ok',
+    detail: `${describe(c)} (not connected: quick check; doctor connects)`,
+    technique,
+  };
 }
 
 /** Walks the engine's techniques (or the forced one): the first that works, else the most fixable problem. */

@@ -35,10 +35,12 @@ export function clientPids(specs: readonly string[]): number[] {
   const roots = new Set<number>();
   for (const spec of specs) {
     if (/^\d+$/.test(spec)) roots.add(Number(spec));
-    else for (const p of all) if (p.comm === spec || p.argv0.split(/[\s/]/).includes(spec)) roots.add(p.pid);
+    else
+      for (const p of all)
+        if (p.comm === spec || p.argv0.split(/[\s/]/).includes(spec)) roots.add(p.pid);
   }
   const found = new Set(roots);
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const p of all)
       if (!found.has(p.pid) && found.has(p.ppid)) {
@@ -83,13 +85,21 @@ export function localTcpPorts(pids: readonly number[]): Set<number> {
   return ports;
 }
 
-export async function clientThreadMatcher(specs: readonly string[], db: MysqlConnection | PgClient): Promise<ThreadMatcher> {
+export async function clientThreadMatcher(
+  specs: readonly string[],
+  db: MysqlConnection | PgClient,
+): Promise<ThreadMatcher> {
   const known = new Map<number, boolean>();
   let pids: number[] = [];
   const connections = async (): Promise<{ thread: number; port: number }[]> => {
     if ('escapeLiteral' in db) {
-      const r = await db.query('SELECT pid, client_port FROM pg_stat_activity WHERE client_port > 0');
-      return (r.rows as { pid: number; client_port: number }[]).map((x) => ({ thread: x.pid, port: x.client_port }));
+      const r = await db.query(
+        'SELECT pid, client_port FROM pg_stat_activity WHERE client_port > 0',
+      );
+      return (r.rows as { pid: number; client_port: number }[]).map((x) => ({
+        thread: x.pid,
+        port: x.client_port,
+      }));
     }
     const [rows] = await db.query('SELECT ID, HOST FROM information_schema.PROCESSLIST');
     return (rows as { ID: number | string; HOST: string | null }[]).flatMap((x) => {
@@ -100,7 +110,8 @@ export async function clientThreadMatcher(specs: readonly string[], db: MysqlCon
   const refresh = async (): Promise<void> => {
     pids = clientPids(specs);
     const ports = localTcpPorts(pids);
-    for (const c of await connections()) if (!known.get(c.thread)) known.set(c.thread, ports.has(c.port));
+    for (const c of await connections())
+      if (!known.get(c.thread)) known.set(c.thread, ports.has(c.port));
   };
   await refresh();
   return {

@@ -9,7 +9,13 @@ import type { OptionValues } from '@scalpels/core';
 import type { Connection as MysqlConnection } from 'mysql2/promise';
 import type { Client as PgClient } from 'pg';
 import { clientThreadMatcher, type ThreadMatcher } from './client.js';
-import { connectError, connectMysql, connectPg, connectionSettings, describe } from './connection.js';
+import {
+  connectError,
+  connectMysql,
+  connectPg,
+  connectionSettings,
+  describe,
+} from './connection.js';
 import { GeneralLogParser, PgLogParser, SlowLogParser, type LogParser } from './logs.js';
 import type { CollectorLine, DigestLine, StatementLine } from './protocol.js';
 import { mysqlGlobals, mysqlRows, pgLogFile, resolveServerPath, type Row } from './server.js';
@@ -48,7 +54,11 @@ class LogFollower {
     for (const line of this.tail.read()) for (const s of this.parser.push(line)) this.emit(s);
     for (const s of this.parser.flush()) this.emit(s);
     if (this.tail.lostBytes > 0) {
-      out({ t: 'lost', count: 1, why: `log file ${this.tail.path} was truncated (${this.tail.lostBytes} bytes unread)` });
+      out({
+        t: 'lost',
+        count: 1,
+        why: `log file ${this.tail.path} was truncated (${this.tail.lostBytes} bytes unread)`,
+      });
       this.tail.lostBytes = 0;
     }
   }
@@ -84,16 +94,25 @@ class MysqlSource implements Source {
     } catch (e) {
       throw new Error(connectError(settings, e));
     }
-    const [info] = await mysqlRows(this.conn, 'SELECT CONNECTION_ID() AS id, VERSION() AS v, @@performance_schema AS ps, @@datadir AS datadir');
+    const [info] = await mysqlRows(
+      this.conn,
+      'SELECT CONNECTION_ID() AS id, VERSION() AS v, @@performance_schema AS ps, @@datadir AS datadir',
+    );
     this.ownId = Number(info!.id);
     const digest = this.cfg.technique === 'mysql-digest';
     if (digest) {
-      if (Number(info!.ps) !== 1) throw new Error(`${describe(settings)}: performance_schema is OFF`);
+      if (Number(info!.ps) !== 1)
+        throw new Error(`${describe(settings)}: performance_schema is OFF`);
       // Our own polling must not show up in the digests of the workload.
       try {
-        await this.conn.query('UPDATE performance_schema.threads SET INSTRUMENTED = ? WHERE PROCESSLIST_ID = CONNECTION_ID()', ['NO']);
+        await this.conn.query(
+          'UPDATE performance_schema.threads SET INSTRUMENTED = ? WHERE PROCESSLIST_ID = CONNECTION_ID()',
+          ['NO'],
+        );
       } catch (e) {
-        warn(`cannot exclude the tracer's own statements from the digests: ${(e as Error).message}`);
+        warn(
+          `cannot exclude the tracer's own statements from the digests: ${(e as Error).message}`,
+        );
       }
     }
     const client = this.cfg.options.client as readonly string[] | undefined;
@@ -109,12 +128,23 @@ class MysqlSource implements Source {
             ? (this.cfg.options['events-source'] as string)
             : undefined;
     if (logKind) {
-      const v = await mysqlGlobals(this.conn, ['slow_query_log', 'slow_query_log_file', 'general_log', 'general_log_file', 'long_query_time', 'log_output']);
+      const v = await mysqlGlobals(this.conn, [
+        'slow_query_log',
+        'slow_query_log_file',
+        'general_log',
+        'general_log_file',
+        'long_query_time',
+        'log_output',
+      ]);
       const on = logKind === 'slow-log' ? v.slow_query_log : v.general_log;
-      if (on !== 'ON') warn(`the ${logKind} is off on the server: no statement events (setup was not run?)`);
+      if (on !== 'ON')
+        warn(`the ${logKind} is off on the server: no statement events (setup was not run?)`);
       if (logKind === 'slow-log' && Number(v.long_query_time) > 0)
         warn(`long_query_time is ${v.long_query_time}: only slower statements are logged`);
-      const file = resolveServerPath(String(info!.datadir), logKind === 'slow-log' ? v.slow_query_log_file! : v.general_log_file!);
+      const file = resolveServerPath(
+        String(info!.datadir),
+        logKind === 'slow-log' ? v.slow_query_log_file! : v.general_log_file!,
+      );
       if (!existsSync(file)) throw new Error(`the server's ${logKind} ${file} is not on this host`);
       const parser = logKind === 'slow-log' ? new SlowLogParser() : new GeneralLogParser();
       this.log = new LogFollower(file, parser, (s) => this.keep(s));
@@ -159,7 +189,10 @@ class MysqlSource implements Source {
       if (!emit) continue;
       const prev = this.digests.get(key);
       // A row created again (TRUNCATE, eviction) counts from zero.
-      const base = prev && prev.FIRST_SEEN === r.FIRST_SEEN && big(prev.COUNT_STAR) <= big(r.COUNT_STAR) ? prev : undefined;
+      const base =
+        prev && prev.FIRST_SEEN === r.FIRST_SEEN && big(prev.COUNT_STAR) <= big(r.COUNT_STAR)
+          ? prev
+          : undefined;
       const d = (col: string): bigint => big(r[col]) - (base ? big(base[col]) : 0n);
       const calls = d('COUNT_STAR');
       if (calls === 0n) continue;
@@ -170,7 +203,10 @@ class MysqlSource implements Source {
         digest: r.DIGEST === null ? '' : String(r.DIGEST),
         schema: r.SCHEMA_NAME === null ? '' : String(r.SCHEMA_NAME),
         // The row without a digest collects statements once the digest table is full.
-        text: r.DIGEST === null ? '(statements not digested: events_statements_summary_by_digest is full)' : String(r.DIGEST_TEXT ?? ''),
+        text:
+          r.DIGEST === null
+            ? '(statements not digested: events_statements_summary_by_digest is full)'
+            : String(r.DIGEST_TEXT ?? ''),
         calls: Number(calls),
         timePs: d('SUM_TIMER_WAIT').toString(),
         lockPs: d('SUM_LOCK_TIME').toString(),
@@ -222,7 +258,9 @@ class PgSource implements Source {
     } catch (e) {
       throw new Error(connectError(settings, e));
     }
-    const info = await this.client.query('SELECT pg_backend_pid() AS pid, version() AS v, current_setting(\'server_version_num\')::int AS num');
+    const info = await this.client.query(
+      "SELECT pg_backend_pid() AS pid, version() AS v, current_setting('server_version_num')::int AS num",
+    );
     const row = info.rows[0] as { pid: number; v: string; num: number };
     this.ownPid = row.pid;
     if (row.num < 130000) this.sql = PGSS_SQL_OLD;
@@ -231,16 +269,30 @@ class PgSource implements Source {
     let events: string | undefined;
     if (this.cfg.technique === 'pg-stat-statements') {
       // Our own polling stays out of the statistics when we may say so (superuser setting).
-      await this.client.query("SET pg_stat_statements.track = 'none'").catch(() => warn('cannot exclude own statements from pg_stat_statements'));
+      await this.client
+        .query("SET pg_stat_statements.track = 'none'")
+        .catch(() => warn('cannot exclude own statements from pg_stat_statements'));
       await this.pollStats(false);
     }
     if (this.cfg.technique === 'pg-log' || this.cfg.options.events) {
       const given = this.cfg.options['log-file'];
       const file = typeof given === 'string' && given !== '' ? given : await pgLogFile(this.client);
-      if (!file) throw new Error('cannot find the PostgreSQL log file on this host; give log-file=PATH');
-      const lmd = await this.client.query("SELECT current_setting('log_min_duration_statement') AS v");
-      if ((lmd.rows[0] as { v: string }).v !== '0') warn(`log_min_duration_statement is ${(lmd.rows[0] as { v: string }).v}: not every statement is logged`);
-      this.log = new LogFollower(file, new PgLogParser(), (s) => s.thread !== this.ownPid && (!this.matcher || (s.thread !== undefined && this.matcher.matches(s.thread))));
+      if (!file)
+        throw new Error('cannot find the PostgreSQL log file on this host; give log-file=PATH');
+      const lmd = await this.client.query(
+        "SELECT current_setting('log_min_duration_statement') AS v",
+      );
+      if ((lmd.rows[0] as { v: string }).v !== '0')
+        warn(
+          `log_min_duration_statement is ${(lmd.rows[0] as { v: string }).v}: not every statement is logged`,
+        );
+      this.log = new LogFollower(
+        file,
+        new PgLogParser(),
+        (s) =>
+          s.thread !== this.ownPid &&
+          (!this.matcher || (s.thread !== undefined && this.matcher.matches(s.thread))),
+      );
       events = `pg-log ${file}`;
     }
     return { server: row.v.split(' on ')[0]!, events };
@@ -304,7 +356,14 @@ async function main(): Promise<void> {
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   const { server, events } = await source.start();
-  out({ t: 'ready', engine: cfg.technique.startsWith('pg-') ? 'postgresql' : 'mysql', technique: cfg.technique, server, events, ts: Date.now() });
+  out({
+    t: 'ready',
+    engine: cfg.technique.startsWith('pg-') ? 'postgresql' : 'mysql',
+    technique: cfg.technique,
+    server,
+    events,
+    ts: Date.now(),
+  });
   const interval = Number(cfg.options.interval ?? 1000);
   while (!stopping) {
     await new Promise<void>((resolve) => {
@@ -321,10 +380,15 @@ async function main(): Promise<void> {
   await source.close();
 }
 
+/** Exits once everything written to stdout has reached the pipe: process.exit() would cut it off. */
+function exitAfterOutput(code: number): void {
+  process.stdout.write('', () => process.exit(code));
+}
+
 main().then(
-  () => process.exit(0),
+  () => exitAfterOutput(0),
   (e: unknown) => {
     warn((e as Error).message ?? String(e));
-    process.exit(1);
+    exitAfterOutput(1);
   },
 );

@@ -22,7 +22,12 @@ export interface ConnectionSettings {
   password?: string;
 }
 
-const MYSQL_SOCKETS = ['/run/mysqld/mysqld.sock', '/var/run/mysqld/mysqld.sock', '/var/lib/mysql/mysql.sock', '/tmp/mysql.sock'];
+const MYSQL_SOCKETS = [
+  '/run/mysqld/mysqld.sock',
+  '/var/run/mysqld/mysqld.sock',
+  '/var/lib/mysql/mysql.sock',
+  '/tmp/mysql.sock',
+];
 const PG_SOCKET_DIRS = ['/var/run/postgresql', '/run/postgresql', '/tmp'];
 
 /** Reads `[client]` (and `[mysql]`, `[client-server]`) keys of a MySQL option file. */
@@ -52,20 +57,28 @@ export function engineOf(options: OptionValues): Engine {
 }
 
 /** Resolves where and as whom to connect: options first, then the option file, the environment, defaults. */
-export function connectionSettings(options: OptionValues, env: NodeJS.ProcessEnv = process.env): ConnectionSettings {
+export function connectionSettings(
+  options: OptionValues,
+  env: NodeJS.ProcessEnv = process.env,
+): ConnectionSettings {
   const engine = engineOf(options);
   const str = (k: string): string | undefined => {
     const v = options[k];
     return typeof v === 'string' && v !== '' ? v : undefined;
   };
-  const num = (k: string): number | undefined => (typeof options[k] === 'number' ? (options[k] as number) : undefined);
+  const num = (k: string): number | undefined =>
+    typeof options[k] === 'number' ? (options[k] as number) : undefined;
   if (engine === 'mysql') {
     const file = str('defaults-file') ? readOptionFile(str('defaults-file')!) : {};
     const host = str('host') ?? file.host ?? env.MYSQL_HOST;
-    const port = num('port') ?? (file.port ? Number(file.port) : undefined) ?? (env.MYSQL_TCP_PORT ? Number(env.MYSQL_TCP_PORT) : undefined);
+    const port =
+      num('port') ??
+      (file.port ? Number(file.port) : undefined) ??
+      (env.MYSQL_TCP_PORT ? Number(env.MYSQL_TCP_PORT) : undefined);
     let socket = str('socket') ?? file.socket ?? env.MYSQL_UNIX_PORT;
     // Like the mysql client: no host (or localhost) means the unix socket.
-    if (!socket && (!host || host === 'localhost') && port === undefined) socket = MYSQL_SOCKETS.find((s) => existsSync(s));
+    if (!socket && (!host || host === 'localhost') && port === undefined)
+      socket = MYSQL_SOCKETS.find((s) => existsSync(s));
     return {
       engine,
       host: socket ? undefined : (host ?? '127.0.0.1'),
@@ -80,7 +93,11 @@ export function connectionSettings(options: OptionValues, env: NodeJS.ProcessEnv
   const socketDir = PG_SOCKET_DIRS.find((d) => existsSync(d));
   return {
     engine,
-    host: host ?? (socketDir && existsSync(`${socketDir}/.s.PGSQL.${num('port') ?? 5432}`) ? socketDir : '127.0.0.1'),
+    host:
+      host ??
+      (socketDir && existsSync(`${socketDir}/.s.PGSQL.${num('port') ?? 5432}`)
+        ? socketDir
+        : '127.0.0.1'),
     port: num('port') ?? (env.PGPORT ? Number(env.PGPORT) : 5432),
     user: str('user') ?? env.PGUSER ?? 'postgres',
     database: str('database') ?? env.PGDATABASE ?? 'postgres',

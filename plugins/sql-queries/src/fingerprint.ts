@@ -17,7 +17,10 @@ export function fingerprint(sql: string, dialect: Dialect = 'mysql'): string {
   // Placeholders of prepared statements and server digests: `$1`, `:name`, `?`.
   s = s.replace(/\$\d+/g, '?');
   // Numbers not part of an identifier (t1 stays), including signs, decimals, exponents, hex.
-  s = s.replace(/(^|[^\w$.?])[-+]?(?:0x[0-9a-f]+|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)(?![\w$])/g, '$1?');
+  s = s.replace(
+    /(^|[^\w$.?])[-+]?(?:0x[0-9a-f]+|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)(?![\w$])/g,
+    '$1?',
+  );
   s = s.replace(/\s+/g, ' ');
   s = normalizePunctuation(s);
   s = collapseLists(s);
@@ -61,7 +64,11 @@ function stripCommentsAndLiterals(sql: string, dialect: Dialect): string {
       const end = sql.indexOf(tag, i + tag.length);
       i = end < 0 ? n : end + tag.length;
       out += '?';
-    } else if ((c === 'x' || c === 'X' || c === 'b' || c === 'B' || c === 'E' || c === 'e') && next === "'" && !/\w/.test(sql[i - 1] ?? ' ')) {
+    } else if (
+      (c === 'x' || c === 'X' || c === 'b' || c === 'B' || c === 'E' || c === 'e') &&
+      next === "'" &&
+      !/\w/.test(sql[i - 1] ?? ' ')
+    ) {
       i = skipQuoted(sql, i + 1, "'", true);
       out += '?';
     } else {
@@ -93,7 +100,7 @@ function normalizePunctuation(s: string): string {
       .replace(/\(\s+/g, '(')
       .replace(/\s+\)/g, ')')
       // `count (*)` and `count(*)`, `in (` and `in(`: no space before an opening parenthesis.
-      .replace(/(\w)\s+\(/g, "$1(")
+      .replace(/(\w)\s+\(/g, '$1(')
       .replace(/\s*(<=>|<=|>=|<>|!=|:=|=|<|>)\s*/g, ' $1 ')
       .replace(/ {2,}/g, ' ')
   );
@@ -104,6 +111,9 @@ function collapseLists(s: string): string {
   // MariaDB digests write IN lists and multi-row VALUES as `(...)`, the extra rows as a comment (gone already).
   s = s.replace(/\b(in|values?)\(\.\.\.\)/g, '$1(?+)');
   s = s.replace(/\bin\((?:\?|null)(?:, (?:\?|null))*\)/g, 'in(?+)');
-  s = s.replace(/\b(values?)\((?:[^()']|\([^()]*\))*\)(?:, \((?:[^()']|\([^()]*\))*\))*/g, '$1(?+)');
+  s = s.replace(
+    /\b(values?)\((?:[^()']|\([^()]*\))*\)(?:, \((?:[^()']|\([^()]*\))*\))*/g,
+    '$1(?+)',
+  );
   return s;
 }

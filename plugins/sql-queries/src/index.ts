@@ -1,7 +1,18 @@
-import { definePlugin, type OptionValues, type SetupContext, type UndoAction } from '@scalpels/core';
+import {
+  definePlugin,
+  type OptionValues,
+  type SetupContext,
+  type UndoAction,
+} from '@scalpels/core';
 import { createRequire } from 'node:module';
 import { check, checkTechnique, MYSQL_TECHNIQUES, PG_TECHNIQUES } from './checks.js';
-import { connectError, connectMysql, connectPg, connectionSettings, engineOf } from './connection.js';
+import {
+  connectError,
+  connectMysql,
+  connectPg,
+  connectionSettings,
+  engineOf,
+} from './connection.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
 import {
@@ -28,7 +39,10 @@ export const UNDO_KINDS = {
 } as const;
 
 /** The per-statement log a technique (or events=true) needs, if any. */
-function logKind(options: OptionValues, technique: string): 'slow-log' | 'general-log' | 'pg-log' | undefined {
+function logKind(
+  options: OptionValues,
+  technique: string,
+): 'slow-log' | 'general-log' | 'pg-log' | undefined {
   if (technique === 'mysql-slow-log') return 'slow-log';
   if (technique === 'mysql-general-log') return 'general-log';
   if (technique === 'pg-log') return 'pg-log';
@@ -37,7 +51,10 @@ function logKind(options: OptionValues, technique: string): 'slow-log' | 'genera
   return options['events-source'] === 'general-log' ? 'general-log' : 'slow-log';
 }
 
-async function withMysql<T>(options: OptionValues, fn: (conn: Awaited<ReturnType<typeof connectMysql>>) => Promise<T>): Promise<T> {
+async function withMysql<T>(
+  options: OptionValues,
+  fn: (conn: Awaited<ReturnType<typeof connectMysql>>) => Promise<T>,
+): Promise<T> {
   const settings = connectionSettings(options);
   let conn;
   try {
@@ -52,7 +69,10 @@ async function withMysql<T>(options: OptionValues, fn: (conn: Awaited<ReturnType
   }
 }
 
-async function withPg<T>(options: OptionValues, fn: (client: Awaited<ReturnType<typeof connectPg>>) => Promise<T>): Promise<T> {
+async function withPg<T>(
+  options: OptionValues,
+  fn: (client: Awaited<ReturnType<typeof connectPg>>) => Promise<T>,
+): Promise<T> {
   const settings = connectionSettings(options);
   let client;
   try {
@@ -84,7 +104,10 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
             data: { consumers: names },
             description: `performance_schema consumers ${names.join(', ')} were off`,
           });
-          await conn.query("UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME IN (?)", [names]);
+          await conn.query(
+            "UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME IN (?)",
+            [names],
+          );
         }
       }
       if (log === 'slow-log' || log === 'general-log') {
@@ -122,9 +145,13 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
   }
   await withPg(options, async (client) => {
     if (technique === 'pg-stat-statements') {
-      const r = await client.query("SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed");
+      const r = await client.query(
+        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed",
+      );
       if (!(r.rows[0] as { installed: boolean }).installed) {
-        const db = (await client.query('SELECT current_database() AS db')).rows[0] as { db: string };
+        const db = (await client.query('SELECT current_database() AS db')).rows[0] as {
+          db: string;
+        };
         await ctx.journal({
           kind: UNDO_KINDS.pgExtension,
           data: { database: db.db },
@@ -136,7 +163,9 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
     if (log === 'pg-log') {
       const cur = await client.query("SELECT current_setting('log_min_duration_statement') AS v");
       if ((cur.rows[0] as { v: string }).v === '0') return;
-      const data: PgLogUndo = { autoConf: await pgAutoConfValue(client, 'log_min_duration_statement') };
+      const data: PgLogUndo = {
+        autoConf: await pgAutoConfValue(client, 'log_min_duration_statement'),
+      };
       await ctx.journal({
         kind: UNDO_KINDS.pgLogging,
         data,
@@ -155,7 +184,10 @@ async function undo(action: UndoAction, options: OptionValues): Promise<void> {
     case UNDO_KINDS.mysqlConsumers: {
       const { consumers } = action.data as { consumers: string[] };
       return withMysql(options, async (conn) => {
-        await conn.query("UPDATE performance_schema.setup_consumers SET ENABLED = 'NO' WHERE NAME IN (?)", [consumers]);
+        await conn.query(
+          "UPDATE performance_schema.setup_consumers SET ENABLED = 'NO' WHERE NAME IN (?)",
+          [consumers],
+        );
       });
     }
     case UNDO_KINDS.pgLogging:
@@ -172,8 +204,10 @@ async function undo(action: UndoAction, options: OptionValues): Promise<void> {
 }
 
 const TECHNIQUE_DESCRIPTIONS: Record<string, string> = {
-  'mysql-digest': 'performance_schema events_statements_summary_by_digest deltas every interval (exact counts and times)',
-  'mysql-slow-log': 'slow log with long_query_time=0: every statement with its microsecond duration',
+  'mysql-digest':
+    'performance_schema events_statements_summary_by_digest deltas every interval (exact counts and times)',
+  'mysql-slow-log':
+    'slow log with long_query_time=0: every statement with its microsecond duration',
   'mysql-general-log': 'general log: every statement, no durations',
   'pg-stat-statements': 'pg_stat_statements deltas every interval (exact counts and times)',
   'pg-log': 'PostgreSQL log with log_min_duration_statement=0: every statement with its duration',
@@ -182,49 +216,96 @@ const TECHNIQUE_DESCRIPTIONS: Record<string, string> = {
 export default definePlugin({
   name: 'sql-queries',
   version: pkg.version,
-  description: 'SQL statements of MariaDB/MySQL and PostgreSQL: exact per-digest counts and times, fingerprinted like pt-query-digest',
+  description:
+    'SQL statements of MariaDB/MySQL and PostgreSQL: exact per-digest counts and times, fingerprinted like pt-query-digest',
   apiVersion: '>=1.0.0 <2',
   target: 'optional',
   options: {
-    engine: { type: 'string', choices: ['mysql', 'postgresql'], default: 'mysql', description: 'Database server kind (MariaDB counts as mysql)' },
+    engine: {
+      type: 'string',
+      choices: ['mysql', 'postgresql'],
+      default: 'mysql',
+      description: 'Database server kind (MariaDB counts as mysql)',
+    },
     technique: {
       type: 'string',
       choices: ['auto', ...MYSQL_TECHNIQUES, ...PG_TECHNIQUES],
       default: 'auto',
       description: 'Force a technique instead of the first that works here',
     },
-    interval: { type: 'duration', default: '1s', min: '100ms', max: '1h', description: 'How often statistics are read' },
+    interval: {
+      type: 'duration',
+      default: '1s',
+      min: '100ms',
+      max: '1h',
+      description: 'How often statistics are read',
+    },
     events: {
       type: 'boolean',
       default: false,
-      description: 'Also record every statement as an event (server log: slow log, general log or PostgreSQL log)',
+      description:
+        'Also record every statement as an event (server log: slow log, general log or PostgreSQL log)',
     },
     'events-source': {
       type: 'string',
       choices: ['slow-log', 'general-log'],
       default: 'slow-log',
-      description: 'MySQL/MariaDB log for events=true: slow log with long_query_time=0 (durations) or general log (none)',
+      description:
+        'MySQL/MariaDB log for events=true: slow log with long_query_time=0 (durations) or general log (none)',
     },
-    host: { type: 'string', description: 'Server host (default: the local unix socket, else 127.0.0.1)' },
+    host: {
+      type: 'string',
+      description: 'Server host (default: the local unix socket, else 127.0.0.1)',
+    },
     port: { type: 'port', description: 'Server port (default 3306 / 5432)' },
-    socket: { type: 'path', description: 'Unix socket of MySQL/MariaDB (or socket directory of PostgreSQL)' },
-    user: { type: 'string', description: 'User (default: from defaults-file, MYSQL_USER/PGUSER, else login name / postgres)' },
-    database: { type: 'string', description: 'Database to connect to (PostgreSQL: where pg_stat_statements lives; default postgres)' },
+    socket: {
+      type: 'path',
+      description: 'Unix socket of MySQL/MariaDB (or socket directory of PostgreSQL)',
+    },
+    user: {
+      type: 'string',
+      description:
+        'User (default: from defaults-file, MYSQL_USER/PGUSER, else login name / postgres)',
+    },
+    database: {
+      type: 'string',
+      description:
+        'Database to connect to (PostgreSQL: where pg_stat_statements lives; default postgres)',
+    },
     'defaults-file': {
       type: 'path',
       mustExist: true,
-      description: 'MySQL option file with a [client] section (user, password, host, port, socket); passwords only here or in MYSQL_PWD/PGPASSWORD',
+      description:
+        'MySQL option file with a [client] section (user, password, host, port, socket); passwords only here or in MYSQL_PWD/PGPASSWORD',
     },
-    'log-file': { type: 'path', description: 'PostgreSQL log file to follow (default: found from the server)' },
+    'log-file': {
+      type: 'path',
+      description: 'PostgreSQL log file to follow (default: found from the server)',
+    },
     client: {
       type: 'list',
-      description: 'Only statements of the TCP connections of these client processes (pids or names, with descendants); needs events',
+      description:
+        'Only statements of the TCP connections of these client processes (pids or names, with descendants); needs events',
     },
-    'text-max': { type: 'integer', default: 2048, min: 0, max: 1_000_000, description: 'Statement text kept per event, in characters', unit: 'chars' },
+    'text-max': {
+      type: 'integer',
+      default: 2048,
+      min: 0,
+      max: 1_000_000,
+      description: 'Statement text kept per event, in characters',
+      unit: 'chars',
+    },
   },
   requires: [
-    { kind: 'service', what: 'MariaDB/MySQL with performance_schema=ON, or PostgreSQL with pg_stat_statements', why: 'exact per-digest statistics' },
-    { kind: 'privilege', what: 'SELECT on performance_schema; SUPER/SYSTEM_VARIABLES_ADMIN (MySQL) or superuser (PostgreSQL) for log techniques and events' },
+    {
+      kind: 'service',
+      what: 'MariaDB/MySQL with performance_schema=ON, or PostgreSQL with pg_stat_statements',
+      why: 'exact per-digest statistics',
+    },
+    {
+      kind: 'privilege',
+      what: 'SELECT on performance_schema; SUPER/SYSTEM_VARIABLES_ADMIN (MySQL) or superuser (PostgreSQL) for log techniques and events',
+    },
     { kind: 'file', what: 'the server log on this host', why: 'per-statement events' },
   ],
   techniques: [...MYSQL_TECHNIQUES, ...PG_TECHNIQUES].map((name) => ({
@@ -236,10 +317,14 @@ export default definePlugin({
   validate(options) {
     const engine = engineOf(options);
     const technique = String(options.technique ?? 'auto');
-    if (technique !== 'auto' && (technique.startsWith('pg-') !== (engine === 'postgresql')))
+    if (technique !== 'auto' && technique.startsWith('pg-') !== (engine === 'postgresql'))
       return `technique ${technique} does not fit engine=${engine}`;
     const client = options.client as readonly string[] | undefined;
-    if (client?.length && !options.events && !['mysql-slow-log', 'mysql-general-log', 'pg-log'].includes(technique))
+    if (
+      client?.length &&
+      !options.events &&
+      !['mysql-slow-log', 'mysql-general-log', 'pg-log'].includes(technique)
+    )
       return 'client= narrows per-statement events: add events=true (digest statistics are server-wide)';
     return undefined;
   },

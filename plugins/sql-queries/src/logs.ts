@@ -9,7 +9,9 @@ import type { StatementLine } from './protocol.js';
 
 /** The lines MySQL/MariaDB write when they open a log file. */
 function isLogHeader(line: string): boolean {
-  return /^\S+, Version: .* started with:$|^Tcp port: \d+ +Unix socket: |^Time\s+Id Command\s+Argument$/.test(line);
+  return /^\S+, Version: .* started with:$|^Tcp port: \d+ +Unix socket: |^Time\s+Id Command\s+Argument$/.test(
+    line,
+  );
 }
 
 export interface LogParser {
@@ -30,7 +32,8 @@ export class SlowLogParser implements LogParser {
       const out = this.flush();
       this.inEntry = true;
       this.cur = { lines: [] };
-      const m = /^# User@Host: ([^[]*)\[([^\]]*)\] @ *([^ []*) *\[([^\]]*)\](?:\s+Id:\s*(\d+))?/.exec(line);
+      const m =
+        /^# User@Host: ([^[]*)\[([^\]]*)\] @ *([^ []*) *\[([^\]]*)\](?:\s+Id:\s*(\d+))?/.exec(line);
       if (m) {
         this.cur.user = m[2] || m[1]!.trim();
         this.cur.host = m[3] || m[4] || undefined;
@@ -105,7 +108,10 @@ export class GeneralLogParser implements LogParser {
   private readonly threads = new Map<number, { user?: string; host?: string; schema?: string }>();
 
   push(line: string): StatementLine[] {
-    const m = /^(\d{6} +\d{1,2}:\d\d:\d\d|\d{4}-\d\d-\d\dT[\d:.]+Z?)?\t+ *(\d+) ([A-Za-z][A-Za-z ]*?)\t(.*)$/.exec(line);
+    const m =
+      /^(\d{6} +\d{1,2}:\d\d:\d\d|\d{4}-\d\d-\d\dT[\d:.]+Z?)?\t+ *(\d+) ([A-Za-z][A-Za-z ]*?)\t(.*)$/.exec(
+        line,
+      );
     if (!m) {
       // The header the server writes when it opens the file, or a line of a multi-line statement.
       if (isLogHeader(line)) return this.flush();
@@ -126,7 +132,14 @@ export class GeneralLogParser implements LogParser {
     } else if (command === 'Quit') {
       this.threads.delete(thread);
     } else if (command === 'Query' || command === 'Execute') {
-      this.pending = { t: 'statement', source: 'general-log', ts: this.lastTs, thread, ...info, text: arg };
+      this.pending = {
+        t: 'statement',
+        source: 'general-log',
+        ts: this.lastTs,
+        thread,
+        ...info,
+        text: arg,
+      };
     }
     return out;
   }
@@ -137,7 +150,8 @@ export class GeneralLogParser implements LogParser {
     if (!p) return [];
     p.text = p.text.trimEnd();
     const use = /^use\s+`?([^`;\s]+)`?\s*;?$/i.exec(p.text);
-    if (use && p.thread !== undefined) this.threads.set(p.thread, { ...this.threads.get(p.thread), schema: use[1] });
+    if (use && p.thread !== undefined)
+      this.threads.set(p.thread, { ...this.threads.get(p.thread), schema: use[1] });
     return [p];
   }
 }
@@ -150,7 +164,14 @@ function parseGeneralTime(s: string): number | undefined {
   const m = /^(\d\d)(\d\d)(\d\d) +(\d{1,2}):(\d\d):(\d\d)$/.exec(s);
   if (!m) return undefined;
   // The server writes its local time; this collector runs on the same host.
-  return new Date(2000 + Number(m[1]), Number(m[2]) - 1, Number(m[3]), Number(m[4]), Number(m[5]), Number(m[6])).getTime();
+  return new Date(
+    2000 + Number(m[1]),
+    Number(m[2]) - 1,
+    Number(m[3]),
+    Number(m[4]),
+    Number(m[5]),
+    Number(m[6]),
+  ).getTime();
 }
 
 /**
@@ -168,14 +189,24 @@ export class PgLogParser implements LogParser {
       return [];
     }
     const out = this.flush();
-    const m = /^(.*?)LOG: {2}duration: ([\d.]+) ms {2}(statement|execute [^:]*|parse [^:]*|bind [^:]*): (.*)$/.exec(line);
+    const m =
+      /^(.*?)LOG: {2}duration: ([\d.]+) ms {2}(statement|execute [^:]*|parse [^:]*|bind [^:]*): (.*)$/.exec(
+        line,
+      );
     if (!m || !(m[3] === 'statement' || m[3]!.startsWith('execute'))) return out;
     const prefix = m[1]!;
     const durationMs = Number(m[2]);
-    const tsm = /(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)(?: ([A-Z]{3,5}|[-+]\d\d))?/.exec(prefix);
+    const tsm = /(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(?:\.\d+)?)(?: ([A-Z]{3,5}|[-+]\d\d))?/.exec(
+      prefix,
+    );
     let end = Date.now();
     if (tsm) {
-      const zone = tsm[2] === undefined || tsm[2] === 'UTC' || tsm[2] === 'GMT' ? 'Z' : /^[-+]\d\d$/.test(tsm[2]) ? `${tsm[2]}:00` : '';
+      const zone =
+        tsm[2] === undefined || tsm[2] === 'UTC' || tsm[2] === 'GMT'
+          ? 'Z'
+          : /^[-+]\d\d$/.test(tsm[2])
+            ? `${tsm[2]}:00`
+            : '';
       const t = Date.parse(`${tsm[1]!.replace(' ', 'T')}${zone}`);
       if (!Number.isNaN(t)) end = t;
     }

@@ -1,4 +1,11 @@
-import { diagnostic, type ParseContext, type Parser, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
+import {
+  diagnostic,
+  type ParseContext,
+  type Parser,
+  type Sample,
+  type TraceEvent,
+  type TraceRecord,
+} from '@scalpels/core';
 import { fingerprint, type Dialect } from './fingerprint.js';
 import type { CollectorLine, DigestLine, StatementLine } from './protocol.js';
 
@@ -7,9 +14,18 @@ const PS_PER_MS = 1e9;
 /** Passwords in statement text never reach the store. */
 export function redact(text: string): string {
   return text
-    .replace(/\b(IDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?)('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")/gi, "$1'***'")
-    .replace(/\b(PASSWORD\s*(?:=\s*)?(?:PASSWORD\s*)?\(?\s*)('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")/gi, "$1'***'")
-    .replace(/\b(MASTER_PASSWORD\s*=\s*|SOURCE_PASSWORD\s*=\s*)('(?:[^'\\]|\\.|'')*')/gi, "$1'***'");
+    .replace(
+      /\b(IDENTIFIED\s+(?:WITH\s+\S+\s+)?(?:BY|AS)\s+(?:PASSWORD\s+)?)('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")/gi,
+      "$1'***'",
+    )
+    .replace(
+      /\b(PASSWORD\s*(?:=\s*)?(?:PASSWORD\s*)?\(?\s*)('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.)*")/gi,
+      "$1'***'",
+    )
+    .replace(
+      /\b(MASTER_PASSWORD\s*=\s*|SOURCE_PASSWORD\s*=\s*)('(?:[^'\\]|\\.|'')*')/gi,
+      "$1'***'",
+    );
 }
 
 function digestRecords(l: DigestLine): Sample[] {
@@ -19,7 +35,8 @@ function digestRecords(l: DigestLine): Sample[] {
     ps !== undefined ? Number(BigInt(ps)) / PS_PER_MS : plain;
   const out: Sample[] = [{ kind: 'sample', series: 'sql.calls', labels, value: l.calls, ts: l.ts }];
   const add = (series: string, value: number | undefined): void => {
-    if (value !== undefined && Number.isFinite(value)) out.push({ kind: 'sample', series, labels, value, ts: l.ts });
+    if (value !== undefined && Number.isFinite(value))
+      out.push({ kind: 'sample', series, labels, value, ts: l.ts });
   };
   add('sql.time', ms(l.timePs, l.timeMs));
   add('sql.lock_time', ms(l.lockPs, undefined));
@@ -35,12 +52,29 @@ function digestRecords(l: DigestLine): Sample[] {
 
 function statementEvent(l: StatementLine, textMax: number): TraceEvent {
   const dialect: Dialect = l.source === 'pg-log' ? 'postgresql' : 'mysql';
-  let text = redact(l.text);
+  // Some clients (mysqlslap) send a terminating NUL that the server logs.
+  const raw = l.text.replace(/\0/g, '');
+  let text = redact(raw);
   if (text.length > textMax) text = `${text.slice(0, textMax)}...`;
   const data: Record<string, unknown> = { source: l.source, text };
-  for (const k of ['thread', 'user', 'host', 'schema', 'lockMs', 'rowsSent', 'rowsExamined', 'rowsAffected'] as const)
+  for (const k of [
+    'thread',
+    'user',
+    'host',
+    'schema',
+    'lockMs',
+    'rowsSent',
+    'rowsExamined',
+    'rowsAffected',
+  ] as const)
     if (l[k] !== undefined) data[k] = l[k];
-  const ev: TraceEvent = { kind: 'event', type: 'statement', key: fingerprint(l.text, dialect), ts: l.ts, data };
+  const ev: TraceEvent = {
+    kind: 'event',
+    type: 'statement',
+    key: fingerprint(raw, dialect),
+    ts: l.ts,
+    data,
+  };
   if (l.durationMs !== undefined) ev.durationMs = l.durationMs;
   if (l.rowsExamined !== undefined) ev.value = l.rowsExamined;
   return ev;
@@ -57,17 +91,26 @@ export function createParser(ctx: ParseContext): Parser {
       } catch {
         return diagnostic(`not a collector line: ${text.slice(0, 80)}`);
       }
-      if (typeof l !== 'object' || l === null) return diagnostic(`not a collector line: ${text.slice(0, 80)}`);
+      if (typeof l !== 'object' || l === null)
+        return diagnostic(`not a collector line: ${text.slice(0, 80)}`);
       switch (l.t) {
         case 'ready':
           return null;
         case 'digest':
-          if (typeof l.calls !== 'number' || typeof l.text !== 'string') return diagnostic('digest line without calls or text');
+          if (typeof l.calls !== 'number' || typeof l.text !== 'string')
+            return diagnostic('digest line without calls or text');
           return digestRecords(l);
         case 'status': {
           const out: TraceRecord[] = [];
           for (const [command, value] of Object.entries(l.counters ?? {}))
-            if (typeof value === 'number') out.push({ kind: 'sample', series: 'sql.commands', labels: { command }, value, ts: l.ts });
+            if (typeof value === 'number')
+              out.push({
+                kind: 'sample',
+                series: 'sql.commands',
+                labels: { command },
+                value,
+                ts: l.ts,
+              });
           return out;
         }
         case 'statement':

@@ -7,13 +7,15 @@ export const schema: Schema = {
     'sql.calls': {
       kind: 'counter',
       unit: 'count',
-      description: 'Statements executed per digest (performance_schema COUNT_STAR, pg_stat_statements calls)',
+      description:
+        'Statements executed per digest (performance_schema COUNT_STAR, pg_stat_statements calls)',
       labels: digestLabels,
     },
     'sql.time': {
       kind: 'counter',
       unit: 'ms',
-      description: 'Total execution time per digest (SUM_TIMER_WAIT in picoseconds / 1e9, total_exec_time)',
+      description:
+        'Total execution time per digest (SUM_TIMER_WAIT in picoseconds / 1e9, total_exec_time)',
       labels: digestLabels,
     },
     'sql.lock_time': {
@@ -25,13 +27,15 @@ export const schema: Schema = {
     'sql.max_time': {
       kind: 'gauge',
       unit: 'ms',
-      description: 'Longest execution of the digest since the server first saw it (MAX_TIMER_WAIT, max_exec_time)',
+      description:
+        'Longest execution of the digest since the server first saw it (MAX_TIMER_WAIT, max_exec_time)',
       labels: digestLabels,
     },
     'sql.rows_sent': {
       kind: 'counter',
       unit: 'rows',
-      description: 'Rows returned to the client per digest (PostgreSQL: rows retrieved or affected)',
+      description:
+        'Rows returned to the client per digest (PostgreSQL: rows retrieved or affected)',
       labels: digestLabels,
     },
     'sql.rows_examined': {

@@ -14,16 +14,25 @@ export const PG_STAT_STATEMENTS_FIX =
 
 export type Row = Record<string, string | number | null>;
 
-export async function mysqlRows(conn: MysqlConnection, sql: string, params: unknown[] = []): Promise<Row[]> {
+export async function mysqlRows(
+  conn: MysqlConnection,
+  sql: string,
+  params: unknown[] = [],
+): Promise<Row[]> {
   const [rows] = await conn.query(sql, params);
   return rows as Row[];
 }
 
 /** Global variables that exist on this server, by name. */
-export async function mysqlGlobals(conn: MysqlConnection, names: readonly string[]): Promise<Record<string, string>> {
-  const rows = await mysqlRows(conn, `SHOW GLOBAL VARIABLES WHERE Variable_name IN (${names.map(() => '?').join(', ')})`, [
-    ...names,
-  ]);
+export async function mysqlGlobals(
+  conn: MysqlConnection,
+  names: readonly string[],
+): Promise<Record<string, string>> {
+  const rows = await mysqlRows(
+    conn,
+    `SHOW GLOBAL VARIABLES WHERE Variable_name IN (${names.map(() => '?').join(', ')})`,
+    [...names],
+  );
   const out: Record<string, string> = {};
   for (const r of rows) out[String(r.Variable_name)] = String(r.Value ?? '');
   return out;
@@ -46,7 +55,11 @@ const SETTABLE = new Set([
   'log_slow_min_examined_row_limit',
 ]);
 
-export async function mysqlSetGlobal(conn: MysqlConnection, name: string, value: string): Promise<void> {
+export async function mysqlSetGlobal(
+  conn: MysqlConnection,
+  name: string,
+  value: string,
+): Promise<void> {
   if (!SETTABLE.has(name)) throw new Error(`refusing to set unexpected variable ${name}`);
   await conn.query(`SET GLOBAL ${name} = ${settingLiteral(conn, value)}`);
 }
@@ -59,9 +72,17 @@ export function mysqlLogSettings(
 ): [string, string][] {
   const want: [string, string][] = [];
   const output = (current.log_output ?? 'FILE').toUpperCase();
-  const withFile = output.includes('FILE') ? output : output === 'NONE' || output === '' ? 'FILE' : `${output},FILE`;
+  const withFile = output.includes('FILE')
+    ? output
+    : output === 'NONE' || output === ''
+      ? 'FILE'
+      : `${output},FILE`;
   if (kind === 'slow-log') {
-    want.push(['slow_query_log_file', fileName], ['log_output', withFile], ['long_query_time', '0']);
+    want.push(
+      ['slow_query_log_file', fileName],
+      ['log_output', withFile],
+      ['long_query_time', '0'],
+    );
     for (const limit of ['min_examined_row_limit', 'log_slow_min_examined_row_limit'])
       if (current[limit] !== undefined) want.push([limit, '0']);
     if (current.log_slow_rate_limit !== undefined) want.push(['log_slow_rate_limit', '1']);
@@ -124,7 +145,10 @@ export async function pgAutoConfValue(client: PgClient, name: string): Promise<s
 
 export async function pgRestoreLogging(client: PgClient, data: PgLogUndo): Promise<void> {
   if (data.autoConf === null) await client.query('ALTER SYSTEM RESET log_min_duration_statement');
-  else await client.query(`ALTER SYSTEM SET log_min_duration_statement = ${client.escapeLiteral(data.autoConf)}`);
+  else
+    await client.query(
+      `ALTER SYSTEM SET log_min_duration_statement = ${client.escapeLiteral(data.autoConf)}`,
+    );
   await client.query('SELECT pg_reload_conf()');
 }
 

@@ -8,7 +8,15 @@ import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { checkMysql, checkPg } from '../src/checks.js';
 import { PERFORMANCE_SCHEMA_FIX } from '../src/server.js';
-import { mysqlGlobalStatus, mysqlQuery, mysqlUp, pgUp, pluginDir, target, serverLock } from './helpers.js';
+import {
+  mysqlGlobalStatus,
+  mysqlQuery,
+  mysqlUp,
+  pgUp,
+  pluginDir,
+  target,
+  serverLock,
+} from './helpers.js';
 
 let releaseServer: (() => void) | undefined;
 beforeAll(async () => {
@@ -30,36 +38,64 @@ const oneLine = (s: string) => expect(s).not.toMatch(/\n|\s+at \S+ \(/);
 
 describe('check verdicts', () => {
   it('says performance_schema is OFF with the one-line fix, and falls back to the slow log', () => {
-    const facts = { engine: 'mysql' as const, where: 'MySQL/MariaDB root@/run/mysqld/mysqld.sock', version: '10.11.19-MariaDB', performanceSchema: false, local: true };
+    const facts = {
+      engine: 'mysql' as const,
+      where: 'MySQL/MariaDB root@/run/mysqld/mysqld.sock',
+      version: '10.11.19-MariaDB',
+      performanceSchema: false,
+      local: true,
+    };
     const digest = checkMysql('mysql-digest', facts, validateOptions(plugin, {}));
-    expect(digest).toEqual({ status: 'fixable', detail: `${facts.where} (10.11.19-MariaDB): performance_schema is OFF`, hint: PERFORMANCE_SCHEMA_FIX });
+    expect(digest).toEqual({
+      status: 'fixable',
+      detail: `${facts.where} (10.11.19-MariaDB): performance_schema is OFF`,
+      hint: PERFORMANCE_SCHEMA_FIX,
+    });
     const slow = checkMysql('mysql-slow-log', facts, validateOptions(plugin, {}));
     expect(slow.status).toBe('ok');
     expect(slow.detail).toContain('performance_schema is OFF');
   });
 
   it('asks for pg_stat_statements when it is not preloaded', () => {
-    const r = checkPg('pg-stat-statements', { engine: 'postgresql', where: 'PostgreSQL x', preloaded: false, superuser: true }, validateOptions(plugin, {}));
+    const r = checkPg(
+      'pg-stat-statements',
+      { engine: 'postgresql', where: 'PostgreSQL x', preloaded: false, superuser: true },
+      validateOptions(plugin, {}),
+    );
     expect(r.status).toBe('fixable');
     expect(r.hint).toContain("shared_preload_libraries = 'pg_stat_statements'");
   });
 
   it('refuses client= without per-statement events, and a technique of the other engine', () => {
-    expect(() => validateOptions(plugin, { client: 'nova-api' })).toThrow(/client= narrows per-statement events/);
-    expect(() => validateOptions(plugin, { technique: 'pg-log' })).toThrow(/does not fit engine=mysql/);
+    expect(() => validateOptions(plugin, { client: 'nova-api' })).toThrow(
+      /client= narrows per-statement events/,
+    );
+    expect(() => validateOptions(plugin, { technique: 'pg-log' })).toThrow(
+      /does not fit engine=mysql/,
+    );
   });
 });
 
-const mysqlOk = capability('mariadb', mysqlUp(), 'no MariaDB answering as root on /run/mysqld/mysqld.sock');
+const mysqlOk = capability(
+  'mariadb',
+  mysqlUp(),
+  'no MariaDB answering as root on /run/mysqld/mysqld.sock',
+);
 
 describe.runIf(mysqlOk)('check against MariaDB', () => {
   const dir = mkdtempSync(join(tmpdir(), 'scalpels-sql-check-'));
   const wrong = join(dir, 'wrong.cnf');
   const limited = join(dir, 'limited.cnf');
   beforeAll(async () => {
-    await mysqlQuery("CREATE USER IF NOT EXISTS 'scalpels_limited'@'localhost' IDENTIFIED BY 'limited-secret'");
-    writeFileSync(wrong, '[client]\nuser = scalpels_limited\npassword = "not-the-password"\n', { mode: 0o600 });
-    writeFileSync(limited, '[client]\nuser=scalpels_limited\npassword=limited-secret\n', { mode: 0o600 });
+    await mysqlQuery(
+      "CREATE USER IF NOT EXISTS 'scalpels_limited'@'localhost' IDENTIFIED BY 'limited-secret'",
+    );
+    writeFileSync(wrong, '[client]\nuser = scalpels_limited\npassword = "not-the-password"\n', {
+      mode: 0o600,
+    });
+    writeFileSync(limited, '[client]\nuser=scalpels_limited\npassword=limited-secret\n', {
+      mode: 0o600,
+    });
   });
   afterAll(async () => {
     await mysqlQuery("DROP USER IF EXISTS 'scalpels_limited'@'localhost'");
@@ -85,14 +121,21 @@ describe.runIf(mysqlOk)('check against MariaDB', () => {
   it('a wrong password is one clear line, and the password is not in it', async () => {
     const r = await plugin.check(ctx({ 'defaults-file': wrong }));
     expect(r.status).toBe('fixable');
-    expect(r.detail).toMatch(/^MySQL\/MariaDB scalpels_limited@\/run\/mysqld\/mysqld.sock: authentication failed \(Access denied/);
+    expect(r.detail).toMatch(
+      /^MySQL\/MariaDB scalpels_limited@\/run\/mysqld\/mysqld.sock: authentication failed \(Access denied/,
+    );
     expect(r.detail).not.toContain('not-the-password');
     oneLine(r.detail);
   });
 
   it('an unreachable server is one clear line', async () => {
     const r = await plugin.check(ctx({ host: '127.0.0.1', port: 1 }));
-    expect(r).toMatchObject({ status: 'unavailable', detail: expect.stringMatching(/^MySQL\/MariaDB \S+@127.0.0.1:1: server unreachable \(connect ECONNREFUSED/) });
+    expect(r).toMatchObject({
+      status: 'unavailable',
+      detail: expect.stringMatching(
+        /^MySQL\/MariaDB \S+@127.0.0.1:1: server unreachable \(connect ECONNREFUSED/,
+      ),
+    });
     oneLine(r.detail);
   });
 
@@ -106,7 +149,11 @@ describe.runIf(mysqlOk)('check against MariaDB', () => {
   });
 
   it('run with a wrong password fails with the same line, not a stack trace', async () => {
-    const err = await runWorker(plugin, { options: { 'defaults-file': wrong }, pluginDir, target }).then(
+    const err = await runWorker(plugin, {
+      options: { 'defaults-file': wrong },
+      pluginDir,
+      target,
+    }).then(
       () => undefined,
       (e: Error) => e.message,
     );
@@ -115,18 +162,23 @@ describe.runIf(mysqlOk)('check against MariaDB', () => {
   });
 });
 
-describe.runIf(capability('postgresql', pgUp(), 'no PostgreSQL on 127.0.0.1:5432'))('check against PostgreSQL', () => {
-  it('full: postgres over the socket works', async () => {
-    const r = await plugin.check(ctx({ engine: 'postgresql' }));
-    expect(r.status).toBe('ok');
-    expect(['pg-stat-statements', 'pg-log']).toContain(r.technique);
-    oneLine(r.detail);
-  });
+describe.runIf(capability('postgresql', pgUp(), 'no PostgreSQL on 127.0.0.1:5432'))(
+  'check against PostgreSQL',
+  () => {
+    it('full: postgres over the socket works', async () => {
+      const r = await plugin.check(ctx({ engine: 'postgresql' }));
+      expect(r.status).toBe('ok');
+      expect(['pg-stat-statements', 'pg-log']).toContain(r.technique);
+      oneLine(r.detail);
+    });
 
-  it('an unknown role is one clear line', async () => {
-    const r = await plugin.check(ctx({ engine: 'postgresql', user: 'scalpels_nosuch_role' }));
-    expect(r.status).toBe('fixable');
-    expect(r.detail).toMatch(/authentication failed \(role "scalpels_nosuch_role" does not exist\)/);
-    oneLine(r.detail);
-  });
-});
+    it('an unknown role is one clear line', async () => {
+      const r = await plugin.check(ctx({ engine: 'postgresql', user: 'scalpels_nosuch_role' }));
+      expect(r.status).toBe('fixable');
+      expect(r.detail).toMatch(
+        /authentication failed \(role "scalpels_nosuch_role" does not exist\)/,
+      );
+      oneLine(r.detail);
+    });
+  },
+);

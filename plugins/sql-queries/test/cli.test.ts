@@ -7,7 +7,15 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability } from '@scalpels/core/testing';
-import { LOG_VARIABLES, digestCounts, dropTestSchemas, mysqlQuery, mysqlUp, mysqlVariables, serverLock } from './helpers.js';
+import {
+  LOG_VARIABLES,
+  digestCounts,
+  dropTestSchemas,
+  mysqlQuery,
+  mysqlUp,
+  mysqlVariables,
+  serverLock,
+} from './helpers.js';
 
 let releaseServer: (() => void) | undefined;
 beforeAll(async () => {
@@ -18,8 +26,11 @@ afterAll(() => releaseServer?.());
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
 const canRun =
-  capability('scalpels CLI built', existsSync(cli), `${cli} missing: build the workspace (npx tsc -b)`) &&
-  capability('mariadb', mysqlUp(), 'no MariaDB answering as root on /run/mysqld/mysqld.sock');
+  capability(
+    'scalpels CLI built',
+    existsSync(cli),
+    `${cli} missing: build the workspace (npx tsc -b)`,
+  ) && capability('mariadb', mysqlUp(), 'no MariaDB answering as root on /run/mysqld/mysqld.sock');
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-sql-cli-'));
 afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
@@ -35,7 +46,10 @@ interface Report {
     technique?: string;
     parseErrors: number;
     series: { name: string; labels: Record<string, string>; sum?: number }[];
-    events: { count: number; top: { key: string; count: number; totalMs: number; meanMs: number; p95Ms: number }[] };
+    events: {
+      count: number;
+      top: { key: string; count: number; totalMs: number; meanMs: number; p95Ms: number }[];
+    };
   }[];
 }
 
@@ -57,12 +71,31 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
     const store = `sqlite://${join(scratch, 'run.db')}`;
     await run(
       process.execPath,
-      [cli, 'run', '-t', 'sql-queries', '--set', 'sql-queries.events=true', '--set', 'sql-queries.interval=200ms', '--store', store, '--', 'sh', '-c', `mariadb -uroot -N ${schema} < ${file}`],
+      [
+        cli,
+        'run',
+        '-t',
+        'sql-queries',
+        '--set',
+        'sql-queries.events=true',
+        '--set',
+        'sql-queries.interval=200ms',
+        '--store',
+        store,
+        '--',
+        'sh',
+        '-c',
+        `mariadb -uroot -N ${schema} < ${file}`,
+      ],
       { env, timeout: 60_000 },
     );
     const after = await digestCounts(schema);
     expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
-    const { stdout } = await run(process.execPath, [cli, 'report', '--last', '--format', 'json', '--store', store], { env });
+    const { stdout } = await run(
+      process.execPath,
+      [cli, 'report', '--last', '--format', 'json', '--store', store],
+      { env },
+    );
     const report = JSON.parse(stdout) as Report;
     expect(report.format).toBe('scalpels.report/v1');
     const t = report.tracers.find((x) => x.tracer === 'sql-queries')!;
@@ -76,9 +109,18 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
     if (ps) {
       expect(t.technique).toBe('mysql-digest');
       const calls = (fp: string) =>
-        t.series.filter((s) => s.name === 'sql.calls' && s.labels.schema === schema && s.labels.fingerprint === fp).reduce((a, s) => a + (s.sum ?? 0), 0);
-      expect(calls('insert into t values(?+)')).toBe(after['INSERT INTO `t` VALUES (...)']! - (before['INSERT INTO `t` VALUES (...)'] ?? 0));
-      expect(calls('select * from t where id = ?')).toBe(after['SELECT * FROM `t` WHERE ID = ?']! - (before['SELECT * FROM `t` WHERE ID = ?'] ?? 0));
+        t.series
+          .filter(
+            (s) =>
+              s.name === 'sql.calls' && s.labels.schema === schema && s.labels.fingerprint === fp,
+          )
+          .reduce((a, s) => a + (s.sum ?? 0), 0);
+      expect(calls('insert into t values(?+)')).toBe(
+        after['INSERT INTO `t` VALUES (...)']! - (before['INSERT INTO `t` VALUES (...)'] ?? 0),
+      );
+      expect(calls('select * from t where id = ?')).toBe(
+        after['SELECT * FROM `t` WHERE ID = ?']! - (before['SELECT * FROM `t` WHERE ID = ?'] ?? 0),
+      );
       expect(calls('select * from t where id = ?')).toBe(K);
     }
   });
@@ -88,7 +130,19 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
     const store = `sqlite://${join(scratch, 'kill.db')}`;
     const child = spawn(
       process.execPath,
-      [cli, 'run', '-t', 'sql-queries', '--set', 'sql-queries.events=true', '--store', store, '--', 'sleep', '60'],
+      [
+        cli,
+        'run',
+        '-t',
+        'sql-queries',
+        '--set',
+        'sql-queries.events=true',
+        '--store',
+        store,
+        '--',
+        'sleep',
+        '60',
+      ],
       { env, stdio: 'ignore' },
     );
     // Tracing is on once the server logs everything.
@@ -96,7 +150,10 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
       if ((await mysqlVariables(['long_query_time'])).long_query_time === '0.000000') break;
       await new Promise((r) => setTimeout(r, 100));
     }
-    expect(await mysqlVariables(['slow_query_log', 'long_query_time'])).toEqual({ slow_query_log: 'ON', long_query_time: '0.000000' });
+    expect(await mysqlVariables(['slow_query_log', 'long_query_time'])).toEqual({
+      slow_query_log: 'ON',
+      long_query_time: '0.000000',
+    });
     // The workload the killed CLI leaves behind (launcher, sleep) is ended by this test, by pid.
     const leftovers = descendants(child.pid!);
     const exited = new Promise((r) => child.once('exit', r));
@@ -127,7 +184,7 @@ function descendants(root: number): number[] {
     }
   }
   const out: number[] = [];
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const [pid, ppid] of parent)
       if ((ppid === root || out.includes(ppid)) && !out.includes(pid)) {

@@ -12,7 +12,11 @@ export const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const target = { kind: 'none' as const, pids: [], description: 'system-wide' };
 
 /** Runs the plugin's setup with an in-memory journal; returns the journal for undo. */
-export async function runSetup(options: OptionValues, taskId: string, technique?: string): Promise<UndoAction[]> {
+export async function runSetup(
+  options: OptionValues,
+  taskId: string,
+  technique?: string,
+): Promise<UndoAction[]> {
   const journal: UndoAction[] = [];
   await plugin.setup!(options, {
     target,
@@ -27,7 +31,10 @@ export async function runSetup(options: OptionValues, taskId: string, technique?
 }
 
 /** Undoes in reverse order, as the core does. */
-export async function runUndo(journal: readonly UndoAction[], options: OptionValues): Promise<void> {
+export async function runUndo(
+  journal: readonly UndoAction[],
+  options: OptionValues,
+): Promise<void> {
   for (const a of [...journal].reverse()) await plugin.undo!(a, options);
 }
 
@@ -38,11 +45,23 @@ export function mysqlUp(): boolean {
 }
 
 export function pgUp(): boolean {
-  return spawnSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-Atc', 'select 1'], { stdio: 'ignore' }).status === 0;
+  return (
+    spawnSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-Atc', 'select 1'], {
+      stdio: 'ignore',
+    }).status === 0
+  );
 }
 
-export async function mysqlQuery(sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
-  const c = await mysql.createConnection({ socketPath: MYSQL_SOCKET, user: 'root', supportBigNumbers: true, bigNumberStrings: true });
+export async function mysqlQuery(
+  sql: string,
+  params: unknown[] = [],
+): Promise<Record<string, unknown>[]> {
+  const c = await mysql.createConnection({
+    socketPath: MYSQL_SOCKET,
+    user: 'root',
+    supportBigNumbers: true,
+    bigNumberStrings: true,
+  });
   try {
     const [rows] = await c.query(sql, params);
     return rows as Record<string, unknown>[];
@@ -51,7 +70,10 @@ export async function mysqlQuery(sql: string, params: unknown[] = []): Promise<R
   }
 }
 
-export async function pgQuery(sql: string, params: unknown[] = []): Promise<Record<string, unknown>[]> {
+export async function pgQuery(
+  sql: string,
+  params: unknown[] = [],
+): Promise<Record<string, unknown>[]> {
   const c = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
   await c.connect();
   try {
@@ -62,12 +84,18 @@ export async function pgQuery(sql: string, params: unknown[] = []): Promise<Reco
 }
 
 export async function mysqlGlobalStatus(names: string[]): Promise<Record<string, number>> {
-  const rows = await mysqlQuery(`SHOW GLOBAL STATUS WHERE Variable_name IN (${names.map(() => '?').join(',')})`, names);
+  const rows = await mysqlQuery(
+    `SHOW GLOBAL STATUS WHERE Variable_name IN (${names.map(() => '?').join(',')})`,
+    names,
+  );
   return Object.fromEntries(rows.map((r) => [String(r.Variable_name), Number(r.Value)]));
 }
 
 export async function mysqlVariables(names: string[]): Promise<Record<string, string>> {
-  const rows = await mysqlQuery(`SHOW GLOBAL VARIABLES WHERE Variable_name IN (${names.map(() => '?').join(',')})`, names);
+  const rows = await mysqlQuery(
+    `SHOW GLOBAL VARIABLES WHERE Variable_name IN (${names.map(() => '?').join(',')})`,
+    names,
+  );
   return Object.fromEntries(rows.map((r) => [String(r.Variable_name), String(r.Value)]));
 }
 
@@ -97,7 +125,11 @@ export const LOG_VARIABLES = [
  */
 export function mysqlWorkload(schema: string, k: number): string {
   const run = (args: string[], sql: string[]): string =>
-    execFileSync('mariadb', ['-uroot', '-N', ...args], { input: sql.join('\n'), encoding: 'utf8', stdio: ['pipe', 'pipe', 'ignore'] });
+    execFileSync('mariadb', ['-uroot', '-N', ...args], {
+      input: sql.join('\n'),
+      encoding: 'utf8',
+      stdio: ['pipe', 'pipe', 'ignore'],
+    });
   run([], [`DROP DATABASE IF EXISTS ${schema};`, `CREATE DATABASE ${schema};`]);
   // The schema as an argument, not `use`: the client's `use` command runs a SELECT DATABASE() of its own.
   const sql = ['CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(32));'];
@@ -108,11 +140,17 @@ export function mysqlWorkload(schema: string, k: number): string {
 }
 
 export function pgWorkload(table: string, k: number): void {
-  const sql = [`DROP TABLE IF EXISTS ${table};`, `CREATE TABLE ${table} (id int PRIMARY KEY, v text);`];
+  const sql = [
+    `DROP TABLE IF EXISTS ${table};`,
+    `CREATE TABLE ${table} (id int PRIMARY KEY, v text);`,
+  ];
   for (let i = 1; i <= k; i++) sql.push(`INSERT INTO ${table} VALUES (${i}, 'value ${i}');`);
   for (let i = 1; i <= k; i++) sql.push(`SELECT * FROM ${table} WHERE id = ${i};`);
   sql.push(`DROP TABLE ${table};`);
-  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qAt', '-v', 'ON_ERROR_STOP=1'], { input: sql.join('\n'), stdio: ['pipe', 'ignore', 'pipe'] });
+  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qAt', '-v', 'ON_ERROR_STOP=1'], {
+    input: sql.join('\n'),
+    stdio: ['pipe', 'ignore', 'pipe'],
+  });
 }
 
 /** Drops the schemas this test process created (`scalpels_t_<case>_<pid>`). */
@@ -120,7 +158,8 @@ export async function dropTestSchemas(): Promise<void> {
   const rows = await mysqlQuery('SHOW DATABASES');
   for (const r of rows) {
     const name = String(Object.values(r)[0]);
-    if (new RegExp(`^scalpels_t_\\w+_${process.pid}$`).test(name)) await mysqlQuery(`DROP DATABASE \`${name}\``);
+    if (new RegExp(`^scalpels_t_\\w+_${process.pid}$`).test(name))
+      await mysqlQuery(`DROP DATABASE \`${name}\``);
   }
 }
 
@@ -144,7 +183,8 @@ export async function serverLock(): Promise<() => void> {
       } catch {
         // being created right now
       }
-      if (holder > 0 && !existsSync(`/proc/${holder}`)) rmSync(LOCK, { recursive: true, force: true });
+      if (holder > 0 && !existsSync(`/proc/${holder}`))
+        rmSync(LOCK, { recursive: true, force: true });
       else await new Promise((r) => setTimeout(r, 100));
     }
   }

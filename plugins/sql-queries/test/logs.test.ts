@@ -24,8 +24,22 @@ describe('MariaDB slow log', () => {
       'SELECT DATABASE()',
       "update t set v='z' where id=7",
     ]);
-    expect(entries[3]).toMatchObject({ thread: 11, user: 'root', host: 'localhost', schema: 'scalpels_probe', durationMs: 10.21, rowsSent: 1, ts: 1795695041000 });
-    expect(entries[6]).toMatchObject({ thread: 12, host: '127.0.0.1', schema: 'scalpels_probe', rowsAffected: 1, rowsExamined: 1 });
+    expect(entries[3]).toMatchObject({
+      thread: 11,
+      user: 'root',
+      host: 'localhost',
+      schema: 'scalpels_probe',
+      durationMs: 10.21,
+      rowsSent: 1,
+      ts: 1795695041000,
+    });
+    expect(entries[6]).toMatchObject({
+      thread: 12,
+      host: '127.0.0.1',
+      schema: 'scalpels_probe',
+      rowsAffected: 1,
+      rowsExamined: 1,
+    });
     expect(entries[5]!.schema).toBeUndefined();
   });
 
@@ -39,7 +53,20 @@ describe('MariaDB slow log', () => {
       'SELECT 1;',
     ].join('\n');
     expect(parseAll(new SlowLogParser(), mysql8)).toEqual([
-      { t: 'statement', source: 'slow-log', user: 'nova', host: '10.0.0.5', thread: 42, durationMs: 0.25, lockMs: 0.01, rowsSent: 1, rowsExamined: 3, schema: 'nova', ts: 1714557600000, text: 'SELECT 1' },
+      {
+        t: 'statement',
+        source: 'slow-log',
+        user: 'nova',
+        host: '10.0.0.5',
+        thread: 42,
+        durationMs: 0.25,
+        lockMs: 0.01,
+        rowsSent: 1,
+        rowsExamined: 3,
+        schema: 'nova',
+        ts: 1714557600000,
+        text: 'SELECT 1',
+      },
     ]);
   });
 });
@@ -55,7 +82,12 @@ describe('MariaDB general log', () => {
       [11, 'root', 'scalpels_probe', 'select nosuch from t'],
       [12, 'root', undefined, 'SELECT DATABASE()'],
       [12, 'root', 'scalpels_probe', "update t set v='z' where id=7"],
-      [13, 'root', undefined, "set global slow_query_log=0, global general_log=0, global long_query_time=10, global slow_query_log_file='vm-slow.log', global general_log_file='vm.log'"],
+      [
+        13,
+        'root',
+        undefined,
+        "set global slow_query_log=0, global general_log=0, global long_query_time=10, global slow_query_log_file='vm-slow.log', global general_log_file='vm.log'",
+      ],
     ]);
     expect(entries.every((e) => e.durationMs === undefined)).toBe(true);
   });
@@ -74,9 +106,36 @@ describe('PostgreSQL log', () => {
       '2026-11-26 12:00:03.000 UTC [4244] postgres@db LOG:  checkpoint starting: time',
     ].join('\n');
     expect(parseAll(new PgLogParser(), log)).toEqual([
-      { t: 'statement', source: 'pg-log', ts: Math.round(Date.parse('2026-11-26T12:00:00.500Z') - 0.5), durationMs: 0.5, text: 'SELECT 1', thread: 4242, user: 'nova', schema: 'nova' },
-      { t: 'statement', source: 'pg-log', ts: Date.parse('2026-11-26T12:00:01.000Z') - 1, durationMs: 1, text: 'SELECT $1', thread: 4243, user: 'nova', schema: 'nova' },
-      { t: 'statement', source: 'pg-log', ts: Date.parse('2026-11-26T12:00:02.000Z') - 2, durationMs: 2, text: 'SELECT a\nFROM t', thread: 4244, user: 'postgres', schema: 'db' },
+      {
+        t: 'statement',
+        source: 'pg-log',
+        ts: Math.round(Date.parse('2026-11-26T12:00:00.500Z') - 0.5),
+        durationMs: 0.5,
+        text: 'SELECT 1',
+        thread: 4242,
+        user: 'nova',
+        schema: 'nova',
+      },
+      {
+        t: 'statement',
+        source: 'pg-log',
+        ts: Date.parse('2026-11-26T12:00:01.000Z') - 1,
+        durationMs: 1,
+        text: 'SELECT $1',
+        thread: 4243,
+        user: 'nova',
+        schema: 'nova',
+      },
+      {
+        t: 'statement',
+        source: 'pg-log',
+        ts: Date.parse('2026-11-26T12:00:02.000Z') - 2,
+        durationMs: 2,
+        text: 'SELECT a\nFROM t',
+        thread: 4244,
+        user: 'postgres',
+        schema: 'db',
+      },
     ]);
   });
 });

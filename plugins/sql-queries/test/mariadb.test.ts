@@ -3,7 +3,7 @@
  * compared with the server's own counters read independently; server settings restored after stop
  * and after a SIGKILLed worker.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
@@ -31,7 +31,11 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(() => releaseServer?.());
 
-const up = capability('mariadb', mysqlUp(), 'no MariaDB answering as root on /run/mysqld/mysqld.sock');
+const up = capability(
+  'mariadb',
+  mysqlUp(),
+  'no MariaDB answering as root on /run/mysqld/mysqld.sock',
+);
 const ps = up && Number((await mysqlQuery('SELECT @@performance_schema AS ps'))[0]!.ps) === 1;
 const digestOk = capability(
   'mariadb-performance-schema',
@@ -47,9 +51,18 @@ afterAll(async () => {
 const INSERT = 'insert into t values(?+)';
 const SELECT = 'select * from t where id = ?';
 
-function sumBy(records: TraceRecord[], series: string, where: (l: Record<string, string>) => boolean): number {
+function sumBy(
+  records: TraceRecord[],
+  series: string,
+  where: (l: Record<string, string>) => boolean,
+): number {
   return records
-    .filter((r): r is Sample => r.kind === 'sample' && r.series === series && where((r.labels ?? {}) as Record<string, string>))
+    .filter(
+      (r): r is Sample =>
+        r.kind === 'sample' &&
+        r.series === series &&
+        where((r.labels ?? {}) as Record<string, string>),
+    )
     .reduce((a, r) => a + r.value, 0);
 }
 
@@ -73,9 +86,12 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
     expect(outcome.status, outcome.stderrTail).toBe('stopped');
     expect(outcome.parseErrors).toBe(0);
 
-    const inSchema = (fp: string) => (l: Record<string, string>) => l.schema === schema && l.fingerprint === fp;
-    const serverInserts = after['INSERT INTO `t` VALUES (...)']! - (before['INSERT INTO `t` VALUES (...)'] ?? 0);
-    const serverSelects = after['SELECT * FROM `t` WHERE ID = ?']! - (before['SELECT * FROM `t` WHERE ID = ?'] ?? 0);
+    const inSchema = (fp: string) => (l: Record<string, string>) =>
+      l.schema === schema && l.fingerprint === fp;
+    const serverInserts =
+      after['INSERT INTO `t` VALUES (...)']! - (before['INSERT INTO `t` VALUES (...)'] ?? 0);
+    const serverSelects =
+      after['SELECT * FROM `t` WHERE ID = ?']! - (before['SELECT * FROM `t` WHERE ID = ?'] ?? 0);
     expect(serverInserts).toBe(K);
     expect(serverSelects).toBe(K);
     expect(sumBy(records, 'sql.calls', inSchema(INSERT))).toBe(serverInserts);
@@ -83,9 +99,21 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
     expect(sumBy(records, 'sql.calls', inSchema('select v from t where id in(?+)'))).toBe(1);
     // K different literals, one row each.
     const shapes = new Set(
-      records.filter((r): r is Sample => r.kind === 'sample' && r.series === 'sql.calls' && r.labels?.schema === schema).map((r) => r.labels!.fingerprint),
+      records
+        .filter(
+          (r): r is Sample =>
+            r.kind === 'sample' && r.series === 'sql.calls' && r.labels?.schema === schema,
+        )
+        .map((r) => r.labels!.fingerprint),
     );
-    expect([...shapes].sort()).toEqual([INSERT, SELECT, 'create table t(id integer primary key, v varcharacter(?))', 'select v from t where id in(?+)'].sort());
+    expect([...shapes].sort()).toEqual(
+      [
+        INSERT,
+        SELECT,
+        'create table t(id integer primary key, v varcharacter(?))',
+        'select v from t where id in(?+)',
+      ].sort(),
+    );
     expect(sumBy(records, 'sql.rows_affected', inSchema(INSERT))).toBe(K);
     expect(sumBy(records, 'sql.rows_sent', inSchema(SELECT))).toBe(K);
 
@@ -152,7 +180,11 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
       expect(selects[0]!.data?.text).toBe('SELECT * FROM t WHERE id = 1');
       expect(selects.every((e) => e.value === 1)).toBe(true);
       // The tracer's own statements are not events.
-      expect(events(records).some((e) => /performance_schema|SHOW (GLOBAL|SESSION) STATUS/i.test(String(e.data?.text)))).toBe(false);
+      expect(
+        events(records).some((e) =>
+          /performance_schema|SHOW (GLOBAL|SESSION) STATUS/i.test(String(e.data?.text)),
+        ),
+      ).toBe(false);
     } finally {
       await runUndo(journal, options);
     }
@@ -161,6 +193,49 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
     // Undo is idempotent.
     await runUndo(journal, options);
     expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
+  });
+
+  it('mysqlslap with fixed iterations: every statement of its concurrent connections is an event', async () => {
+    const technique = ps ? 'mysql-digest' : 'mysql-slow-log';
+    const options = validateOptions(plugin, { events: true, technique });
+    const journal = await runSetup(options, `slap-${process.pid}`, technique);
+    let records: TraceRecord[] = [];
+    const comBefore = await mysqlGlobalStatus(['Com_insert']);
+    try {
+      ({ records } = await runWorker(plugin, {
+        options: { events: true, technique },
+        technique,
+        pluginDir,
+        target,
+        during: async () =>
+          execFileSync(
+            'mysqlslap',
+            [
+              '-uroot',
+              '--concurrency=4',
+              '--iterations=2',
+              '--number-of-queries=200',
+              '--auto-generate-sql',
+              '--auto-generate-sql-load-type=mixed',
+              `--create-schema=scalpels_t_slap_${process.pid}`,
+            ],
+            { stdio: 'ignore' },
+          ),
+      }));
+    } finally {
+      await runUndo(journal, options);
+    }
+    const comInserts =
+      (await mysqlGlobalStatus(['Com_insert'])).Com_insert! - comBefore.Com_insert!;
+    const inserts = events(records).filter((e) => e.key === 'insert into t1 values(?+)');
+    expect(comInserts).toBeGreaterThan(0);
+    expect(inserts).toHaveLength(comInserts);
+    // 2 iterations x 4 connections, plus the one that creates and drops the schema.
+    expect(new Set(events(records).map((e) => e.data?.thread)).size).toBe(9);
+    if (ps)
+      expect(
+        sumBy(records, 'sql.calls', (l) => l.fingerprint === 'insert into t1 values(?+)'),
+      ).toBe(comInserts);
   });
 
   it('general log technique: every statement, no durations', async () => {
@@ -179,7 +254,9 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
       const ev = events(records).filter((e) => e.data?.schema === schema);
       expect(ev.filter((e) => e.key === INSERT)).toHaveLength(K);
       expect(ev.filter((e) => e.key === SELECT)).toHaveLength(K);
-      expect(ev.every((e) => e.durationMs === undefined && e.data?.source === 'general-log')).toBe(true);
+      expect(ev.every((e) => e.durationMs === undefined && e.data?.source === 'general-log')).toBe(
+        true,
+      );
       // Statement counters come with every technique.
       expect(sumBy(records, 'sql.commands', (l) => l.command === 'insert')).toBe(K);
     } finally {
@@ -200,7 +277,10 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
       runtimeDir: '/tmp',
       pluginDir,
     });
-    const child = spawn(spec.argv[0]!, spec.argv.slice(1), { env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(spec.argv[0]!, spec.argv.slice(1), {
+      env: { ...process.env, ...spec.env },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     while (!out.includes('"t":"ready"')) await new Promise((r) => setTimeout(r, 20));

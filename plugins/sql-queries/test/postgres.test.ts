@@ -3,7 +3,16 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
 import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
 import plugin from '../src/index.js';
-import { pgQuery, pgUp, pgWorkload, pluginDir, runSetup, runUndo, target, serverLock } from './helpers.js';
+import {
+  pgQuery,
+  pgUp,
+  pgWorkload,
+  pluginDir,
+  runSetup,
+  runUndo,
+  target,
+  serverLock,
+} from './helpers.js';
 
 let releaseServer: (() => void) | undefined;
 beforeAll(async () => {
@@ -11,10 +20,16 @@ beforeAll(async () => {
 }, 300_000);
 afterAll(() => releaseServer?.());
 
-const up = capability('postgresql', pgUp(), 'no PostgreSQL answering as postgres on 127.0.0.1:5432 (trust)');
+const up = capability(
+  'postgresql',
+  pgUp(),
+  'no PostgreSQL answering as postgres on 127.0.0.1:5432 (trust)',
+);
 const pgss =
   up &&
-  String((await pgQuery("SELECT current_setting('shared_preload_libraries') AS v"))[0]!.v).includes('pg_stat_statements');
+  String((await pgQuery("SELECT current_setting('shared_preload_libraries') AS v"))[0]!.v).includes(
+    'pg_stat_statements',
+  );
 const pgssOk = capability(
   'pg_stat_statements',
   pgss,
@@ -24,7 +39,10 @@ const K = 30;
 
 const sum = (records: TraceRecord[], series: string, fp: (f: string) => boolean): number =>
   records
-    .filter((r): r is Sample => r.kind === 'sample' && r.series === series && fp(r.labels?.fingerprint ?? ''))
+    .filter(
+      (r): r is Sample =>
+        r.kind === 'sample' && r.series === series && fp(r.labels?.fingerprint ?? ''),
+    )
     .reduce((a, r) => a + r.value, 0);
 
 describe.runIf(up && pgssOk)('pg-stat-statements', () => {
@@ -51,13 +69,21 @@ describe.runIf(up && pgssOk)('pg-stat-statements', () => {
 
 describe.runIf(up)('pg-log', () => {
   it('logs every statement with its duration while traced, then restores log_min_duration_statement', async () => {
-    const before = await pgQuery("SELECT setting, source FROM pg_settings WHERE name = 'log_min_duration_statement'");
-    const options = validateOptions(plugin, { engine: 'postgresql', technique: 'pg-log', interval: '200ms' });
+    const before = await pgQuery(
+      "SELECT setting, source FROM pg_settings WHERE name = 'log_min_duration_statement'",
+    );
+    const options = validateOptions(plugin, {
+      engine: 'postgresql',
+      technique: 'pg-log',
+      interval: '200ms',
+    });
     const journal = await runSetup(options, `pglog-${process.pid}`, 'pg-log');
     const table = `scalpels_pglog_${process.pid}`;
     try {
       expect(journal.map((j) => j.kind)).toEqual(['pg-log-min-duration-statement']);
-      expect((await pgQuery("SELECT current_setting('log_min_duration_statement') AS v"))[0]!.v).toBe('0');
+      expect(
+        (await pgQuery("SELECT current_setting('log_min_duration_statement') AS v"))[0]!.v,
+      ).toBe('0');
       const { records, outcome } = await runWorker(plugin, {
         options: { engine: 'postgresql', technique: 'pg-log', interval: '200ms' },
         pluginDir,
@@ -69,11 +95,22 @@ describe.runIf(up)('pg-log', () => {
       const selects = ev.filter((e) => e.key === `select * from ${table} where id = ?`);
       expect(ev.filter((e) => e.key === `insert into ${table} values(?+)`)).toHaveLength(K);
       expect(selects).toHaveLength(K);
-      expect(selects.every((e) => (e.durationMs ?? -1) >= 0 && e.data?.user === 'postgres' && e.data?.schema === 'postgres')).toBe(true);
+      expect(
+        selects.every(
+          (e) =>
+            (e.durationMs ?? -1) >= 0 &&
+            e.data?.user === 'postgres' &&
+            e.data?.schema === 'postgres',
+        ),
+      ).toBe(true);
       expect(selects[0]!.data?.text).toBe(`SELECT * FROM ${table} WHERE id = 1`);
     } finally {
       await runUndo(journal, options);
     }
-    expect(await pgQuery("SELECT setting, source FROM pg_settings WHERE name = 'log_min_duration_statement'")).toEqual(before);
+    expect(
+      await pgQuery(
+        "SELECT setting, source FROM pg_settings WHERE name = 'log_min_duration_statement'",
+      ),
+    ).toEqual(before);
   });
 });

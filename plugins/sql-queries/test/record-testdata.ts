@@ -12,34 +12,71 @@ import { it } from 'vitest';
 import { parseTestdataCase, loadTestdata } from '@scalpels/core/testing';
 import { validateOptions } from '@scalpels/core';
 import plugin from '../src/index.js';
-import { mysqlGlobalStatus, mysqlQuery, mysqlWorkload, pgQuery, pgWorkload, pluginDir, runSetup, runUndo, target } from './helpers.js';
+import {
+  mysqlGlobalStatus,
+  mysqlQuery,
+  mysqlWorkload,
+  pgQuery,
+  pgWorkload,
+  pluginDir,
+  runSetup,
+  runUndo,
+  target,
+} from './helpers.js';
 
 const K = 20;
 const testdata = join(pluginDir, 'testdata');
 
 async function digestsOf(schema: string): Promise<Record<string, number>> {
-  const rows = await mysqlQuery('SELECT DIGEST, COUNT_STAR FROM performance_schema.events_statements_summary_by_digest WHERE SCHEMA_NAME = ?', [schema]);
+  const rows = await mysqlQuery(
+    'SELECT DIGEST, COUNT_STAR FROM performance_schema.events_statements_summary_by_digest WHERE SCHEMA_NAME = ?',
+    [schema],
+  );
   return Object.fromEntries(rows.map((r) => [String(r.DIGEST), Number(r.COUNT_STAR)]));
 }
 
 async function pgssOf(table: string): Promise<Record<string, number>> {
-  const rows = await pgQuery('SELECT queryid::text AS id, calls FROM pg_stat_statements WHERE query LIKE $1', [`%${table}%`]);
+  const rows = await pgQuery(
+    'SELECT queryid::text AS id, calls FROM pg_stat_statements WHERE query LIKE $1',
+    [`%${table}%`],
+  );
   return Object.fromEntries(rows.map((r) => [String(r.id), Number(r.calls)]));
 }
 
-function delta(after: Record<string, number>, before: Record<string, number>): Record<string, number> {
-  return Object.fromEntries(Object.entries(after).map(([k, v]) => [k, v - (before[k] ?? 0)]).filter(([, v]) => v !== 0));
+function delta(
+  after: Record<string, number>,
+  before: Record<string, number>,
+): Record<string, number> {
+  return Object.fromEntries(
+    Object.entries(after)
+      .map(([k, v]) => [k, v - (before[k] ?? 0)])
+      .filter(([, v]) => v !== 0),
+  );
 }
 
-async function record(name: string, raw: Record<string, unknown>, workload: () => Promise<Record<string, unknown>>, command: string): Promise<void> {
+async function record(
+  name: string,
+  raw: Record<string, unknown>,
+  workload: () => Promise<Record<string, unknown>>,
+  command: string,
+): Promise<void> {
   const options = validateOptions(plugin, raw);
   const technique = String(raw.technique);
   const journal = await runSetup(options, `record-${name}`, technique);
   let stdout = '';
   let truth: Record<string, unknown> = {};
   try {
-    const spec = await plugin.worker(options, { target, taskId: `record-${name}`, tracerId: 1, technique, runtimeDir: '/tmp', pluginDir });
-    const child = spawn(spec.argv[0]!, spec.argv.slice(1), { env: { ...process.env, ...spec.env } });
+    const spec = await plugin.worker(options, {
+      target,
+      taskId: `record-${name}`,
+      tracerId: 1,
+      technique,
+      runtimeDir: '/tmp',
+      pluginDir,
+    });
+    const child = spawn(spec.argv[0]!, spec.argv.slice(1), {
+      env: { ...process.env, ...spec.env },
+    });
     child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
     child.stderr.pipe(process.stderr);
     while (!stdout.includes('"t":"ready"')) await new Promise((r) => setTimeout(r, 20));
@@ -61,7 +98,10 @@ async function record(name: string, raw: Record<string, unknown>, workload: () =
   );
   const c = loadTestdata(testdata).find((x) => x.name === name)!;
   const out = parseTestdataCase(plugin, c);
-  writeFileSync(join(dir, 'expected.json'), `${JSON.stringify({ records: out.records, parseErrors: out.diagnostics.length, dropped: out.dropped }, null, 2)}\n`);
+  writeFileSync(
+    join(dir, 'expected.json'),
+    `${JSON.stringify({ records: out.records, parseErrors: out.diagnostics.length, dropped: out.dropped }, null, 2)}\n`,
+  );
 }
 
 const mysqlCase = (schema: string) => async () => {
@@ -72,14 +112,25 @@ const mysqlCase = (schema: string) => async () => {
   const comAfter = await mysqlGlobalStatus(['Com_insert', 'Com_select']);
   const after = await digestsOf(schema);
   await mysqlQuery(`DROP DATABASE IF EXISTS ${schema}`);
-  return { k: K, inserts: K, selects: K + 1, digests: delta(after, before), Com_insert: comAfter.Com_insert! - com.Com_insert! };
+  return {
+    k: K,
+    inserts: K,
+    selects: K + 1,
+    digests: delta(after, before),
+    Com_insert: comAfter.Com_insert! - com.Com_insert!,
+  };
 };
 
 const mysqlCommand = (schema: string) =>
   `mariadb -uroot -N ${schema} <<< "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(32)); INSERT INTO t VALUES (i, 'value i') for i in 1..${K}; SELECT * FROM t WHERE id = i for i in 1..${K}; SELECT v FROM t WHERE id IN (1, 2, 3);"`;
 
 it('records MariaDB performance_schema digests', async () => {
-  await record('mariadb-10.11.19-digest-k20', { technique: 'mysql-digest', interval: '200ms' }, mysqlCase('scalpels_rec_digest'), mysqlCommand('scalpels_rec_digest'));
+  await record(
+    'mariadb-10.11.19-digest-k20',
+    { technique: 'mysql-digest', interval: '200ms' },
+    mysqlCase('scalpels_rec_digest'),
+    mysqlCommand('scalpels_rec_digest'),
+  );
 });
 
 it('records MariaDB digests with slow log events', async () => {
@@ -92,7 +143,12 @@ it('records MariaDB digests with slow log events', async () => {
 });
 
 it('records the MariaDB general log technique', async () => {
-  await record('mariadb-10.11.19-general-log-k20', { technique: 'mysql-general-log', interval: '200ms' }, mysqlCase('scalpels_rec_general'), mysqlCommand('scalpels_rec_general'));
+  await record(
+    'mariadb-10.11.19-general-log-k20',
+    { technique: 'mysql-general-log', interval: '200ms' },
+    mysqlCase('scalpels_rec_general'),
+    mysqlCommand('scalpels_rec_general'),
+  );
 });
 
 const pgCase = (table: string) => async () => {
@@ -105,9 +161,19 @@ const pgCommand = (table: string) =>
   `psql -h 127.0.0.1 -U postgres -qAt <<< "DROP TABLE IF EXISTS ${table}; CREATE TABLE ${table} (id int PRIMARY KEY, v text); INSERT INTO ${table} VALUES (i, 'value i') for i in 1..${K}; SELECT * FROM ${table} WHERE id = i for i in 1..${K}; DROP TABLE ${table};"`;
 
 it('records PostgreSQL pg_stat_statements', async () => {
-  await record('postgresql-15.20-pg-stat-statements-k20', { engine: 'postgresql', technique: 'pg-stat-statements', interval: '200ms' }, pgCase('scalpels_rec_pgss'), pgCommand('scalpels_rec_pgss'));
+  await record(
+    'postgresql-15.20-pg-stat-statements-k20',
+    { engine: 'postgresql', technique: 'pg-stat-statements', interval: '200ms' },
+    pgCase('scalpels_rec_pgss'),
+    pgCommand('scalpels_rec_pgss'),
+  );
 });
 
 it('records the PostgreSQL statement log', async () => {
-  await record('postgresql-15.20-pg-log-k20', { engine: 'postgresql', technique: 'pg-log', interval: '200ms' }, pgCase('scalpels_rec_pglog'), pgCommand('scalpels_rec_pglog'));
+  await record(
+    'postgresql-15.20-pg-log-k20',
+    { engine: 'postgresql', technique: 'pg-log', interval: '200ms' },
+    pgCase('scalpels_rec_pglog'),
+    pgCommand('scalpels_rec_pglog'),
+  );
 });
