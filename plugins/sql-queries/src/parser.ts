@@ -34,13 +34,15 @@ function digestRecords(l: DigestLine): Sample[] {
   const ms = (ps: string | undefined, plain: number | undefined): number | undefined =>
     ps !== undefined ? Number(BigInt(ps)) / PS_PER_MS : plain;
   const out: Sample[] = [{ kind: 'sample', series: 'sql.calls', labels, value: l.calls, ts: l.ts }];
-  const add = (series: string, value: number | undefined): void => {
-    if (value !== undefined && Number.isFinite(value))
+  // Zero increments of the secondary counters are left out (a digest has ten series; most are
+  // zero most of the time): a missing point adds nothing to a counter's sum.
+  const add = (series: string, value: number | undefined, keepZero = false): void => {
+    if (value !== undefined && Number.isFinite(value) && (keepZero || value !== 0))
       out.push({ kind: 'sample', series, labels, value, ts: l.ts });
   };
-  add('sql.time', ms(l.timePs, l.timeMs));
+  add('sql.time', ms(l.timePs, l.timeMs), true);
   add('sql.lock_time', ms(l.lockPs, undefined));
-  add('sql.max_time', ms(l.maxPs, l.maxMs));
+  add('sql.max_time', ms(l.maxPs, l.maxMs), true);
   add('sql.rows_sent', l.rowsSent);
   add('sql.rows_examined', l.rowsExamined);
   add('sql.rows_affected', l.rowsAffected);
