@@ -3,7 +3,7 @@
  * compared with the server's own counters read independently; server settings restored after stop
  * and after a SIGKILLed worker.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
@@ -236,6 +236,53 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
       expect(
         sumBy(records, 'sql.calls', (l) => l.fingerprint === 'insert into t1 values(?+)'),
       ).toBe(comInserts);
+  });
+
+  it("client=<pid> keeps only the statements of that process's connections", async () => {
+    const schema = `scalpels_t_client_${process.pid}`;
+    await mysqlQuery(`DROP DATABASE IF EXISTS ${schema}`);
+    await mysqlQuery(`CREATE DATABASE ${schema}`);
+    await mysqlQuery(`CREATE TABLE ${schema}.t (id INT PRIMARY KEY)`);
+    const technique = 'mysql-slow-log';
+    const setupOptions = validateOptions(plugin, { technique });
+    const journal = await runSetup(setupOptions, `client-${process.pid}`, technique);
+    // Two clients over TCP, connected after setup (the session takes long_query_time=0 then).
+    const client = (): ChildProcessWithoutNullStreams =>
+      spawn('mariadb', ['-h127.0.0.1', '-P3306', '-uroot', '-N', schema]);
+    const [a, b] = [client(), client()];
+    const send = (c: ChildProcessWithoutNullStreams, sql: string) => c.stdin.write(`${sql}\n`);
+    const connected = async () => {
+      for (let i = 0; i < 100; i++) {
+        const n = await mysqlQuery(
+          'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ?',
+          [schema],
+        );
+        if (Number(n[0]!.n) === 2) return;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error('clients did not connect');
+    };
+    let records: TraceRecord[] = [];
+    try {
+      await connected();
+      ({ records } = await runWorker(plugin, {
+        options: { technique, client: String(a.pid), interval: '200ms' },
+        technique,
+        pluginDir,
+        target,
+        during: async () => {
+          for (let i = 1; i <= 5; i++) send(a, `INSERT INTO t VALUES (${i});`);
+          for (let i = 1; i <= 7; i++) send(b, `SELECT * FROM t WHERE id = ${i};`);
+          await new Promise((r) => setTimeout(r, 600));
+        },
+      }));
+    } finally {
+      for (const c of [a, b]) c.stdin.end();
+      await runUndo(journal, setupOptions);
+    }
+    const ev = events(records).filter((e) => e.data?.schema === schema);
+    expect(ev.map((e) => e.key)).toEqual(Array(5).fill('insert into t values(?+)'));
+    expect(new Set(ev.map((e) => e.data?.host))).toEqual(new Set(['127.0.0.1']));
   });
 
   it('general log technique: every statement, no durations', async () => {
