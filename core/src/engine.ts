@@ -44,6 +44,27 @@ export {
   type ReportTracer,
   type ReportSeries,
 } from './report.js';
+export {
+  buildTimeline,
+  type ReportTimeline,
+  type Chart,
+  type TopTable,
+  type Phase,
+} from './report/timeline.js';
+export { formatReportHtml } from './report/html.js';
+export { formatReportOpenMetrics } from './report/openmetrics.js';
+export { reportJsonl } from './report/jsonl.js';
+export {
+  compareTasks,
+  formatCompareTable,
+  COMPARE_FORMAT,
+  type Comparison,
+  type CompareSeriesRow,
+  type CompareEventRow,
+} from './report/compare.js';
+export { formatCompareHtml } from './report/compare-html.js';
+export { human, offset } from './report/format.js';
+export { Progress } from './report/progress.js';
 export { AgentServer, type AgentOptions } from './agent/server.js';
 export { AgentClient } from './agent/client.js';
 export {

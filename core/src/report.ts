@@ -59,6 +59,8 @@ export interface ReportV1 {
     target: string | null;
   };
   tracers: ReportTracer[];
+  /** `scalpels mark` notes on the task, in time order (extra field, v1). */
+  markers: { ts: string; text: string; node: string | null }[];
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -71,6 +73,7 @@ export async function buildReport(
 ): Promise<ReportV1> {
   const tracers = await store.listTracers(task.id);
   const now = opts.now ?? Date.now();
+  const markers = store.listMarkers ? await store.listMarkers(task.id) : [];
   return {
     format: REPORT_FORMAT,
     task: {
@@ -132,6 +135,7 @@ export async function buildReport(
         };
       }),
     ),
+    markers: markers.map((m) => ({ ts: iso(m.ts)!, text: m.text, node: m.node })),
   };
 }
 
@@ -156,6 +160,7 @@ export function formatReportTable(r: ReportV1): string {
   const out: string[] = [
     `task ${t.id} "${t.name}" ${t.status}  ${t.startedAt} → ${t.stoppedAt ?? 'running'}  target: ${t.target ?? '-'}`,
   ];
+  for (const m of r.markers ?? []) out.push(`  marker ${m.ts}  ${m.text}`);
   for (const tr of r.tracers) {
     out.push('');
     out.push(

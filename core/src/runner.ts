@@ -5,6 +5,10 @@ import type { ProcessSpawner, WorkerProcess } from './spawner.js';
 /** Where a tracer's records go. Sync sinks return nothing; async ones return a promise. */
 export interface RecordSink {
   write(records: TraceRecord[]): void | Promise<void>;
+  /** Records the sink itself had to drop (a full buffer while its backend was away). */
+  dropped?(): number;
+  /** Resolves once everything written so far is durably in the backend (or dropped and counted). */
+  flush?(): Promise<void>;
 }
 
 export interface RunnerStats {
@@ -171,6 +175,8 @@ export class WorkerRunner {
     clearInterval(this.flushTimer);
     this.flush();
     await this.pendingWrite;
+    await this.sink.flush?.();
+    this.stats.dropped += this.sink.dropped?.() ?? 0;
     this.options.onProgress?.({ ...this.stats });
 
     const exitedAlone = !this.stopRequested;
@@ -275,7 +281,10 @@ export class WorkerRunner {
     const t = this.now();
     if (this.options.onProgress && t - this.lastProgress >= 1000) {
       this.lastProgress = t;
-      this.options.onProgress({ ...this.stats });
+      this.options.onProgress({
+        ...this.stats,
+        dropped: this.stats.dropped + (this.sink.dropped?.() ?? 0),
+      });
     }
   }
 }

@@ -1,6 +1,7 @@
 import { homedir } from 'node:os';
 import { isAbsolute, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
+import { RedisStore } from './redis.js';
 import { SqliteStore } from './sqlite.js';
 import type { Store } from './types.js';
 

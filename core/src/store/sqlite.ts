@@ -9,10 +9,14 @@ import type { RecordSink } from '../runner.js';
 import type {
   EventSummary,
   JournalEntry,
+  Marker,
   NewTask,
   NewTracer,
+  SeriesRangeSummary,
   SeriesSummary,
+  SeriesTimeline,
   Store,
+  StoredRecord,
   TaskPatch,
   TaskRow,
   TracerPatch,
@@ -52,6 +56,11 @@ const MIGRATIONS: readonly string[] = [
      created_at INTEGER NOT NULL, undone_at INTEGER);
    CREATE INDEX journal_pending ON journal(undone_at, tracer_id);`,
   `ALTER TABLE tracers ADD COLUMN restarts INTEGER NOT NULL DEFAULT 0;`,
+  `CREATE TABLE markers (
+     id INTEGER PRIMARY KEY, task_id TEXT NOT NULL, ts INTEGER NOT NULL, text TEXT NOT NULL,
+     node TEXT);
+   CREATE INDEX markers_task ON markers(task_id, ts);
+   CREATE INDEX events_ts ON events(tracer_id, ts);`,
 ];
 
 export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
@@ -140,6 +149,31 @@ export class SqliteStore implements Store {
         `SELECT * FROM journal WHERE undone_at IS NULL AND tracer_id = ? ORDER BY id DESC`,
       ),
       markUndone: db.prepare(`UPDATE journal SET undone_at = ? WHERE id = ?`),
+      insertMarker: db.prepare(
+        `INSERT INTO markers (task_id, ts, text, node) VALUES (?, ?, ?, ?) RETURNING *`,
+      ),
+      markersOfTask: db.prepare(`SELECT * FROM markers WHERE task_id = ? ORDER BY ts, id`),
+      // Buckets: integer division of the time offset; one pass over the covering index.
+      timeline: db.prepare(
+        `SELECT p.series_id AS id, (p.ts - @from) / @step AS b, total(p.value) AS sum,
+                count(*) AS n, min(p.value) AS min, max(p.value) AS max
+         FROM series s JOIN samples p ON p.series_id = s.id
+         WHERE s.tracer_id = @tracer GROUP BY p.series_id, b ORDER BY p.series_id, b`,
+      ),
+      range: db.prepare(
+        `SELECT s.name, s.labels, s.unit, s.kind, count(p.series_id) AS points,
+                total(p.value) AS sum, total(p.value * p.value) AS sumsq,
+                min(p.value) AS min, max(p.value) AS max
+         FROM series s JOIN samples p ON p.series_id = s.id AND p.ts >= ? AND p.ts < ?
+         WHERE s.tracer_id = ? GROUP BY s.id ORDER BY s.name, s.labels`,
+      ),
+      samplesOfTracer: db.prepare(
+        `SELECT p.series_id AS id, p.ts, p.value FROM series s JOIN samples p ON p.series_id = s.id
+         WHERE s.tracer_id = ? ORDER BY p.series_id, p.ts`,
+      ),
+      eventsOfTracer: db.prepare(
+        `SELECT ts, type, key, duration_ms, value, data FROM events WHERE tracer_id = ? ORDER BY ts`,
+      ),
     };
   }
 
@@ -368,6 +402,100 @@ export class SqliteStore implements Store {
     }));
   }
 
+  async addMarker(m: Omit<Marker, 'id'>): Promise<Marker> {
+    const row = this.write(
+      () => this.stmts.insertMarker.get(m.taskId, m.ts, m.text, m.node) as Row,
+    );
+    return toMarker(row);
+  }
+
+  async listMarkers(taskId: string): Promise<Marker[]> {
+    return (this.stmts.markersOfTask.all(taskId) as Row[]).map(toMarker);
+  }
+
+  async seriesTimeline(
+    tracerId: number,
+    fromTs: number,
+    stepMs: number,
+  ): Promise<SeriesTimeline[]> {
+    const step = Math.max(1, Math.round(stepMs));
+    const from = Math.round(fromTs);
+    const meta = this.seriesMeta(tracerId);
+    const out = new Map<number, SeriesTimeline>();
+    for (const r of this.stmts.timeline.iterate({
+      from,
+      step,
+      tracer: tracerId,
+    }) as Iterable<Row>) {
+      const id = Number(r.id);
+      let t = out.get(id);
+      if (!t) {
+        const m = meta.get(id)!;
+        out.set(id, (t = { ...m, buckets: [] }));
+      }
+      t.buckets.push({
+        ts: from + Number(r.b) * step,
+        sum: Number(r.sum),
+        count: Number(r.n),
+        min: Number(r.min),
+        max: Number(r.max),
+      });
+    }
+    return [...out.values()];
+  }
+
+  async seriesRange(tracerId: number, fromTs: number, toTs: number): Promise<SeriesRangeSummary[]> {
+    return (this.stmts.range.all(fromTs, toTs, tracerId) as Row[]).map((r) => ({
+      name: String(r.name),
+      unit: String(r.unit),
+      kind: r.kind as SeriesRangeSummary['kind'],
+      labels: JSON.parse(String(r.labels)) as Record<string, string>,
+      points: Number(r.points),
+      sum: Number(r.sum),
+      sumSquares: Number(r.sumsq),
+      min: Number(r.min),
+      max: Number(r.max),
+    }));
+  }
+
+  async *records(tracerId: number): AsyncIterable<StoredRecord> {
+    const meta = this.seriesMeta(tracerId);
+    for (const r of this.stmts.samplesOfTracer.iterate(tracerId) as Iterable<Row>) {
+      const m = meta.get(Number(r.id))!;
+      yield {
+        kind: 'sample',
+        ts: Number(r.ts),
+        series: m.name,
+        unit: m.unit,
+        seriesKind: m.kind,
+        labels: m.labels,
+        value: Number(r.value),
+      };
+    }
+    for (const r of this.stmts.eventsOfTracer.iterate(tracerId) as Iterable<Row>)
+      yield {
+        kind: 'event',
+        ts: Number(r.ts),
+        type: String(r.type),
+        key: String(r.key),
+        durationMs: r.duration_ms === null ? null : Number(r.duration_ms),
+        value: r.value === null ? null : Number(r.value),
+        data: r.data === null ? null : (JSON.parse(String(r.data)) as Record<string, unknown>),
+      };
+  }
+
+  private seriesMeta(tracerId: number) {
+    const meta = new Map<number, Pick<SeriesTimeline, 'name' | 'unit' | 'kind' | 'labels'>>();
+    for (const r of this.stmts.seriesOfTracer.all(tracerId) as Row[])
+      meta.set(Number(r.id), {
+        name: String(r.name),
+        unit: String(r.unit),
+        kind: r.kind as SeriesTimeline['kind'],
+        labels: JSON.parse(String(r.labels)) as Record<string, string>,
+      });
+    return meta;
+  }
+
   async markUndone(journalId: number): Promise<void> {
     this.write(() => this.stmts.markUndone.run(Date.now(), journalId));
   }
@@ -490,6 +618,16 @@ function toTask(r: Row): TaskRow {
     ownerPid: r.owner_pid === null ? null : Number(r.owner_pid),
     ownerStart: r.owner_start === null ? null : Number(r.owner_start),
     target: r.target === null ? null : String(r.target),
+  };
+}
+
+function toMarker(r: Row): Marker {
+  return {
+    id: Number(r.id),
+    taskId: String(r.task_id),
+    ts: Number(r.ts),
+    text: String(r.text),
+    node: r.node === null ? null : String(r.node),
   };
 }
 

@@ -114,6 +114,82 @@ export interface JournalEntry {
   createdAt: number;
 }
 
+/** A timestamped note on a task (`scalpels mark TEXT`): reports annotate and split by markers. */
+export interface Marker {
+  id: number;
+  taskId: string;
+  ts: number;
+  text: string;
+  node: string | null;
+}
+
+/** Aggregates of one series over one time bucket (`ts` is the bucket start). */
+export interface TimelineBucket {
+  ts: number;
+  sum: number;
+  count: number;
+  min: number;
+  max: number;
+}
+
+/** One series with its points grouped into fixed buckets, computed by the store. */
+export interface SeriesTimeline {
+  name: string;
+  unit: string;
+  kind: SeriesKind;
+  labels: Record<string, string>;
+  buckets: TimelineBucket[];
+}
+
+/** Aggregates of one series over a time range, plus the sum of squares (for noise estimates). */
+export interface SeriesRangeSummary {
+  name: string;
+  unit: string;
+  kind: SeriesKind;
+  labels: Record<string, string>;
+  points: number;
+  sum: number;
+  sumSquares: number;
+  min: number;
+  max: number;
+}
+
+/** One stored record, as exported by `report --format jsonl`. */
+export type StoredRecord =
+  | {
+      kind: 'sample';
+      ts: number;
+      series: string;
+      unit: string;
+      seriesKind: SeriesKind;
+      labels: Record<string, string>;
+      value: number;
+    }
+  | {
+      kind: 'event';
+      ts: number;
+      type: string;
+      key: string;
+      durationMs: number | null;
+      value: number | null;
+      data: Record<string, unknown> | null;
+    };
+
+/**
+ * What reports beyond the summary need (timelines, markers, ranges, exports). Optional on a
+ * Store so that a store that cannot do it yet still gives summary reports.
+ */
+export interface ReportQueries {
+  addMarker(marker: Omit<Marker, 'id'>): Promise<Marker>;
+  listMarkers(taskId: string): Promise<Marker[]>;
+  /** Points of every series of a tracer, grouped into buckets of `stepMs` starting at `fromTs`. */
+  seriesTimeline(tracerId: number, fromTs: number, stepMs: number): Promise<SeriesTimeline[]>;
+  /** Aggregates of every series of a tracer over points with fromTs <= ts < toTs. */
+  seriesRange(tracerId: number, fromTs: number, toTs: number): Promise<SeriesRangeSummary[]>;
+  /** Every record of a tracer: samples (by series, then time), then events (by time). */
+  records(tracerId: number): AsyncIterable<StoredRecord>;
+}
+
 /**
  * Where tasks, tracers and records live. SQLite is the embedded default; Redis streams are the
  * multi-node bus. Reports are aggregations the store computes, never rows loaded into JavaScript.
@@ -145,4 +221,9 @@ export interface Store {
   pendingJournal(tracerId?: number): Promise<JournalEntry[]>;
   markUndone(journalId: number): Promise<void>;
   close(): Promise<void>;
+  addMarker?: ReportQueries['addMarker'];
+  listMarkers?: ReportQueries['listMarkers'];
+  seriesTimeline?: ReportQueries['seriesTimeline'];
+  seriesRange?: ReportQueries['seriesRange'];
+  records?: ReportQueries['records'];
 }

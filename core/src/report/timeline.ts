@@ -1,0 +1,269 @@
+import type { SeriesKind } from '../api.js';
+import { UserError } from '../errors.js';
+import type { Marker, SeriesTimeline, Store, TaskRow } from '../store/types.js';
+import type { ReportV1 } from '../report.js';
+
+/** One line of a chart: [time ms, value] points, in time order. */
+export interface ChartLine {
+  label: string;
+  labels: Record<string, string>;
+  points: [number, number][];
+  /** Counters: total over the task; gauges: highest bucket mean. What lines are ranked by. */
+  weight: number;
+}
+
+/** One timeline chart: a series name of one tracer, one line per label set (the hottest ones). */
+export interface Chart {
+  tracer: string;
+  tracerId: number;
+  name: string;
+  kind: SeriesKind;
+  /** Unit of the plotted values: counters are plotted as rates (`ms/s`, `bytes/s`, `count/s`). */
+  unit: string;
+  stepMs: number;
+  lines: ChartLine[];
+  /** Label sets not drawn: summed into an "other" line (counters) or left out (gauges). */
+  folded: number;
+  /** Label sets whose points are all zero (left out). */
+  zero: number;
+}
+
+/** A breakdown of a counter over a label set (for example syscalls.calls by syscall). */
+export interface TopTable {
+  tracer: string;
+  name: string;
+  unit: string;
+  by: string[];
+  rows: { key: string; sum: number; rate: number; share: number }[];
+  total: number;
+  more: number;
+}
+
+export interface Phase {
+  label: string;
+  from: number;
+  to: number;
+  /** Per tracer and series name: the counter total within the phase. */
+  totals: { tracer: string; name: string; unit: string; sum: number }[];
+}
+
+export interface ReportTimeline {
+  from: number;
+  to: number;
+  markers: Marker[];
+  charts: Chart[];
+  tops: TopTable[];
+  phases: Phase[];
+}
+
+export interface TimelineOptions {
+  /** Buckets across the task's span (default 150). */
+  buckets?: number;
+  /** Lines per chart (default 6). */
+  maxLines?: number;
+  /** Rows per top table (default 15). */
+  topRows?: number;
+  now?: number;
+}
+
+/** Labels that only identify a process: a breakdown drops them when something else is left. */
+const PROCESS_LABELS = new Set(['pid', 'comm']);
+
+const labelKey = (labels: Record<string, string>, keys?: string[]): string =>
+  (keys ?? Object.keys(labels))
+    .filter((k) => k in labels)
+    .map((k) => `${k}=${labels[k]}`)
+    .join(' ');
+
+/**
+ * Everything the HTML report draws beyond the summary: bucketed series from the store (SQL
+ * GROUP BY over the samples index), markers, label breakdowns and phases between markers.
+ */
+export async function buildTimeline(
+  store: Store,
+  task: TaskRow,
+  report: ReportV1,
+  opts: TimelineOptions = {},
+): Promise<ReportTimeline> {
+  if (!store.seriesTimeline || !store.listMarkers || !store.seriesRange)
+    throw new UserError(`store ${store.url} cannot produce timelines (use a sqlite store)`);
+  const now = opts.now ?? Date.now();
+  const from = task.startedAt;
+  const to = Math.max(from + 1, task.stoppedAt ?? now);
+  const span = to - from;
+  const maxLines = opts.maxLines ?? 6;
+  const markers = await store.listMarkers(task.id);
+  const charts: Chart[] = [];
+  const tops: TopTable[] = [];
+  const tracerRows = await store.listTracers(task.id);
+  for (const tr of report.tracers) {
+    if (tr.series.length === 0) continue;
+    const row = tracerRows.find((r) => r.id === tr.id);
+    const tStart = row?.startedAt ?? from;
+    const tEnd = row?.stoppedAt ?? to;
+    // Sampling interval estimate: the tracer's running time over its densest series' points.
+    const maxPoints = Math.max(1, ...tr.series.map((s) => s.points));
+    const interval = (tEnd - tStart) / maxPoints;
+    const step = Math.max(1, Math.ceil(Math.max(span / (opts.buckets ?? 150), interval * 0.999)));
+    const timelines = await store.seriesTimeline(tr.id, from, step);
+    const groups = new Map<string, SeriesTimeline[]>();
+    for (const t of timelines) {
+      let g = groups.get(t.name);
+      if (!g) groups.set(t.name, (g = []));
+      g.push(t);
+    }
+    for (const [name, series] of groups) {
+      const kind = series[0]!.kind;
+      if (kind === 'histogram') continue;
+      charts.push(chartOf(tr.tracer, tr.id, name, series, step, maxLines));
+    }
+    // Breakdowns of counters over their labels, from the store's per-series totals.
+    const byName = new Map<string, typeof tr.series>();
+    for (const s of tr.series)
+      if (s.kind === 'counter') {
+        let g = byName.get(s.name);
+        if (!g) byName.set(s.name, (g = []));
+        g.push(s);
+      }
+    const seconds = Math.max(0.001, (tEnd - tStart) / 1000);
+    for (const [name, series] of byName) {
+      const top = topTable(tr.tracer, name, series, seconds, opts.topRows ?? 15);
+      if (top) tops.push(top);
+    }
+  }
+  const phases = markers.length ? await phasesOf(store, report, from, to, markers) : [];
+  return { from, to, markers, charts, tops, phases };
+}
+
+function chartOf(
+  tracer: string,
+  tracerId: number,
+  name: string,
+  series: SeriesTimeline[],
+  step: number,
+  maxLines: number,
+): Chart {
+  const kind = series[0]!.kind;
+  const counter = kind === 'counter';
+  const perSecond = 1000 / step;
+  // Labels equal across the whole group say nothing on a legend.
+  const varying = new Set<string>();
+  for (const s of series)
+    for (const [k, v] of Object.entries(s.labels))
+      if (series.some((o) => o.labels[k] !== v)) varying.add(k);
+  const lines: ChartLine[] = [];
+  let zero = 0;
+  for (const s of series) {
+    if (s.buckets.every((b) => b.sum === 0 && b.max === 0 && b.min === 0)) {
+      zero++;
+      continue;
+    }
+    const points = s.buckets.map((b): [number, number] => [
+      b.ts + step / 2,
+      counter ? b.sum * perSecond : b.sum / b.count,
+    ]);
+    const weight = counter
+      ? s.buckets.reduce((a, b) => a + b.sum, 0)
+      : Math.max(...points.map((p) => p[1]));
+    const shown = Object.fromEntries(Object.entries(s.labels).filter(([k]) => varying.has(k)));
+    lines.push({ label: labelKey(shown) || name, labels: s.labels, points, weight });
+  }
+  lines.sort((a, b) => b.weight - a.weight || a.label.localeCompare(b.label));
+  const kept = lines.slice(0, maxLines);
+  const rest = lines.slice(maxLines);
+  if (rest.length && counter) {
+    const sums = new Map<number, number>();
+    for (const l of rest) for (const [t, v] of l.points) sums.set(t, (sums.get(t) ?? 0) + v);
+    kept.push({
+      label: `other (${rest.length} series)`,
+      labels: {},
+      points: [...sums.entries()].sort((a, b) => a[0] - b[0]),
+      weight: rest.reduce((a, l) => a + l.weight, 0),
+    });
+  }
+  const unit = series[0]!.unit;
+  return {
+    tracer,
+    tracerId,
+    name,
+    kind,
+    unit: counter ? `${unit}/s` : unit,
+    stepMs: step,
+    lines: kept,
+    folded: rest.length,
+    zero,
+  };
+}
+
+function topTable(
+  tracer: string,
+  name: string,
+  series: ReportV1['tracers'][number]['series'],
+  seconds: number,
+  maxRows: number,
+): TopTable | undefined {
+  const keys = [...new Set(series.flatMap((s) => Object.keys(s.labels)))];
+  const nonProcess = keys.filter((k) => !PROCESS_LABELS.has(k));
+  const distinct = (ks: string[]) => new Set(series.map((s) => labelKey(s.labels, ks))).size;
+  const by = nonProcess.length && distinct(nonProcess) >= 2 ? nonProcess : keys;
+  const sums = new Map<string, number>();
+  for (const s of series) {
+    const k = labelKey(s.labels, by) || '(no labels)';
+    sums.set(k, (sums.get(k) ?? 0) + s.sum);
+  }
+  const rows = [...sums.entries()].filter(([, v]) => v !== 0).sort((a, b) => b[1] - a[1]);
+  if (rows.length < 3) return undefined;
+  const total = rows.reduce((a, [, v]) => a + v, 0);
+  return {
+    tracer,
+    name,
+    unit: series[0]!.unit,
+    by,
+    rows: rows.slice(0, maxRows).map(([key, sum]) => ({
+      key,
+      sum,
+      rate: sum / seconds,
+      share: total ? sum / total : 0,
+    })),
+    total,
+    more: Math.max(0, rows.length - maxRows),
+  };
+}
+
+async function phasesOf(
+  store: Store,
+  report: ReportV1,
+  from: number,
+  to: number,
+  markers: Marker[],
+): Promise<Phase[]> {
+  const bounds: { label: string; from: number; to: number }[] = [];
+  let start = from;
+  let label = '(start)';
+  for (const m of markers) {
+    if (m.ts > start) bounds.push({ label, from: start, to: m.ts });
+    start = Math.max(start, m.ts);
+    label = m.text;
+  }
+  bounds.push({ label, from: start, to: Math.max(to, start + 1) });
+  const phases: Phase[] = [];
+  for (const [i, b] of bounds.entries()) {
+    const totals: Phase['totals'] = [];
+    // The first and last phases take the points stamped before the task's start or after its end.
+    const qFrom = i === 0 ? 0 : b.from;
+    const qTo = i === bounds.length - 1 ? Number.MAX_SAFE_INTEGER : b.to;
+    for (const tr of report.tracers) {
+      const rows = await store.seriesRange!(tr.id, qFrom, qTo);
+      const byName = new Map<string, { unit: string; sum: number }>();
+      for (const r of rows) {
+        if (r.kind !== 'counter') continue;
+        const e = byName.get(r.name) ?? { unit: r.unit, sum: 0 };
+        e.sum += r.sum;
+        byName.set(r.name, e);
+      }
+      for (const [name, e] of byName) totals.push({ tracer: tr.tracer, name, ...e });
+    }
+    phases.push({ ...b, totals });
+  }
+  return phases;
+}

@@ -1,0 +1,688 @@
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Redis as RedisClient, RedisOptions } from 'ioredis';
+import type { Labels, Schema, TraceRecord, UndoAction } from '../api.js';
+import { UserError } from '../errors.js';
+import type { RecordSink } from '../runner.js';
+import type {
+  EventSummary,
+  EventTopRow,
+  JournalEntry,
+  NewTask,
+  NewTracer,
+  SeriesSummary,
+  Store,
+  TaskPatch,
+  TaskRow,
+  TracerPatch,
+  TracerRow,
+} from './types.js';
+
+export interface RedisStoreOptions {
+  /** Key prefix (URL `?prefix=`), default `scalpels:`. */
+  prefix: string;
+  /** Approximate cap on entries per task stream (`XADD MAXLEN ~`), URL `?maxlen=`. */
+  maxlen: number;
+  /** Memory held for batches while Redis is away, URL `?buffer=` (bytes), default 64 MiB. */
+  bufferBytes: number;
+  /** Spill file size limit, URL `?spill=` (bytes), default 1 GiB. */
+  spillBytes: number;
+  /** Folder for spill files, URL `?spilldir=`. */
+  spillDir: string;
+}
+
+/**
+ * Parses `redis://[:password@]host:port/db?prefix=..&maxlen=..` (or `rediss://` for TLS) into
+ * ioredis options. The password stays in memory: never logged, never in a worker's argv.
+ */
+export function parseRedisUrl(url: string): {
+  options: RedisOptions;
+  store: RedisStoreOptions;
+  display: string;
+} {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UserError(`--store/--redis: not a URL: ${redact(url)}`);
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:')
+    throw new UserError(`not a Redis URL (redis:// or rediss://): ${redact(url)}`);
+  const db = u.pathname && u.pathname !== '/' ? Number(u.pathname.slice(1)) : 0;
+  if (!Number.isInteger(db) || db < 0)
+    throw new UserError(`Redis URL: bad database number in ${redact(url)}`);
+  const num = (k: string, d: number): number => {
+    const v = u.searchParams.get(k);
+    if (v === null) return d;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0)
+      throw new UserError(`Redis URL: ${k} must be a positive number`);
+    return n;
+  };
+  return {
+    options: {
+      host: u.hostname || '127.0.0.1',
+      port: u.port ? Number(u.port) : 6379,
+      db,
+      username: u.username ? decodeURIComponent(u.username) : undefined,
+      password: u.password ? decodeURIComponent(u.password) : undefined,
+      tls: u.protocol === 'rediss:' ? {} : undefined,
+      lazyConnect: true,
+      // Fail fast while disconnected: the store buffers by itself (bounded), ioredis must not.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      retryStrategy: (times: number) => Math.min(5000, 100 * 2 ** Math.min(times, 6)),
+    },
+    store: {
+      prefix: u.searchParams.get('prefix') ?? 'scalpels:',
+      maxlen: num('maxlen', 1_000_000),
+      bufferBytes: num('buffer', 64 << 20),
+      spillBytes: num('spill', 1 << 30),
+      spillDir: u.searchParams.get('spilldir') ?? join(tmpdir(), 'scalpels-spill'),
+    },
+    display: redact(url),
+  };
+}
+
+/** The URL with its password replaced, for messages. */
+export function redact(url: string): string {
+  return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
+}
+
+export function connectRedis(url: string): {
+  redis: RedisClient;
+  store: RedisStoreOptions;
+  display: string;
+} {
+  const { options, store, display } = parseRedisUrl(url);
+  // ioredis is loaded only when a Redis URL is used.
+  const Redis = createRequire(import.meta.url)('ioredis') as typeof import('ioredis').default;
+  const redis = new Redis(options);
+  redis.on('error', () => undefined); // reconnects by itself; callers see failed commands
+  return { redis, store, display };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compact batch encoding: one stream entry per batch, with a dictionary of the series it uses.
+
+interface EncodedBatch {
+  /** Series used by this batch: [name, canonical labels JSON]. */
+  s: [string, string][];
+  /** Samples: [series index, ts, value]. */
+  p: [number, number, number][];
+  /** Events: [type, key, ts, durationMs|null, value|null, data JSON|null]. */
+  e: [string, string, number, number | null, number | null, string | null][];
+}
+
+function canonicalLabels(labels: Labels | undefined): string {
+  if (!labels) return '{}';
+  const out: Record<string, string> = {};
+  for (const k of Object.keys(labels).sort()) out[k] = String(labels[k]);
+  return JSON.stringify(out);
+}
+
+export function encodeBatch(batch: readonly TraceRecord[]): { json: string; records: number } {
+  const enc: EncodedBatch = { s: [], p: [], e: [] };
+  const index = new Map<string, number>();
+  for (const r of batch) {
+    if (r.kind === 'sample') {
+      const labels = canonicalLabels(r.labels);
+      const k = `${r.series}\0${labels}`;
+      let i = index.get(k);
+      if (i === undefined) {
+        i = enc.s.length;
+        index.set(k, i);
+        enc.s.push([r.series, labels]);
+      }
+      enc.p.push([i, r.ts ?? Date.now(), r.value]);
+    } else {
+      enc.e.push([
+        r.type,
+        r.key,
+        r.ts ?? Date.now(),
+        r.durationMs ?? null,
+        r.value ?? null,
+        r.data === undefined ? null : JSON.stringify(r.data),
+      ]);
+    }
+  }
+  return { json: JSON.stringify(enc), records: batch.length };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bounded buffer for batches while Redis is away: memory first, then a spill file, and when
+// both are full the oldest batches are dropped and counted.
+
+interface Pending {
+  stream: string;
+  tracerId: number;
+  json: string;
+  records: number;
+}
+
+export class StreamWriter {
+  private memory: Pending[] = [];
+  private memoryBytes = 0;
+  private spilling = false;
+  private readonly spillFile: string;
+  private droppedRecords = 0;
+  private draining: Promise<void> | undefined;
+  private waiters: (() => void)[] = [];
+  private retryTimer: NodeJS.Timeout | undefined;
+  private backoffMs = 100;
+
+  constructor(
+    private readonly redis: RedisClient,
+    private readonly opts: RedisStoreOptions,
+  ) {
+    mkdirSync(opts.spillDir, { recursive: true, mode: 0o700 });
+    this.spillFile = join(
+      opts.spillDir,
+      `spill-${process.pid}-${randomBytes(4).toString('hex')}.jsonl`,
+    );
+  }
+
+  get dropped(): number {
+    return this.droppedRecords;
+  }
+
+  /** Batches not yet in Redis. */
+  get backlog(): number {
+    return this.memory.length + (this.spilling ? 1 : 0);
+  }
+
+  enqueue(p: Pending): void {
+    if (this.spilling) this.spill(p);
+    else {
+      this.memory.push(p);
+      this.memoryBytes += p.json.length;
+      if (this.memoryBytes > this.opts.bufferBytes) {
+        // Memory is full: from here on, new batches go to the spill file (order is kept:
+        // memory holds the older ones and is drained first).
+        this.spilling = true;
+      }
+    }
+    this.kick();
+  }
+
+  private spill(p: Pending): void {
+    const size = existsSync(this.spillFile) ? statSync(this.spillFile).size : 0;
+    if (size + p.json.length > this.opts.spillBytes) {
+      // Both full: drop the oldest batch we hold, and count it.
+      const oldest = this.memory.shift();
+      if (oldest) {
+        this.memoryBytes -= oldest.json.length;
+        this.droppedRecords += oldest.records;
+        this.memory.push(p);
+        this.memoryBytes += p.json.length;
+      } else this.droppedRecords += p.records;
+      return;
+    }
+    appendFileSync(this.spillFile, `${JSON.stringify(p)}\n`, { mode: 0o600 });
+  }
+
+  private kick(): void {
+    if (this.draining || this.retryTimer) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+    });
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.memory.length > 0) {
+        const p = this.memory[0]!;
+        await this.send(p);
+        this.memory.shift();
+        this.memoryBytes -= p.json.length;
+      }
+      if (this.spilling) {
+        const draining = `${this.spillFile}.draining`;
+        if (existsSync(this.spillFile)) renameSync(this.spillFile, draining);
+        this.spilling = false;
+        if (existsSync(draining)) {
+          const lines = readFileSync(draining, 'utf8').split('\n').filter(Boolean);
+          for (let i = 0; i < lines.length; i++) {
+            try {
+              await this.send(JSON.parse(lines[i]!) as Pending);
+            } catch (e) {
+              // Put the rest back in front of anything spilled meanwhile, in order.
+              const rest = lines.slice(i).join('\n') + '\n';
+              const newer = existsSync(this.spillFile) ? readFileSync(this.spillFile, 'utf8') : '';
+              appendFileSync(draining + '.tmp', rest + newer, { mode: 0o600 });
+              renameSync(draining + '.tmp', this.spillFile);
+              rmSync(draining, { force: true });
+              this.spilling = true;
+              throw e;
+            }
+          }
+          rmSync(draining, { force: true });
+        }
+      }
+      this.backoffMs = 100;
+      for (const w of this.waiters.splice(0)) w();
+    } catch {
+      // Redis is away: try again with backoff; the buffer holds the batches meanwhile.
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = undefined;
+        this.kick();
+      }, this.backoffMs);
+      this.retryTimer.unref();
+      this.backoffMs = Math.min(5000, this.backoffMs * 2);
+    }
+  }
+
+  private async send(p: Pending): Promise<void> {
+    if (this.redis.status === 'wait') await this.redis.connect().catch(() => undefined);
+    await this.redis.xadd(
+      p.stream,
+      'MAXLEN',
+      '~',
+      String(this.opts.maxlen),
+      '*',
+      't',
+      String(p.tracerId),
+      'b',
+      p.json,
+    );
+  }
+
+  /** Resolves when everything is in Redis, or after `timeoutMs` (the buffer keeps trying). */
+  flush(timeoutMs = 10_000): Promise<void> {
+    if (this.memory.length === 0 && !this.spilling) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(resolve, timeoutMs);
+      timer.unref();
+      this.waiters.push(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.kick();
+    });
+  }
+
+  close(): void {
+    clearTimeout(this.retryTimer);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+interface Aggregates {
+  series: Map<string, SeriesSummary>;
+  events: Map<string, { count: number; durations: number[]; totalValue: number }>;
+  eventCount: number;
+}
+
+/**
+ * A store on Redis: task and tracer rows as JSON keys, records as one stream per task with one
+ * entry per batch. Reports read the stream back and aggregate; for large tasks, `scalpels
+ * collect` drains streams into SQLite.
+ */
+export class RedisStore implements Store {
+  readonly url: string;
+  readonly redis: RedisClient;
+  readonly opts: RedisStoreOptions;
+  private readonly writer: StreamWriter;
+  private readonly P: string;
+
+  constructor(url: string) {
+    const c = connectRedis(url);
+    this.redis = c.redis;
+    this.opts = c.store;
+    this.url = c.display;
+    this.P = c.store.prefix;
+    this.writer = new StreamWriter(this.redis, this.opts);
+  }
+
+  /** Key names, for the collector and the cluster. */
+  key = {
+    tasks: (): string => `${this.P}tasks`,
+    task: (id: string): string => `${this.P}task:${id}`,
+    taskTracers: (id: string): string => `${this.P}task:${id}:tracers`,
+    tracer: (id: number): string => `${this.P}tracer:${id}`,
+    tracerSeq: (): string => `${this.P}tracer-seq`,
+    series: (tracerId: number): string => `${this.P}tracer:${tracerId}:series`,
+    live: (): string => `${this.P}live-tracers`,
+    records: (taskId: string): string => `${this.P}records:${taskId}`,
+    journal: (): string => `${this.P}journal`,
+    journalSeq: (): string => `${this.P}journal-seq`,
+  };
+
+  private async cmd<T>(fn: () => Promise<T>): Promise<T> {
+    try {
+      if (this.redis.status === 'wait') await this.redis.connect();
+      return await fn();
+    } catch (e) {
+      throw new UserError(
+        `store ${this.url}: Redis unreachable or failing (${(e as Error).message})`,
+      );
+    }
+  }
+
+  async createTask(task: NewTask & { id?: string }): Promise<TaskRow> {
+    const iso = new Date(task.startedAt).toISOString();
+    const id =
+      task.id ??
+      `${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}-${randomBytes(2).toString('hex')}`;
+    const row: TaskRow = {
+      id,
+      name: task.name,
+      status: 'running',
+      startedAt: task.startedAt,
+      stoppedAt: null,
+      labels: task.labels,
+      nodes: task.nodes,
+      ownerPid: task.ownerPid,
+      ownerStart: task.ownerStart,
+      target: task.target,
+    };
+    await this.cmd(() =>
+      this.redis
+        .multi()
+        .set(this.key.task(id), JSON.stringify(row))
+        .zadd(this.key.tasks(), task.startedAt, id)
+        .exec(),
+    );
+    return row;
+  }
+
+  async updateTask(id: string, patch: TaskPatch): Promise<void> {
+    const row = await this.taskById(id);
+    if (!row) return;
+    const next = {
+      ...row,
+      ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)),
+    };
+    await this.cmd(() => this.redis.set(this.key.task(id), JSON.stringify(next)));
+  }
+
+  private async taskById(id: string): Promise<TaskRow | undefined> {
+    const raw = await this.cmd(() => this.redis.get(this.key.task(id)));
+    return raw ? (JSON.parse(raw) as TaskRow) : undefined;
+  }
+
+  async findTask(ref: string): Promise<TaskRow | undefined> {
+    const exact = await this.taskById(ref);
+    if (exact) return exact;
+    const ids = await this.cmd(() => this.redis.zrange(this.key.tasks(), 0, -1));
+    const prefixed = ids.filter((i) => i.startsWith(ref));
+    if (prefixed.length > 1) throw new UserError(`task "${ref}" is ambiguous: give more of its id`);
+    if (prefixed.length === 1) return this.taskById(prefixed[0]!);
+    const all = await this.listTasks();
+    return all.filter((t) => t.name === ref).at(-1);
+  }
+
+  async lastTask(): Promise<TaskRow | undefined> {
+    const [id] = await this.cmd(() => this.redis.zrange(this.key.tasks(), -1, -1));
+    return id ? this.taskById(id) : undefined;
+  }
+
+  async listTasks(): Promise<TaskRow[]> {
+    const ids = await this.cmd(() => this.redis.zrange(this.key.tasks(), 0, -1));
+    if (ids.length === 0) return [];
+    const raws = await this.cmd(() => this.redis.mget(ids.map((i) => this.key.task(i))));
+    return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as TaskRow);
+  }
+
+  async createTracer(t: NewTracer): Promise<TracerRow> {
+    const id = await this.cmd(() => this.redis.incr(this.key.tracerSeq()));
+    const row: TracerRow = {
+      id,
+      ...t,
+      technique: t.technique ?? null,
+      status: 'starting',
+      exitCode: null,
+      error: null,
+      stderrTail: null,
+      workerPid: null,
+      workerStart: null,
+      startedAt: null,
+      stoppedAt: null,
+      records: 0,
+      parseErrors: 0,
+      dropped: 0,
+      restarts: 0,
+    };
+    await this.cmd(() =>
+      this.redis
+        .multi()
+        .set(this.key.tracer(id), JSON.stringify(row))
+        .rpush(this.key.taskTracers(t.taskId), String(id))
+        .sadd(this.key.live(), String(id))
+        .exec(),
+    );
+    return row;
+  }
+
+  async updateTracer(id: number, patch: TracerPatch): Promise<void> {
+    const raw = await this.cmd(() => this.redis.get(this.key.tracer(id)));
+    if (!raw) return;
+    const next = {
+      ...(JSON.parse(raw) as TracerRow),
+      ...Object.fromEntries(Object.entries(patch).filter(([, v]) => v !== undefined)),
+    } as TracerRow;
+    const live = ['starting', 'running', 'stopping'].includes(next.status);
+    await this.cmd(() => {
+      const m = this.redis.multi().set(this.key.tracer(id), JSON.stringify(next));
+      if (live) m.sadd(this.key.live(), String(id));
+      else m.srem(this.key.live(), String(id));
+      return m.exec();
+    });
+  }
+
+  async listTracers(taskId: string): Promise<TracerRow[]> {
+    const ids = await this.cmd(() => this.redis.lrange(this.key.taskTracers(taskId), 0, -1));
+    if (ids.length === 0) return [];
+    const raws = await this.cmd(() => this.redis.mget(ids.map((i) => this.key.tracer(Number(i)))));
+    return raws.filter((r): r is string => r !== null).map((r) => JSON.parse(r) as TracerRow);
+  }
+
+  async liveTracers(): Promise<TracerRow[]> {
+    const ids = await this.cmd(() => this.redis.smembers(this.key.live()));
+    if (ids.length === 0) return [];
+    const raws = await this.cmd(() => this.redis.mget(ids.map((i) => this.key.tracer(Number(i)))));
+    return raws
+      .filter((r): r is string => r !== null)
+      .map((r) => JSON.parse(r) as TracerRow)
+      .sort((a, b) => a.id - b.id);
+  }
+
+  recordSink(tracer: TracerRow, schema: Schema): RecordSink {
+    const known = new Set<string>();
+    const stream = this.key.records(tracer.taskId);
+    const seriesKey = this.key.series(tracer.id);
+    return {
+      write: async (batch) => {
+        // New series get their unit and kind registered once (best effort while Redis is away:
+        // reports fall back to the schema-less defaults for an unregistered series).
+        const fresh: string[] = [];
+        for (const r of batch) {
+          if (r.kind !== 'sample') continue;
+          const k = `${r.series}\0${canonicalLabels(r.labels)}`;
+          if (known.has(k)) continue;
+          known.add(k);
+          const spec = schema.series[r.series]!;
+          fresh.push(k, JSON.stringify({ unit: spec.unit, kind: spec.kind }));
+        }
+        if (fresh.length)
+          await this.redis
+            .hset(seriesKey, ...fresh)
+            .catch(() => fresh.forEach((k, i) => i % 2 === 0 && known.delete(k)));
+        const { json, records } = encodeBatch(batch);
+        this.writer.enqueue({ stream, tracerId: tracer.id, json, records });
+      },
+      dropped: () => this.writer.dropped,
+      flush: () => this.writer.flush(),
+    };
+  }
+
+  /** Reads a task's stream back, keeping what one tracer wrote. */
+  private async aggregate(tracerId: number): Promise<Aggregates> {
+    const tracerRaw = await this.cmd(() => this.redis.get(this.key.tracer(tracerId)));
+    const out: Aggregates = { series: new Map(), events: new Map(), eventCount: 0 };
+    if (!tracerRaw) return out;
+    const tracer = JSON.parse(tracerRaw) as TracerRow;
+    const meta = await this.cmd(() => this.redis.hgetall(this.key.series(tracerId)));
+    const stream = this.key.records(tracer.taskId);
+    let start = '-';
+    for (;;) {
+      const entries = await this.cmd(() => this.redis.xrange(stream, start, '+', 'COUNT', 500));
+      for (const [id, fields] of entries) {
+        start = `(${id}`;
+        const f = fieldMap(fields);
+        if (Number(f.t) !== tracerId || !f.b) continue;
+        const b = JSON.parse(f.b) as EncodedBatch;
+        const keys = b.s.map(([name, labels]) => `${name}\0${labels}`);
+        for (const [i, ts, value] of b.p) {
+          const k = keys[i]!;
+          let s = out.series.get(k);
+          if (!s) {
+            const [name, labels] = b.s[i]!;
+            const m = meta[k]
+              ? (JSON.parse(meta[k]!) as { unit: string; kind: SeriesSummary['kind'] })
+              : { unit: '', kind: 'gauge' as const };
+            s = {
+              name,
+              unit: m.unit,
+              kind: m.kind,
+              labels: JSON.parse(labels) as Record<string, string>,
+              points: 0,
+              sum: 0,
+              min: Infinity,
+              max: -Infinity,
+              mean: 0,
+              last: 0,
+              firstTs: ts,
+              lastTs: ts,
+            };
+            out.series.set(k, s);
+          }
+          s.points++;
+          s.sum += value;
+          if (value < s.min) s.min = value;
+          if (value > s.max) s.max = value;
+          if (ts >= s.lastTs) {
+            s.lastTs = ts;
+            s.last = value;
+          }
+          if (ts < s.firstTs) s.firstTs = ts;
+        }
+        for (const [, key, , dur, value] of b.e) {
+          out.eventCount++;
+          let e = out.events.get(key);
+          if (!e) out.events.set(key, (e = { count: 0, durations: [], totalValue: 0 }));
+          e.count++;
+          if (dur !== null) e.durations.push(dur);
+          if (value !== null) e.totalValue += value;
+        }
+      }
+      if (entries.length < 500) break;
+    }
+    for (const s of out.series.values()) s.mean = s.points ? s.sum / s.points : 0;
+    return out;
+  }
+
+  async seriesSummaries(tracerId: number): Promise<SeriesSummary[]> {
+    const a = await this.aggregate(tracerId);
+    return [...a.series.values()].sort(
+      (x, y) =>
+        x.name.localeCompare(y.name) ||
+        JSON.stringify(x.labels).localeCompare(JSON.stringify(y.labels)),
+    );
+  }
+
+  async eventSummary(tracerId: number, top: number): Promise<EventSummary> {
+    const a = await this.aggregate(tracerId);
+    const rows: (EventTopRow & { timed: number })[] = [...a.events.entries()].map(([key, e]) => {
+      const totalMs = e.durations.reduce((x, y) => x + y, 0);
+      const sorted = e.durations.sort((x, y) => x - y);
+      const rank = Math.max(0, Math.ceil(0.95 * sorted.length) - 1);
+      return {
+        key,
+        count: e.count,
+        totalMs,
+        meanMs: sorted.length ? totalMs / sorted.length : 0,
+        p95Ms: sorted[rank] ?? 0,
+        totalValue: e.totalValue,
+        timed: sorted.length,
+      };
+    });
+    rows.sort(
+      (x, y) =>
+        y.totalMs - x.totalMs ||
+        y.count - x.count ||
+        y.totalValue - x.totalValue ||
+        x.key.localeCompare(y.key),
+    );
+    return { count: a.eventCount, top: rows.slice(0, top).map(({ timed: _timed, ...r }) => r) };
+  }
+
+  async journal(
+    tracerId: number,
+    plugin: string,
+    action: UndoAction,
+    options: Record<string, unknown>,
+  ): Promise<void> {
+    const id = await this.cmd(() => this.redis.incr(this.key.journalSeq()));
+    const entry: JournalEntry & { undoneAt: number | null } = {
+      id,
+      tracerId,
+      plugin,
+      action,
+      options,
+      createdAt: Date.now(),
+      undoneAt: null,
+    };
+    await this.cmd(() => this.redis.hset(this.key.journal(), String(id), JSON.stringify(entry)));
+  }
+
+  async pendingJournal(tracerId?: number): Promise<JournalEntry[]> {
+    const all = await this.cmd(() => this.redis.hvals(this.key.journal()));
+    return all
+      .map((r) => JSON.parse(r) as JournalEntry & { undoneAt: number | null })
+      .filter((e) => e.undoneAt === null && (tracerId === undefined || e.tracerId === tracerId))
+      .sort((a, b) => b.id - a.id)
+      .map(({ undoneAt: _u, ...e }) => e);
+  }
+
+  async markUndone(journalId: number): Promise<void> {
+    const raw = await this.cmd(() => this.redis.hget(this.key.journal(), String(journalId)));
+    if (!raw) return;
+    await this.cmd(() =>
+      this.redis.hset(
+        this.key.journal(),
+        String(journalId),
+        JSON.stringify({ ...JSON.parse(raw), undoneAt: Date.now() }),
+      ),
+    );
+  }
+
+  async close(): Promise<void> {
+    await this.writer.flush();
+    this.writer.close();
+    this.redis.disconnect();
+  }
+}
+
+export function fieldMap(fields: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < fields.length; i += 2) out[fields[i]!] = fields[i + 1]!;
+  return out;
+}
+
+export function decodeBatch(json: string): EncodedBatch {
+  return JSON.parse(json) as EncodedBatch;
+}
+export type { EncodedBatch };
