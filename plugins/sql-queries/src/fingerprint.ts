@@ -16,6 +16,8 @@ export function fingerprint(sql: string, dialect: Dialect = 'mysql'): string {
   s = s.toLowerCase();
   // Placeholders of prepared statements and server digests: `$1`, `:name`, `?`.
   s = s.replace(/\$\d+/g, '?');
+  // MariaDB digests spell some type names out: INT is INTEGER, VARCHAR is VARCHARACTER.
+  s = s.replace(/\binteger\b/g, 'int').replace(/\bvarcharacter\b/g, 'varchar');
   // Numbers not part of an identifier (t1 stays), including signs, decimals, exponents, hex.
   s = s.replace(
     /(^|[^\w$.?])[-+]?(?:0x[0-9a-f]+|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)(?![\w$])/g,

@@ -45,6 +45,12 @@ describe('fingerprint', () => {
     expect(fingerprint('SELECT "x" FROM t', 'mysql')).toBe('select ? from t');
   });
 
+  it('spells type names as written, whatever the MariaDB digest says', () => {
+    expect(fingerprint('CREATE TABLE `t` ( ID INTEGER PRIMARY KEY , `v` VARCHARACTER (?) ) ')).toBe(
+      fingerprint('create table t (id int primary key, v varchar(32))'),
+    );
+  });
+
   it('drops comments and normalizes spacing around punctuation', () => {
     expect(fingerprint('/* nova */ SELECT COUNT ( * ) FROM `db` . `t`  ;')).toBe(
       'select count(*) from db.t',

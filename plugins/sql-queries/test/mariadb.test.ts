@@ -110,7 +110,7 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
       [
         INSERT,
         SELECT,
-        'create table t(id integer primary key, v varcharacter(?))',
+        'create table t(id int primary key, v varchar(?))',
         'select v from t where id in(?+)',
       ].sort(),
     );
