@@ -163,7 +163,9 @@ describe('scalpels agent', () => {
         }[];
       };
       expect(report.task.status).toBe('stopped');
-      expect(report.tracers[0]!.status).toBe('stopped');
+      expect(report.tracers[0], JSON.stringify(report.tracers[0])).toMatchObject({
+        status: 'stopped',
+      });
       expect(report.tracers[0]!.records).toBeGreaterThan(0);
       expect(
         report.tracers[0]!.series.some(
@@ -398,8 +400,10 @@ describe('scalpels agent', () => {
       await c.call('stop', { task: taskId });
       const report = JSON.parse(
         (await scalpels(['report', taskId, '--format', 'json'], agent)).stdout,
-      ) as { tracers: { status: string }[] };
-      expect(report.tracers[0]!.status).toBe('stopped');
+      ) as { tracers: { status: string; error: string | null }[] };
+      expect(report.tracers[0], JSON.stringify(report.tracers[0])).toMatchObject({
+        status: 'stopped',
+      });
     } finally {
       c.close();
       target.kill();

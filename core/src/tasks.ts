@@ -195,6 +195,7 @@ export class TracerRun {
         `tracer ${this.name} failed (${o.error}); restart ${this.restarts} in ${backoffMs} ms`,
       );
       await this.stores.get().updateTracer(this.spec.row.id, {
+        status: 'starting',
         restarts: this.restarts,
         error: `restart ${this.restarts} after: ${o.error}`,
         ...this.totals,
@@ -211,6 +212,9 @@ export class TracerRun {
       try {
         await this.spawnWorker();
       } catch (e) {
+        // Stopped while the new worker was starting: that is a stop, not a failure.
+        if (this.stopRequested)
+          return this.finish({ ...total, status: 'stopped', error: undefined });
         return this.finish({
           ...total,
           error: `restart ${this.restarts} failed: ${firstLine(errorMessage(e))}`,

@@ -189,6 +189,8 @@ export class AgentServer {
         return this.tracked(this.stop(checkStopParams(params)));
       case 'status':
         return this.status();
+      case 'mark':
+        return this.mark(checkMarkParams(params));
       default:
         return Promise.reject(
           new RpcError(RPC_ERRORS.methodNotFound, `unknown method "${method}"`),
@@ -252,6 +254,28 @@ export class AgentServer {
       taskId: task.id,
       tracers: outcomes.map((o, i) => ({ tracer: names[i]!, status: o.status })),
     };
+  }
+
+  /** A marker on a task of this agent (the newest running one when none is named). */
+  private async mark(p: {
+    text: string;
+    task?: string;
+    ts?: number;
+  }): Promise<{ taskId: string; ts: string }> {
+    const store = this.stores.get();
+    if (!store.addMarker) throw new UserError(`store ${store.url} cannot hold markers`);
+    let taskId: string | undefined;
+    if (p.task) taskId = (await store.findTask(p.task))?.id;
+    else taskId = [...this.tasks.values()].filter((t) => t.live).at(-1)?.task.id;
+    if (!taskId)
+      throw new UserError(p.task ? `no task "${p.task}"` : 'no running task on this agent to mark');
+    const m = await store.addMarker({
+      taskId,
+      ts: p.ts ?? Date.now(),
+      text: p.text,
+      node: this.node,
+    });
+    return { taskId, ts: new Date(m.ts).toISOString() };
   }
 
   private async status(): Promise<{ agent: AgentInfo; tasks: TaskStatus[] }> {
@@ -384,6 +408,18 @@ function checkStartParams(p: unknown): StartParams {
   )
     throw new RpcError(RPC_ERRORS.invalidParams, 'start: "restarts" must be an integer 0-100');
   return p as unknown as StartParams;
+}
+
+function checkMarkParams(p: unknown): { text: string; task?: string; ts?: number } {
+  if (!isObject(p)) throw new RpcError(RPC_ERRORS.invalidParams, 'mark: params must be an object');
+  onlyKeys(p, ['text', 'task', 'ts'], 'mark');
+  if (typeof p.text !== 'string' || p.text.trim() === '' || p.text.length > 500)
+    throw new RpcError(RPC_ERRORS.invalidParams, 'mark: "text" must be 1-500 characters');
+  if (p.task !== undefined && typeof p.task !== 'string')
+    throw new RpcError(RPC_ERRORS.invalidParams, 'mark: "task" must be a string');
+  if (p.ts !== undefined && !Number.isSafeInteger(p.ts))
+    throw new RpcError(RPC_ERRORS.invalidParams, 'mark: "ts" must be milliseconds since the epoch');
+  return p as { text: string; task?: string; ts?: number };
 }
 
 function checkStopParams(p: unknown): StopParams {

@@ -32,8 +32,10 @@ export function openStore(url: string): Store {
       throw new UserError(`--store ${url}: expected a file path`);
     return new SqliteStore(path);
   }
+  if (url.startsWith('redis://') || url.startsWith('rediss://')) return new RedisStore(url);
+  // Only the scheme is echoed: a URL may carry a password.
   const scheme = url.split(':')[0];
   throw new UserError(
-    `--store ${url}: unsupported store "${scheme}" (use sqlite:///path/to/file.db)`,
+    `--store: unsupported store "${scheme}" (use sqlite:///path/to/file.db or redis://host:port/db)`,
   );
 }

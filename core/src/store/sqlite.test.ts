@@ -3,18 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { Schema, TraceRecord } from '../api.js';
 import { SqliteStore } from './sqlite.js';
 import { openStore, sqlitePath } from './index.js';
 import { storeSuite } from './store-suite.js';
-
-const schema: Schema = {
-  series: {
-    calls: { kind: 'counter', unit: 'count', description: 'calls', labels: ['fn'] },
-    rss: { kind: 'gauge', unit: 'bytes', description: 'rss' },
-  },
-  events: { query: { description: 'a statement', key: 'fingerprint' } },
-};
 
 let dir: string;
 beforeEach(() => {
