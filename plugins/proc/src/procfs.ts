@@ -64,6 +64,38 @@ export function parseKernelStat(text: string): KernelStat {
   return out;
 }
 
+export interface VmStat {
+  /** Page faults of all kinds (pgfault counts major ones too). */
+  faults: number;
+  majorFaults: number;
+  swapIn: number;
+  swapOut: number;
+}
+
+/** Selected counters of /proc/vmstat (`name value` lines). */
+export function parseVmstat(text: string): VmStat {
+  const out: VmStat = { faults: 0, majorFaults: 0, swapIn: 0, swapOut: 0 };
+  for (const line of text.split('\n')) {
+    const sp = line.indexOf(' ');
+    const n = Number(line.slice(sp + 1));
+    switch (line.slice(0, sp)) {
+      case 'pgfault':
+        out.faults = n;
+        break;
+      case 'pgmajfault':
+        out.majorFaults = n;
+        break;
+      case 'pswpin':
+        out.swapIn = n;
+        break;
+      case 'pswpout':
+        out.swapOut = n;
+        break;
+    }
+  }
+  return out;
+}
+
 /** /proc/meminfo as bytes per key (values given in kB are multiplied by 1024). */
 export function parseMeminfo(text: string): Map<string, number> {
   const out = new Map<string, number>();
@@ -159,6 +191,11 @@ export interface PidStat {
   /** Ticks of the children it waited for (and of theirs, recursively). */
   cutime: number;
   cstime: number;
+  /** Page faults of the process (minor: no I/O; major: read from disk), and of waited-for children. */
+  minflt: number;
+  cminflt: number;
+  majflt: number;
+  cmajflt: number;
   threads: number;
   /** Start time in ticks since boot: with the pid, identifies a process across pid reuse. */
   starttime: number;
@@ -187,6 +224,10 @@ export function parsePidStat(text: string): PidStat | undefined {
     stime: n(12),
     cutime: n(13),
     cstime: n(14),
+    minflt: n(7),
+    cminflt: n(8),
+    majflt: n(9),
+    cmajflt: n(10),
     threads: n(17),
     starttime: n(19),
   };

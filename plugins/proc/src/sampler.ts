@@ -21,6 +21,7 @@ import {
   parseLoadavg,
   parseMeminfo,
   parseNetDev,
+  parseVmstat,
   parsePidIo,
   parsePidStat,
   parseTaskStatus,
@@ -29,6 +30,7 @@ import {
   type NetStat,
   type PidStat,
   type TaskStatus,
+  type VmStat,
 } from './procfs.js';
 import { TreeTracker, type MemberReading } from './tree.js';
 
@@ -96,6 +98,7 @@ function increase(now: number, before: number | undefined): number {
 
 class SystemSampler {
   private stat: KernelStat | undefined;
+  private vm: VmStat | undefined;
   private disks = new Map<string, DiskStat>();
   private nets = new Map<string, NetStat>();
   private first = true;
@@ -168,6 +171,20 @@ class SystemSampler {
       emit('mem.dirty', mem.get('Dirty') ?? 0);
       emit('mem.swap.total', mem.get('SwapTotal') ?? 0);
       emit('mem.swap.free', mem.get('SwapFree') ?? 0);
+    }
+
+    const vmText = readText('/proc/vmstat');
+    if (vmText !== undefined) {
+      const vm = parseVmstat(vmText);
+      const before = this.vm;
+      this.vm = vm;
+      if (!baseline && before) {
+        const major = increase(vm.majorFaults, before.majorFaults);
+        emit('mem.faults.minor', Math.max(0, increase(vm.faults, before.faults) - major));
+        emit('mem.faults.major', major);
+        emit('mem.swap.in', increase(vm.swapIn, before.swapIn));
+        emit('mem.swap.out', increase(vm.swapOut, before.swapOut));
+      }
     }
 
     const diskText = readText('/proc/diskstats');
@@ -318,6 +335,8 @@ class Sampler {
     emit('proc.io.write_bytes', d.writeBytes, labels);
     emit('proc.io.rchar', d.rchar, labels);
     emit('proc.io.wchar', d.wchar, labels);
+    emit('proc.faults.minor', d.minorFaults, labels);
+    emit('proc.faults.major', d.majorFaults, labels);
     emit('proc.ctxsw.voluntary', d.voluntary, labels);
     emit('proc.ctxsw.involuntary', d.involuntary, labels);
     emit('proc.rss', tree.gauges.rssBytes, labels);

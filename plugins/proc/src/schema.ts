@@ -48,6 +48,16 @@ export const schema: Schema = {
     'mem.dirty': gauge('bytes', 'Dirty pages waiting to be written (Dirty)'),
     'mem.swap.total': gauge('bytes', 'Swap space (SwapTotal)'),
     'mem.swap.free': gauge('bytes', 'Unused swap space (SwapFree)'),
+    'mem.faults.minor': counter(
+      'count',
+      'Page faults served without I/O (/proc/vmstat pgfault - pgmajfault)',
+    ),
+    'mem.faults.major': counter(
+      'count',
+      'Page faults that read from disk (/proc/vmstat pgmajfault)',
+    ),
+    'mem.swap.in': counter('pages', 'Pages swapped in (/proc/vmstat pswpin)'),
+    'mem.swap.out': counter('pages', 'Pages swapped out (/proc/vmstat pswpout)'),
     'disk.read.ops': counter('count', 'Reads completed (/proc/diskstats)', DISK),
     'disk.read.bytes': counter('bytes', 'Bytes read (sectors of 512 bytes)', DISK),
     'disk.read.time': counter(
@@ -102,6 +112,16 @@ export const schema: Schema = {
       TREE,
     ),
     'proc.io.wchar': counter('bytes', 'Bytes passed to write-like system calls', TREE),
+    'proc.faults.minor': counter(
+      'count',
+      'Page faults of the tree served without I/O, exited children included',
+      TREE,
+    ),
+    'proc.faults.major': counter(
+      'count',
+      'Page faults of the tree that read from disk, exited children included',
+      TREE,
+    ),
     'proc.ctxsw.voluntary': counter(
       'count',
       'Voluntary context switches of all threads of the tree',

@@ -8,7 +8,7 @@
  *
  *   C(t) = Σ live members (own value + value of children it waited for) + departed
  *
- * CPU ticks (utime+cutime, stime+cstime) and /proc/PID/io both move into the parent when it
+ * CPU ticks (utime+cutime, stime+cstime), page faults and /proc/PID/io all move into the parent when it
  * waits for a child, so a member that exits and is reaped by a member keeps counting through its
  * reaper. A member whose reaper is outside the tree (init, a subreaper, another root's tree) is
  * frozen at its last reading into `departed` (and, when the reaper is in another target tree,
@@ -29,6 +29,8 @@ export interface Inherited {
   wchar: number;
   readBytes: number;
   writeBytes: number;
+  minorFaults: number;
+  majorFaults: number;
 }
 
 /** Counters kept per thread that vanish with the thread. */
@@ -97,6 +99,8 @@ const zeroInherited = (): Inherited => ({
   wchar: 0,
   readBytes: 0,
   writeBytes: 0,
+  minorFaults: 0,
+  majorFaults: 0,
 });
 const zeroCounters = (): TreeCounters => ({ ...zeroInherited(), voluntary: 0, involuntary: 0 });
 const INHERITED_KEYS = Object.keys(zeroInherited()) as (keyof Inherited)[];
@@ -165,6 +169,8 @@ export class TreeTracker {
         wchar: reading.io?.wchar ?? old?.inherited.wchar ?? 0,
         readBytes: reading.io?.readBytes ?? old?.inherited.readBytes ?? 0,
         writeBytes: reading.io?.writeBytes ?? old?.inherited.writeBytes ?? 0,
+        minorFaults: (self ? st.minflt : 0) + st.cminflt,
+        majorFaults: (self ? st.majflt : 0) + st.cmajflt,
       };
       const threads = new Map<number, PerThread>();
       if (self)

@@ -70,11 +70,17 @@ describe.runIf(canRun)('proc through the scalpels CLI', () => {
     );
     const report = JSON.parse(stdout) as {
       format: string;
-      tracers: { tracer: string; status: string; parseErrors: number; series: ReportSeries[] }[];
+      tracers: {
+        tracer: string;
+        status: string;
+        error: string | null;
+        parseErrors: number;
+        series: ReportSeries[];
+      }[];
     };
     expect(report.format).toBe('scalpels.report/v1');
     const tracer = report.tracers.find((t) => t.tracer === 'proc')!;
-    expect(tracer.status).toBe('stopped');
+    expect(tracer.status, tracer.error ?? '').toBe('stopped');
     expect(tracer.parseErrors).toBe(0);
     const cpu = tracer.series.filter(
       (s) => s.name === 'proc.cpu.user' || s.name === 'proc.cpu.system',

@@ -12,6 +12,7 @@ import {
   parsePidIo,
   parsePidStat,
   parseTaskStatus,
+  parseVmstat,
 } from '../src/procfs.js';
 
 const read = (path: string): string => readFileSync(path, 'latin1');
@@ -27,6 +28,15 @@ describe('procfs parsers on this machine', () => {
     expect(total.contextSwitches).toBeGreaterThan(0);
     expect(total.forks).toBeGreaterThan(0);
     expect(total.procsRunning).toBeGreaterThanOrEqual(1);
+  });
+
+  it('/proc/vmstat: faults of all kinds include the major ones, and this process made some', () => {
+    const vm = parseVmstat(read('/proc/vmstat'));
+    expect(vm.faults).toBeGreaterThan(vm.majorFaults);
+    expect(Number.isInteger(vm.swapIn) && Number.isInteger(vm.swapOut)).toBe(true);
+    const self = parsePidStat(read('/proc/self/stat'))!;
+    expect(self.minflt).toBeGreaterThan(0);
+    expect(self.minflt).toBeLessThanOrEqual(vm.faults);
   });
 
   it('/proc/meminfo and /proc/loadavg agree with node:os', () => {

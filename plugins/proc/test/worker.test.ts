@@ -54,6 +54,8 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
       expect(
         Math.max(...mine.filter((s) => s.series === 'proc.rss').map((s) => s.value)),
       ).toBeGreaterThan(10 << 20);
+      // Starting three node processes faults in tens of megabytes of pages.
+      expect(sum(mine.filter((s) => s.series === 'proc.faults.minor'))).toBeGreaterThan(1000);
       expect(samples(result.records, 'kernel.cpu.time')).toHaveLength(0);
     } finally {
       root.kill('SIGKILL');
@@ -98,11 +100,11 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
     const out = join(mkdtempSync(join(scratch, 'daemon-')), 'daemon.json');
     const burn =
       'const t = Date.now(); while (Date.now() - t < 100); const b = process.cpuUsage(); let x = 0;' +
-      'while (process.cpuUsage(b).user + process.cpuUsage(b).system < 600e3) x += Math.sqrt(x + 1);' +
+      'while (process.cpuUsage(b).user + process.cpuUsage(b).system < 800e3) x += Math.sqrt(x + 1);' +
       `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.cpuUsage()));`;
-    // The subshell starts the burner in the background and exits 300 ms later: the burner is then
+    // The subshell starts the burner in the background and exits 500 ms later (5 samples): the burner is then
     // re-parented to init (or a subreaper), out of the root's descendants.
-    const script = `sleep 0.2; (${process.execPath} -e "$BURN" & sleep 0.3); sleep 30`;
+    const script = `sleep 0.2; (${process.execPath} -e "$BURN" & sleep 0.5); sleep 30`;
     const root = spawn('bash', ['-c', script], {
       stdio: 'ignore',
       env: { ...process.env, BURN: burn },
