@@ -1,4 +1,4 @@
-import { existsSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { OptionValues, Target } from '@scalpels/core';
@@ -64,7 +64,7 @@ export function scriptPath(script: string, pluginDir = packageDir): string {
 
 /**
  * The CPython binary whose function__entry marker the python-calls script probes: the `python`
- * option, else the target's own interpreter, else python3 on PATH. Probes are placed on the
+ * option, else the target's own interpreter, else the first python3 binary on PATH. Probes are placed on the
  * binary's file, so symlinks are resolved.
  */
 export function pythonBinary(options: OptionValues, target: Target): string {
@@ -77,11 +77,27 @@ export function pythonBinary(options: OptionValues, target: Target): string {
       // The process may be gone or not ours to read; fall back to PATH.
     }
   }
+  // Shims (pyenv) and wrappers are scripts: take the first real ELF binary, preferring one that
+  // carries SDT markers.
+  const elves: string[] = [];
   for (const dir of (process.env.PATH ?? '/usr/bin').split(delimiter)) {
-    const candidate = join(dir, 'python3');
-    if (existsSync(candidate)) return resolveReal(candidate);
+    const candidate = resolveReal(join(dir, 'python3'));
+    if (!existsSync(candidate) || elves.includes(candidate)) continue;
+    const kind = elfKind(candidate);
+    if (kind === 'sdt') return candidate;
+    if (kind === 'elf') elves.push(candidate);
   }
-  return '/usr/bin/python3';
+  return elves[0] ?? '/usr/bin/python3';
+}
+
+function elfKind(path: string): 'sdt' | 'elf' | 'other' {
+  try {
+    const bytes = readFileSync(path);
+    if (bytes.subarray(0, 4).toString('latin1') !== '\x7fELF') return 'other';
+    return bytes.includes('.note.stapsdt') ? 'sdt' : 'elf';
+  } catch {
+    return 'other';
+  }
 }
 
 function resolveReal(path: string): string {

@@ -84,7 +84,11 @@ function memlock(): { memlockOk: boolean; memlockHard: string } {
 }
 
 /** Debian/Ubuntu and Fedora/RHEL install commands for what is missing. */
-export function installHint(distro: string, what: 'stap' | 'headers' | 'debuginfo', rel: string): string {
+export function installHint(
+  distro: string,
+  what: 'stap' | 'headers' | 'debuginfo',
+  rel: string,
+): string {
   const deb = ['debian', 'ubuntu', 'linuxmint', 'pop'].includes(distro);
   switch (what) {
     case 'stap':
@@ -111,7 +115,10 @@ function otherKernelHint(distro: string): string {
  * The probe behind `scalpels plugins list` (quick: files and PATH only) and `scalpels doctor`
  * / start (full: also runs `stap -V` and asks the package manager whether headers exist).
  */
-export async function checkSystemtap(ctx: CheckContext, host: Host = probeHost()): Promise<CheckResult> {
+export async function checkSystemtap(
+  ctx: CheckContext,
+  host: Host = probeHost(),
+): Promise<CheckResult> {
   const runtime = (ctx.options.runtime ?? 'kernel') as Runtime;
   const rel = host.release;
   const stap = await ctx.which('stap');
@@ -155,14 +162,19 @@ export async function checkSystemtap(ctx: CheckContext, host: Host = probeHost()
   let headersPackaged: boolean | undefined;
   if (!host.buildTree) {
     if (ctx.depth === 'full' && ['debian', 'ubuntu'].includes(host.distro)) {
-      const r = await ctx.exec(['apt-cache', 'show', '--no-all-versions', `linux-headers-${rel}`], 20_000);
+      const r = await ctx.exec(
+        ['apt-cache', 'show', '--no-all-versions', `linux-headers-${rel}`],
+        20_000,
+      );
       headersPackaged = r.exitCode === 0 && r.stdout.includes('Package:');
     }
     const packaged =
       headersPackaged === false
         ? `; no package provides it (linux-headers-${rel} is unknown to apt: a custom kernel)`
         : '';
-    problems.push(`there is no build tree for kernel ${rel} (/lib/modules/${rel}/build/.config)${packaged}`);
+    problems.push(
+      `there is no build tree for kernel ${rel} (/lib/modules/${rel}/build/.config)${packaged}`,
+    );
   }
 
   if (problems.length === 0) {
@@ -176,10 +188,16 @@ export async function checkSystemtap(ctx: CheckContext, host: Host = probeHost()
   const detail = `${what} cannot run here: ${problems.join('; ')}`;
   // Only a missing build tree of a packaged kernel, or missing privileges, can be fixed in place.
   const onlyHeaders = problems.length === 1 && !host.buildTree && headersPackaged !== false;
-  if (onlyHeaders) return { status: 'fixable', detail, hint: installHint(host.distro, 'headers', rel) };
-  const stapbpfMissing = problems.length === 1 && runtime === 'bpf' && host.buildTree && host.memlockOk;
-  if (stapbpfMissing) return { status: 'fixable', detail, hint: installHint(host.distro, 'stap', rel) };
-  const fix = runtime === 'bpf' && !host.memlockOk && host.modules ? '' : ` To trace, ${otherKernelHint(host.distro)}.`;
+  if (onlyHeaders)
+    return { status: 'fixable', detail, hint: installHint(host.distro, 'headers', rel) };
+  const stapbpfMissing =
+    problems.length === 1 && runtime === 'bpf' && host.buildTree && host.memlockOk;
+  if (stapbpfMissing)
+    return { status: 'fixable', detail, hint: installHint(host.distro, 'stap', rel) };
+  const fix =
+    runtime === 'bpf' && !host.memlockOk && host.modules
+      ? ''
+      : ` To trace, ${otherKernelHint(host.distro)}.`;
   return {
     status: 'unavailable',
     detail: `${detail}.${fix} Scripts can still be checked with: scalpels plugins validate systemtap script=FILE`,

@@ -24,7 +24,11 @@ export interface StapCommand {
 
 /** A module name stap accepts (a C identifier, short enough for the kernel's module name limit). */
 export function moduleName(taskId: string, tracerId: number): string {
-  const task = taskId.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 24) || 'task';
+  const task =
+    taskId
+      .toLowerCase()
+      .replace(/[^a-z0-9]/g, '')
+      .slice(0, 24) || 'task';
   return `scalpels_${task}_${tracerId}`;
 }
 
@@ -43,7 +47,10 @@ export function optionProblem(options: OptionValues): string | undefined {
   } else if (!/\.stp$/.test(script) && !script.includes('/')) {
     return `script "${script}" is neither a bundled script (syscalls, python-calls) nor a path to a .stp file`;
   }
-  const flags = stapFlags((options.flags as readonly string[] | undefined) ?? [], options.guru === true);
+  const flags = stapFlags(
+    (options.flags as readonly string[] | undefined) ?? [],
+    options.guru === true,
+  );
   if ('error' in flags) return flags.error;
   return undefined;
 }
@@ -57,7 +64,10 @@ export function stapCommand(
   const script = String(options.script ?? 'syscalls');
   const runtime = (options.runtime ?? 'kernel') as Runtime;
   const bundled = bundledScript(script);
-  const flags = stapFlags((options.flags as readonly string[] | undefined) ?? [], options.guru === true);
+  const flags = stapFlags(
+    (options.flags as readonly string[] | undefined) ?? [],
+    options.guru === true,
+  );
   if ('error' in flags) throw new Error(flags.error);
   const args: string[] = [];
   if (runtime === 'bpf') args.push('--runtime=bpf');

@@ -40,7 +40,10 @@ export const FLAGS_HELP =
  * Turns the `flags` option into stap argv, or returns the reason an item is refused.
  * `guru` additionally admits `-I DIR` (guru mode itself is the `guru` option, never a flag).
  */
-export function stapFlags(items: readonly string[], guru: boolean): { argv: string[] } | { error: string } {
+export function stapFlags(
+  items: readonly string[],
+  guru: boolean,
+): { argv: string[] } | { error: string } {
   const argv: string[] = [];
   for (const raw of items) {
     const item = raw.trim();
@@ -51,14 +54,17 @@ export function stapFlags(items: readonly string[], guru: boolean): { argv: stri
     let m = /^-s\s*(\d+)$/.exec(item);
     if (m) {
       const mb = Number(m[1]);
-      if (mb < 1 || mb > 4095) return { error: `flag ${JSON.stringify(item)}: -s takes 1-4095 (MB)` };
+      if (mb < 1 || mb > 4095)
+        return { error: `flag ${JSON.stringify(item)}: -s takes 1-4095 (MB)` };
       argv.push('-s', String(mb));
       continue;
     }
     m = /^-D\s*([A-Z_]+)=(\d+)$/.exec(item);
     if (m) {
       if (!ALLOWED_MACROS.includes(m[1]!)) {
-        return { error: `flag ${JSON.stringify(item)}: -D allows only ${ALLOWED_MACROS.join(', ')}` };
+        return {
+          error: `flag ${JSON.stringify(item)}: -D allows only ${ALLOWED_MACROS.join(', ')}`,
+        };
       }
       argv.push(`-D${m[1]}=${m[2]}`);
       continue;
@@ -76,11 +82,13 @@ export function stapFlags(items: readonly string[], guru: boolean): { argv: stri
     }
     m = /^-I\s*(\/[^\0]*)$/.exec(item);
     if (m) {
-      if (!guru) return { error: `flag ${JSON.stringify(item)}: -I (tapset directory) needs guru=true` };
+      if (!guru)
+        return { error: `flag ${JSON.stringify(item)}: -I (tapset directory) needs guru=true` };
       argv.push('-I', m[1]!);
       continue;
     }
-    if (/^-g$|^--guru/.test(item)) return { error: 'guru mode is the option guru=true, not a flag' };
+    if (/^-g$|^--guru/.test(item))
+      return { error: 'guru mode is the option guru=true, not a flag' };
     return { error: `flag ${JSON.stringify(item)} is not allowed (allowed: ${FLAGS_HELP})` };
   }
   return { argv };

@@ -9,7 +9,9 @@ import { schema } from './schema.js';
 import { verifySystemtap } from './verify.js';
 import { systemtapWorker } from './worker.js';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
 
 const bundledList = Object.values(BUNDLED)
   .map((b) => `${b.name} (${b.description})`)
@@ -32,18 +34,21 @@ export default definePlugin({
     args: {
       type: 'list',
       default: [],
-      description: 'arguments of a user script ($1, @1, ...), comma-separated; bundled scripts take options instead',
+      description:
+        'arguments of a user script ($1, @1, ...), comma-separated; bundled scripts take options instead',
     },
     runtime: {
       type: 'string',
       choices: ['kernel', 'bpf'],
       default: 'kernel',
-      description: 'SystemTap back end: kernel (a loadable module; the bundled scripts) or bpf (stapbpf; a subset of the language)',
+      description:
+        'SystemTap back end: kernel (a loadable module; the bundled scripts) or bpf (stapbpf; a subset of the language)',
     },
     guru: {
       type: 'boolean',
       default: false,
-      description: 'guru mode (stap -g: embedded C, writes to kernel memory). Only ever set by this option, never by flags',
+      description:
+        'guru mode (stap -g: embedded C, writes to kernel memory). Only ever set by this option, never by flags',
     },
     flags: { type: 'list', default: [], description: FLAGS_HELP },
     interval: {
@@ -63,7 +68,8 @@ export default definePlugin({
     python: {
       type: 'path',
       mustExist: true,
-      description: "python-calls: the CPython binary to probe (default: the target's interpreter, else python3 on PATH)",
+      description:
+        "python-calls: the CPython binary to probe (default: the target's interpreter, else python3 on PATH)",
     },
     startTimeout: {
       type: 'duration',
@@ -75,12 +81,21 @@ export default definePlugin({
       type: 'duration',
       default: '20s',
       unit: 'ms',
-      description: 'how long stap may take to run its end probes and unload after SIGINT before it is killed',
+      description:
+        'how long stap may take to run its end probes and unload after SIGINT before it is killed',
     },
   },
   requires: [
-    { kind: 'binary', what: 'stap (Debian package systemtap)', why: 'translates and runs the scripts' },
-    { kind: 'root', what: 'root, or membership of stapusr (run) and stapdev (compile)', why: 'loading probes' },
+    {
+      kind: 'binary',
+      what: 'stap (Debian package systemtap)',
+      why: 'translates and runs the scripts',
+    },
+    {
+      kind: 'root',
+      what: 'root, or membership of stapusr (run) and stapdev (compile)',
+      why: 'loading probes',
+    },
     {
       kind: 'kernel',
       what: 'runtime=kernel: loadable modules and the build tree of the running kernel (linux-headers-$(uname -r)); kernel.function probes also need its debug info (linux-image-$(uname -r)-dbg)',

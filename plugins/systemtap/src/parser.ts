@@ -105,7 +105,8 @@ export class ConventionParser implements Parser {
   private readonly decls = new Map<string, Decl>();
   private current: Decl;
   private readonly totals = new Map<string, number>();
-  private hist: { decl: SeriesDecl; rows: { bound: string; count: number; afterSkip: boolean }[] } | undefined;
+  private hist:
+    { decl: SeriesDecl; rows: { bound: string; count: number; afterSkip: boolean }[] } | undefined;
   private histSkip = false;
   private pending: TraceRecord[] = [];
 
@@ -177,7 +178,8 @@ export class ConventionParser implements Parser {
       case 'ready':
         return null;
       case 'dropped': {
-        if (!/^\d+$/.test(rest)) return diagnostic(`"# scalpels: dropped" needs a count: ${shown(line)}`);
+        if (!/^\d+$/.test(rest))
+          return diagnostic(`"# scalpels: dropped" needs a count: ${shown(line)}`);
         const count = Number(rest);
         return count > 0 ? { kind: 'dropped', count } : null;
       }
@@ -225,7 +227,10 @@ export class ConventionParser implements Parser {
     const seriesKind = (attrs.get('kind') ?? 'counter') as Kind;
     const dedicated = `systemtap.${name}`;
     const own = DEDICATED.includes(name) ? schema.series[dedicated] : undefined;
-    const columns = attrs.get('columns')?.split(',').filter((c) => c !== '');
+    const columns = attrs
+      .get('columns')
+      ?.split(',')
+      .filter((c) => c !== '');
     const cumulative = attrs.get('cumulative') === 'true';
     let decl: SeriesDecl;
     if (own && own.kind === seriesKind) {
@@ -276,7 +281,9 @@ export class ConventionParser implements Parser {
 
   private sampleLine(decl: SeriesDecl, line: string, trimmed: string): ParseResult {
     if (decl.seriesKind === 'histogram') {
-      return diagnostic(`histogram series "${decl.name}" expects stap @hist output: ${shown(line)}`);
+      return diagnostic(
+        `histogram series "${decl.name}" expects stap @hist output: ${shown(line)}`,
+      );
     }
     if (NUMBER.test(trimmed)) return this.sample(decl, undefined, Number(trimmed));
     if (decl.columns) {
@@ -334,7 +341,8 @@ export class ConventionParser implements Parser {
       return o.dropped > 0 ? { kind: 'dropped', count: o.dropped } : null;
     }
     if (typeof o.series === 'string') {
-      if (typeof o.value !== 'number') return diagnostic(`JSON sample without a numeric "value": ${shown(line)}`);
+      if (typeof o.value !== 'number')
+        return diagnostic(`JSON sample without a numeric "value": ${shown(line)}`);
       const known = this.decls.get(`series:${o.series}`);
       let decl: SeriesDecl;
       if (known?.kind === 'series') decl = known;
@@ -350,7 +358,11 @@ export class ConventionParser implements Parser {
         return diagnostic(`JSON histogram sample without "le": ${shown(line)}`);
       }
       const key = decl.seriesKind === 'histogram' ? o.le : o.key;
-      const s = this.sample(decl, key === undefined || key === null ? undefined : String(key), o.value);
+      const s = this.sample(
+        decl,
+        key === undefined || key === null ? undefined : String(key),
+        o.value,
+      );
       if (s && typeof o.ts === 'number') s.ts = o.ts;
       return s;
     }
@@ -441,27 +453,44 @@ function checkSeriesAttrs(attrs: Map<string, string>): string | undefined {
   return undefined;
 }
 
-function timeField(spec: string | undefined, what: string): { field: string; toMs: (v: number) => number } | string | undefined {
+function timeField(
+  spec: string | undefined,
+  what: string,
+): { field: string; toMs: (v: number) => number } | string | undefined {
   if (spec === undefined) return undefined;
   const [field, unit = 'ms'] = spec.split(':');
   const toMs = TO_MS[unit];
-  if (!field || toMs === undefined) return `${what} must be FIELD:ns|us|ms|s, not ${JSON.stringify(spec)}`;
+  if (!field || toMs === undefined)
+    return `${what} must be FIELD:ns|us|ms|s, not ${JSON.stringify(spec)}`;
   return { field, toMs };
 }
 
 function declareEvent(name: string, attrs: Map<string, string>): EventDecl | string {
-  const fields = attrs.get('fields')?.split(',').filter((f) => f !== '');
+  const fields = attrs
+    .get('fields')
+    ?.split(',')
+    .filter((f) => f !== '');
   if (!fields || fields.length === 0) return `event "${name}" needs fields=a,b,c`;
   for (const k of attrs.keys()) {
-    if (!['fields', 'key', 'duration', 'value', 'ts'].includes(k)) return `unknown event attribute ${JSON.stringify(k)}`;
+    if (!['fields', 'key', 'duration', 'value', 'ts'].includes(k))
+      return `unknown event attribute ${JSON.stringify(k)}`;
   }
   const duration = timeField(attrs.get('duration'), 'duration');
   if (typeof duration === 'string') return duration;
   const ts = timeField(attrs.get('ts'), 'ts');
   if (typeof ts === 'string') return ts;
-  const decl: EventDecl = { kind: 'event', name, fields, key: attrs.get('key'), value: attrs.get('value'), duration, ts };
+  const decl: EventDecl = {
+    kind: 'event',
+    name,
+    fields,
+    key: attrs.get('key'),
+    value: attrs.get('value'),
+    duration,
+    ts,
+  };
   for (const f of [decl.key, decl.value, duration?.field, ts?.field]) {
-    if (f !== undefined && !fields.includes(f)) return `event "${name}" refers to field "${f}" that is not in fields`;
+    if (f !== undefined && !fields.includes(f))
+      return `event "${name}" refers to field "${f}" that is not in fields`;
   }
   return decl;
 }
@@ -477,17 +506,26 @@ function buildEvent(decl: EventDecl, row: Record<string, string>): ParseResult {
   };
   if (decl.duration) {
     const raw = row[decl.duration.field]!;
-    if (!NUMBER.test(raw)) return diagnostic(`event "${decl.name}": duration field "${decl.duration.field}" is not a number: ${JSON.stringify(raw)}`);
+    if (!NUMBER.test(raw))
+      return diagnostic(
+        `event "${decl.name}": duration field "${decl.duration.field}" is not a number: ${JSON.stringify(raw)}`,
+      );
     ev.durationMs = decl.duration.toMs(Number(raw));
   }
   if (decl.value !== undefined) {
     const raw = row[decl.value]!;
-    if (!NUMBER.test(raw)) return diagnostic(`event "${decl.name}": value field "${decl.value}" is not a number: ${JSON.stringify(raw)}`);
+    if (!NUMBER.test(raw))
+      return diagnostic(
+        `event "${decl.name}": value field "${decl.value}" is not a number: ${JSON.stringify(raw)}`,
+      );
     ev.value = Number(raw);
   }
   if (decl.ts) {
     const raw = row[decl.ts.field]!;
-    if (!NUMBER.test(raw)) return diagnostic(`event "${decl.name}": ts field "${decl.ts.field}" is not a number: ${JSON.stringify(raw)}`);
+    if (!NUMBER.test(raw))
+      return diagnostic(
+        `event "${decl.name}": ts field "${decl.ts.field}" is not a number: ${JSON.stringify(raw)}`,
+      );
     ev.ts = Math.round(decl.ts.toMs(Number(raw)));
   }
   return ev;

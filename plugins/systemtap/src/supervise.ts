@@ -10,7 +10,7 @@
  * stays loaded makes it exit 3 with a message saying how to remove it. Probes stap skipped and
  * output it lost are reported on stdout as `# scalpels: dropped N`.
  */
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { release } from 'node:os';
 
@@ -87,15 +87,8 @@ function main(): void {
       `scalpels: stap -x takes one pid; processes ${args.extraRoots} (and their children) are not in target() and only system-wide probes see them\n`,
     );
   }
-  // stap stays in our process group: a SIGKILL of the group by the core reaches it too.
-  const child = spawn(file, rest, { stdio: ['ignore', 'inherit', 'pipe'] });
-  const watch = new StderrWatch();
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (chunk: string) => {
-    process.stderr.write(chunk);
-    watch.push(chunk);
-  });
-
+  // Handlers first: the core may signal the group as soon as stap prints its ready line.
+  let child: ChildProcess | undefined = undefined;
   let stopping = false;
   const timers: NodeJS.Timeout[] = [];
   const onStop = (): void => {
@@ -105,12 +98,14 @@ function main(): void {
     // probes short. Escalate only if it does not finish in time.
     timers.push(
       setTimeout(() => {
-        process.stderr.write(`scalpels: stap did not exit ${args.stopTimeoutMs} ms after SIGINT; sending SIGTERM\n`);
-        child.kill('SIGTERM');
+        process.stderr.write(
+          `scalpels: stap did not exit ${args.stopTimeoutMs} ms after SIGINT; sending SIGTERM\n`,
+        );
+        child?.kill('SIGTERM');
         timers.push(
           setTimeout(() => {
             process.stderr.write('scalpels: stap still running; sending SIGKILL\n');
-            child.kill('SIGKILL');
+            child?.kill('SIGKILL');
           }, 3000),
         );
       }, args.stopTimeoutMs),
@@ -120,12 +115,22 @@ function main(): void {
   process.on('SIGTERM', onStop);
   process.on('SIGHUP', onStop);
 
-  child.on('error', (e) => {
+  // stap stays in our process group: a SIGKILL of the group by the core reaches it too.
+  const stap = spawn(file, rest, { stdio: ['ignore', 'inherit', 'pipe'] });
+  child = stap;
+  const watch = new StderrWatch();
+  stap.stderr.setEncoding('utf8');
+  stap.stderr.on('data', (chunk: string) => {
+    process.stderr.write(chunk);
+    watch.push(chunk);
+  });
+
+  stap.on('error', (e) => {
     process.stderr.write(`scalpels: cannot run ${file}: ${e.message}\n`);
     process.exit(127);
   });
 
-  child.on('close', (code, signal) => {
+  stap.on('close', (code, signal) => {
     for (const t of timers) clearTimeout(t);
     watch.end();
     const dropped = watch.skipped + watch.transportFailures;
@@ -133,7 +138,10 @@ function main(): void {
 
     let exitCode = code ?? (signal === 'SIGINT' ? 0 : 1);
     if (args.runtime === 'kernel' && moduleLoaded(args.module)) {
-      spawnSync('staprun', ['-d', args.module], { stdio: ['ignore', 'ignore', 'inherit'], timeout: 15000 });
+      spawnSync('staprun', ['-d', args.module], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+        timeout: 15000,
+      });
       if (moduleLoaded(args.module)) {
         process.stderr.write(
           `scalpels: systemtap module ${args.module} is still loaded after stap exited; remove it with: staprun -d ${args.module} (or rmmod ${args.module})\n`,
@@ -144,8 +152,12 @@ function main(): void {
       }
     }
     if (!stopping && watch.noBuildTree) {
+      const noModules =
+        args.runtime === 'kernel' && !existsSync('/proc/modules')
+          ? ', and the kernel has no loadable module support (no /proc/modules) to load one'
+          : '';
       process.stderr.write(
-        `scalpels: SystemTap cannot build a module for kernel ${release()}: ${watch.noBuildTree} is missing (no kernel build tree); run \`scalpels doctor\` for what to install\n`,
+        `scalpels: SystemTap cannot build a module for kernel ${release()}: ${watch.noBuildTree} is missing (no kernel build tree)${noModules}; run \`scalpels doctor\` for what to install\n`,
       );
     }
     // A stap stopped on request exits 0; an interrupted one may report the signal.

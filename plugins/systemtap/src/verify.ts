@@ -13,29 +13,57 @@ export function stapError(stderr: string): string {
   const lines = stderr
     .split('\n')
     .map((l) => l.trim())
-    .filter((l) => l !== '' && !/^(Tip:|Pass \d|WARNING: Kernel function symbol table missing)/.test(l));
+    .filter(
+      (l) => l !== '' && !/^(Tip:|Pass \d|WARNING: Kernel function symbol table missing)/.test(l),
+    );
   const errors = lines.filter((l) => /error|ERROR|failed/.test(l));
   return (errors.length > 0 ? errors : lines).slice(0, 3).join(' | ') || 'no message';
 }
 
-function run(argv: string[], cwd: string, timeoutMs: number): Promise<{ exitCode: number; stderr: string }> {
+function run(
+  argv: string[],
+  cwd: string,
+  timeoutMs: number,
+): Promise<{ exitCode: number; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(argv[0]!, argv.slice(1), { cwd, timeout: timeoutMs, maxBuffer: 16 << 20 }, (err, _stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-      resolve({ exitCode: code, stderr: String(stderr) + (err && !stderr ? err.message : '') });
-    });
+    execFile(
+      argv[0]!,
+      argv.slice(1),
+      { cwd, timeout: timeoutMs, maxBuffer: 16 << 20 },
+      (err, _stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
+        resolve({ exitCode: code, stderr: String(stderr) + (err && !stderr ? err.message : '') });
+      },
+    );
   });
 }
 
 /** Whether any module at all compiles for (release, runtime): tells a broken toolchain from a bad script. */
 const controlCompiles = new Map<string, Promise<{ ok: boolean; error: string }>>();
 
-function controlCompile(stap: string, runtimeArgs: string[], releaseArgs: string[]): Promise<{ ok: boolean; error: string }> {
+function controlCompile(
+  stap: string,
+  runtimeArgs: string[],
+  releaseArgs: string[],
+): Promise<{ ok: boolean; error: string }> {
   const id = [...runtimeArgs, ...releaseArgs].join(' ');
   let p = controlCompiles.get(id);
   if (!p) {
     p = withTempDir((dir) =>
-      run([stap, ...runtimeArgs, ...releaseArgs, '-p4', '-m', 'scalpels_control', '-e', 'probe begin { exit() }'], dir, 300_000),
+      run(
+        [
+          stap,
+          ...runtimeArgs,
+          ...releaseArgs,
+          '-p4',
+          '-m',
+          'scalpels_control',
+          '-e',
+          'probe begin { exit() }',
+        ],
+        dir,
+        300_000,
+      ),
     ).then((r) => ({ ok: r.exitCode === 0, error: stapError(r.stderr) }));
     controlCompiles.set(id, p);
   }
@@ -57,12 +85,21 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
  * (-p3, kernel runtime), compile (-p4). Without a build tree for the running kernel it uses the
  * newest one installed (Debian's linux-headers-*), and says so.
  */
-export async function verifySystemtap(options: OptionValues, ctx: CheckContext, host: Host = probeHost()): Promise<VerifyStage[]> {
+export async function verifySystemtap(
+  options: OptionValues,
+  ctx: CheckContext,
+  host: Host = probeHost(),
+): Promise<VerifyStage[]> {
   const stages: VerifyStage[] = [];
   const skipRest = (names: string[], detail: string): void => {
     for (const stage of names) stages.push({ stage, status: 'skipped', detail });
   };
-  const passes = ['parse (stap -p1)', 'elaborate (stap -p2)', 'translate (stap -p3)', 'compile (stap -p4)'];
+  const passes = [
+    'parse (stap -p1)',
+    'elaborate (stap -p2)',
+    'translate (stap -p3)',
+    'compile (stap -p4)',
+  ];
 
   const problem = optionProblem(options);
   let cmd;
@@ -75,7 +112,11 @@ export async function verifySystemtap(options: OptionValues, ctx: CheckContext, 
     skipRest(passes, 'no script to check');
     return stages;
   }
-  stages.push({ stage: 'script', status: 'passed', detail: `${cmd.script} (runtime ${cmd.runtime})` });
+  stages.push({
+    stage: 'script',
+    status: 'passed',
+    detail: `${cmd.script} (runtime ${cmd.runtime})`,
+  });
 
   const stap = await ctx.which('stap');
   if (!stap) {
@@ -104,12 +145,20 @@ export async function verifySystemtap(options: OptionValues, ctx: CheckContext, 
   for (const pass of [1, 2, 3]) {
     const stage = passes[pass - 1]!;
     if (pass === 3 && cmd.runtime === 'bpf') {
-      stages.push({ stage, status: 'skipped', detail: 'the bpf runtime has no C translation pass' });
+      stages.push({
+        stage,
+        status: 'skipped',
+        detail: 'the bpf runtime has no C translation pass',
+      });
       continue;
     }
     const r = await ctx.exec([stap, ...runtimeArgs, ...releaseArgs, `-p${pass}`, ...rest], 180_000);
     if (r.exitCode !== 0) {
-      stages.push({ stage, status: 'failed', detail: `against ${against}: ${stapError(r.stderr)}` });
+      stages.push({
+        stage,
+        status: 'failed',
+        detail: `against ${against}: ${stapError(r.stderr)}`,
+      });
       skipRest(passes.slice(pass), `stap -p${pass} failed`);
       return stages;
     }
@@ -133,7 +182,11 @@ export async function verifySystemtap(options: OptionValues, ctx: CheckContext, 
     stages.push(
       compiled.exitCode === 0
         ? { stage: compileStage, status: 'passed', detail: `against ${against}` }
-        : { stage: compileStage, status: 'failed', detail: `against ${against}: ${stapError(compiled.stderr)}` },
+        : {
+            stage: compileStage,
+            status: 'failed',
+            detail: `against ${against}: ${stapError(compiled.stderr)}`,
+          },
     );
   }
 
@@ -141,7 +194,8 @@ export async function verifySystemtap(options: OptionValues, ctx: CheckContext, 
   stages.push({
     stage: 'run here',
     status: here.status === 'ok' ? 'passed' : 'skipped',
-    detail: here.status === 'ok' ? `this machine can load it (not started): ${here.detail}` : here.detail,
+    detail:
+      here.status === 'ok' ? `this machine can load it (not started): ${here.detail}` : here.detail,
   });
   return stages;
 }

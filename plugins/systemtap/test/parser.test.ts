@@ -35,7 +35,8 @@ describe('systemtap parser on recorded stap output', () => {
         const id = JSON.stringify(r.labels);
         sums.set(id, (sums.get(id) ?? 0) + r.value);
       }
-      for (const [id, sum] of sums) expect({ case: c.name, id, sum }).toEqual({ case: c.name, id, sum: 35 });
+      for (const [id, sum] of sums)
+        expect({ case: c.name, id, sum }).toEqual({ case: c.name, id, sum: 35 });
       const events = out.records.filter((r) => r.kind === 'event');
       if (events.length > 0) expect(events).toHaveLength(35);
     }
@@ -57,8 +58,18 @@ describe('systemtap parser on recorded stap output', () => {
 describe('systemtap output conventions', () => {
   it('reads a number per line as increases of series "value"', () => {
     expect(samples(['3', '4.5'])).toEqual([
-      { kind: 'sample', series: 'systemtap.counter', labels: { series: 'value', unit: 'count' }, value: 3 },
-      { kind: 'sample', series: 'systemtap.counter', labels: { series: 'value', unit: 'count' }, value: 4.5 },
+      {
+        kind: 'sample',
+        series: 'systemtap.counter',
+        labels: { series: 'value', unit: 'count' },
+        value: 3,
+      },
+      {
+        kind: 'sample',
+        series: 'systemtap.counter',
+        labels: { series: 'value', unit: 'count' },
+        value: 4.5,
+      },
     ]);
   });
 
@@ -87,15 +98,36 @@ describe('systemtap output conventions', () => {
       'nova 120',
     ]);
     expect(s).toEqual([
-      { kind: 'sample', series: 'systemtap.gauge', labels: { series: 'rss', unit: 'bytes', key: 'nova' }, value: 100 },
-      { kind: 'sample', series: 'systemtap.counter', labels: { series: 'reads', unit: 'count' }, value: 5 },
-      { kind: 'sample', series: 'systemtap.gauge', labels: { series: 'rss', unit: 'bytes', key: 'nova' }, value: 120 },
+      {
+        kind: 'sample',
+        series: 'systemtap.gauge',
+        labels: { series: 'rss', unit: 'bytes', key: 'nova' },
+        value: 100,
+      },
+      {
+        kind: 'sample',
+        series: 'systemtap.counter',
+        labels: { series: 'reads', unit: 'count' },
+        value: 5,
+      },
+      {
+        kind: 'sample',
+        series: 'systemtap.gauge',
+        labels: { series: 'rss', unit: 'bytes', key: 'nova' },
+        value: 120,
+      },
     ]);
   });
 
   it('turns running totals of a cumulative series into increases, per key, surviving a reset', () => {
     const s = samples(['# scalpels: series t cumulative', 'a 5', 'b 1', 'a 8', 'a 2', 'b 1']);
-    expect(s.map((x) => `${x.labels?.key}=${x.value}`)).toEqual(['a=5', 'b=1', 'a=3', 'a=2', 'b=0']);
+    expect(s.map((x) => `${x.labels?.key}=${x.value}`)).toEqual([
+      'a=5',
+      'b=1',
+      'a=3',
+      'a=2',
+      'b=0',
+    ]);
   });
 
   it('feeds the bundled series with their own labels', () => {
@@ -110,7 +142,12 @@ describe('systemtap output conventions', () => {
       { kind: 'sample', series: 'systemtap.syscalls', labels: { syscall: 'close' }, value: 2 },
       { kind: 'sample', series: 'systemtap.syscalls', labels: { syscall: 'read' }, value: 3 },
       { kind: 'sample', series: 'systemtap.syscalls', labels: { syscall: 'write' }, value: 4 },
-      { kind: 'sample', series: 'systemtap.python_calls', labels: { function: 'oslo_messaging.rpc.client:call' }, value: 4 },
+      {
+        kind: 'sample',
+        series: 'systemtap.python_calls',
+        labels: { function: 'oslo_messaging.rpc.client:call' },
+        value: 4,
+      },
     ]);
   });
 
@@ -124,9 +161,9 @@ describe('systemtap output conventions', () => {
     expect(pythonKey('/usr/lib/python3/dist-packages/sqlalchemy/engine/base.py:execute')).toBe(
       'sqlalchemy.engine.base:execute',
     );
-    expect(pythonKey('/opt/venv/lib/python3.11/site-packages/oslo_db/sqlalchemy/models.py:save')).toBe(
-      'oslo_db.sqlalchemy.models:save',
-    );
+    expect(
+      pythonKey('/opt/venv/lib/python3.11/site-packages/oslo_db/sqlalchemy/models.py:save'),
+    ).toBe('oslo_db.sqlalchemy.models:save');
     expect(pythonKey('/usr/lib/python3.11/json/__init__.py:dumps')).toBe('json:dumps');
     expect(pythonKey('/srv/app/x.py:f')).toBe('/srv/app/x.py:f');
   });
@@ -165,7 +202,11 @@ describe('systemtap output conventions', () => {
   });
 
   it('reports dropped counts from headers and JSON', () => {
-    const out = parseLines(plugin, ['# scalpels: dropped 12', '{"dropped":3}', '# scalpels: dropped 0']);
+    const out = parseLines(plugin, [
+      '# scalpels: dropped 12',
+      '{"dropped":3}',
+      '# scalpels: dropped 0',
+    ]);
     expect(out.dropped).toBe(15);
     expect(out.diagnostics).toHaveLength(0);
   });
@@ -187,10 +228,19 @@ describe('systemtap output conventions', () => {
       '5',
     ]);
     const hist = s.filter((x) => x.series === 'systemtap.histogram');
-    expect(hist.map((x) => `${x.labels?.le}:${x.value}`)).toEqual(['0:0', '1:4', '3:2', '7:0', '127:1', '255:0']);
+    expect(hist.map((x) => `${x.labels?.le}:${x.value}`)).toEqual([
+      '0:0',
+      '1:4',
+      '3:2',
+      '7:0',
+      '127:1',
+      '255:0',
+    ]);
     expect(hist[0]!.labels).toMatchObject({ series: 'latency', unit: 'us' });
     // The line after the table belongs to the series selected before, which is a histogram.
-    expect(parseLines(plugin, ['# scalpels: series h kind=histogram', '5']).diagnostics).toHaveLength(1);
+    expect(
+      parseLines(plugin, ['# scalpels: series h kind=histogram', '5']).diagnostics,
+    ).toHaveLength(1);
   });
 
   it('reads @hist_linear tables with under/overflow rows, at end of output too', () => {
@@ -202,7 +252,13 @@ describe('systemtap output conventions', () => {
       '  20 |                                                    0',
       ' >20 |@                                                   1',
     ]);
-    expect(s.map((x) => `${x.labels?.le}:${x.value}`)).toEqual(['-1:1', '9:5', '19:2', '29:0', '+Inf:1']);
+    expect(s.map((x) => `${x.labels?.le}:${x.value}`)).toEqual([
+      '-1:1',
+      '9:5',
+      '19:2',
+      '29:0',
+      '+Inf:1',
+    ]);
     expect(s[0]!.labels?.series).toBe('histogram');
   });
 
