@@ -257,6 +257,13 @@ export default definePlugin({
       unit: 'ms',
       description: 'How often counters and traffic are sampled',
     },
+    'max-backlog': {
+      type: 'integer',
+      default: 100_000,
+      min: 100,
+      description:
+        'Most trace copies queued on the broker for the tracer; beyond it the oldest are dropped (protects the broker memory)',
+    },
     'call-timeout': {
       type: 'duration',
       default: '60s',

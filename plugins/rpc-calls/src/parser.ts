@@ -104,6 +104,11 @@ export class RpcParser implements Parser {
         return this.tick(line.ts);
       case 'traffic':
         return this.traffic(parsed as WireTraffic);
+      case 'backlog': {
+        const messages = (parsed as { messages?: unknown }).messages;
+        if (typeof messages !== 'number') return diagnostic('backlog line without messages');
+        return { kind: 'sample', series: 'rpc.trace.backlog', value: messages, ts: line.ts };
+      }
       case 'msg': {
         const m = parsed as WireMessage;
         if (

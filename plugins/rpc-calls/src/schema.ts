@@ -85,6 +85,12 @@ export const schema: Schema = {
       unit: 'count',
       description: 'Calls waiting for a reply at the time of the sample',
     },
+    'rpc.trace.backlog': {
+      kind: 'gauge',
+      unit: 'count',
+      description:
+        'Trace copies waiting in the tracer queue; at the option max-backlog the broker drops the oldest and counts come out low',
+    },
     'rpc.traffic.bytes': {
       kind: 'counter',
       unit: 'bytes',

@@ -85,7 +85,14 @@ export interface WireTraffic {
   connections?: number;
 }
 
-export type WireLine = WireMessage | WireTick | WireReady | WireTraffic;
+/** Messages waiting in the trace queue (the worker is behind the broker by this much). */
+export interface WireBacklog {
+  type: 'backlog';
+  ts: number;
+  messages: number;
+}
+
+export type WireLine = WireMessage | WireTick | WireReady | WireTraffic | WireBacklog;
 
 /** The worker's configuration, passed in an environment variable (never argv: it is readable by all). */
 export interface WorkerConfig {
@@ -96,6 +103,8 @@ export interface WorkerConfig {
   queue: string;
   deliver: boolean;
   intervalMs: number;
+  /** Longest the trace queue may grow; beyond it the broker drops the oldest trace copies. */
+  maxBacklog: number;
   contextFields: string[];
   /** How TCP traffic to the broker port is measured; absent: not at all. */
   traffic?: TrafficConfig;

@@ -90,7 +90,13 @@ async function main(): Promise<void> {
   // Exclusive + auto-delete: the broker removes the queue as soon as this connection is gone,
   // even when the worker is killed. The name is known in advance so `recover` can delete it too.
   await channel
-    .assertQueue(config.queue, { exclusive: true, autoDelete: true, durable: false })
+    .assertQueue(config.queue, {
+      exclusive: true,
+      autoDelete: true,
+      durable: false,
+      // A tracer that falls behind must not eat the broker's memory: drop the oldest copies.
+      arguments: { 'x-max-length': config.maxBacklog, 'x-overflow': 'drop-head' },
+    })
     .catch((e: Error) => fail(`cannot declare the trace queue ${config.queue}: ${e.message}`));
   const bindings = ['publish.#', ...(config.deliver ? ['deliver.#'] : [])];
   for (const pattern of bindings) await channel.bindQueue(config.queue, TRACE_EXCHANGE, pattern);
@@ -118,6 +124,10 @@ async function main(): Promise<void> {
   let busy = false;
   const timer = setInterval(() => {
     emit({ type: 'tick', ts: now() });
+    channel.checkQueue(config.queue).then(
+      (q) => emit({ type: 'backlog', ts: now(), messages: q.messageCount }),
+      () => undefined,
+    );
     if (busy) return;
     busy = true;
     void sampleTraffic().finally(() => (busy = false));

@@ -53,6 +53,7 @@ export function workerConfig(
     queue: traceQueueName(ctx),
     deliver: options.deliver === true,
     intervalMs: Number(options.interval ?? 1000),
+    maxBacklog: Number(options['max-backlog'] ?? 100_000),
     contextFields: [
       ...((options['context-fields'] as readonly string[] | undefined) ?? DEFAULT_CONTEXT_FIELDS),
     ],

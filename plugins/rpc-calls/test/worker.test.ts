@@ -12,6 +12,7 @@ import {
   deleteVhost,
   OsloClient,
   OsloServer,
+  queueArguments,
   vhostQueues,
   vhostTracing,
 } from './fixtures/oslo-peer.mjs';
@@ -86,6 +87,12 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
         technique: checked.technique,
         during: async () => {
           expect(vhostQueues(vhost)).toContain(traceQueueName({ taskId: 'test', tracerId: 1 }));
+          expect(
+            queueArguments(vhost, traceQueueName({ taskId: 'test', tracerId: 1 })),
+          ).toMatchObject({
+            'x-max-length': 100_000,
+            'x-overflow': 'drop-head',
+          });
           for (let i = 0; i < K; i++) {
             const rid = `req-${randomUUID()}`;
             requestIds.push(rid);
@@ -191,6 +198,9 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     const toBroker = sums(records, 'rpc.traffic.bytes', 'direction')['to-broker'] ?? 0;
     const published = sums(records, 'rpc.bytes', 'kind');
     expect(toBroker).toBeGreaterThan((published.call ?? 0) + (published.cast ?? 0));
+
+    // The worker reported how far behind the broker it was.
+    expect(records.some((r) => r.kind === 'sample' && r.series === 'rpc.trace.backlog')).toBe(true);
 
     // Stopped and undone: tracing off again, trace queue and counters table gone.
     expect(nftTables()).not.toContain(nftTableName('test', 1));
