@@ -189,7 +189,12 @@ async function main(argv: string[]): Promise<number> {
         y
           .positional('task', { type: 'string', describe: 'task id (or unique prefix, or name)' })
           .option('last', { type: 'boolean', describe: 'the most recent task' })
-          .option('format', { choices: ['table', 'json', 'csv'] as const, default: 'table' })
+          .option('format', {
+            choices: ['table', 'json', 'csv', 'html', 'jsonl', 'openmetrics'] as const,
+            default: 'table',
+            describe:
+              'html: one offline file with charts; jsonl: every record; openmetrics: Prometheus text',
+          })
           .option('output', {
             alias: 'o',
             type: 'string',
@@ -199,6 +204,57 @@ async function main(argv: string[]): Promise<number> {
       async (args) => {
         const { reportCommand } = await import('./commands/tasks.js');
         setExit(await reportCommand(args as unknown as Parameters<typeof reportCommand>[0]));
+      },
+    )
+    .command(
+      'compare <a> <b>',
+      'two tasks side by side: deltas and ratios of every series and top key, noise-flagged',
+      (y) =>
+        y
+          .positional('a', { type: 'string', describe: 'task A (id, unique prefix or name)' })
+          .positional('b', { type: 'string', describe: 'task B' })
+          .option('format', { choices: ['table', 'json', 'html'] as const, default: 'table' })
+          .option('output', { alias: 'o', type: 'string', describe: 'write to FILE' })
+          .option('rows', {
+            type: 'number',
+            default: 40,
+            describe: 'rows per tracer (table, html)',
+          })
+          .option('top', { type: 'number', default: 100, describe: 'event keys per task' }),
+      async (args) => {
+        const { compareCommand } = await import('./commands/compare.js');
+        setExit(await compareCommand(args as unknown as Parameters<typeof compareCommand>[0]));
+      },
+    )
+    .command(
+      'mark <text>',
+      'add a timestamped marker to the running task (reports annotate and split by markers)',
+      (y) =>
+        y
+          .positional('text', {
+            type: 'string',
+            describe: 'what happens from now, e.g. "boot 50 VMs"',
+          })
+          .option('task', { type: 'string', describe: 'this task instead of the running one' }),
+      async (args) => {
+        const { markCommand } = await import('./commands/mark.js');
+        setExit(await markCommand(args as unknown as Parameters<typeof markCommand>[0]));
+      },
+    )
+    .command(
+      'watch [task]',
+      "live view of a task's hottest series, refreshing (Ctrl-C to leave)",
+      (y) =>
+        y
+          .positional('task', { type: 'string', describe: 'task id (default: the running one)' })
+          .option('last', { type: 'boolean', describe: 'the most recent task' })
+          .option('interval', { type: 'string', default: '2s', describe: 'refresh every' })
+          .option('window', { type: 'string', describe: 'rates over the last (default 5s)' })
+          .option('rows', { type: 'number', describe: 'rows (default: fit the terminal)' })
+          .option('once', { type: 'boolean', describe: 'print one frame and exit' }),
+      async (args) => {
+        const { watchCommand } = await import('./commands/watch.js');
+        setExit(await watchCommand(args as unknown as Parameters<typeof watchCommand>[0]));
       },
     )
     .command(

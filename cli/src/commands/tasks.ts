@@ -1,10 +1,11 @@
-import { writeFileSync } from 'node:fs';
+import { createWriteStream, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
 import { loadEngine, makeConfig, paint, statusColor, type GlobalArgs } from '../context.js';
 
 interface ReportArgs extends GlobalArgs {
   task?: string;
   last?: boolean;
-  format: 'table' | 'json' | 'csv';
+  format: 'table' | 'json' | 'csv' | 'html' | 'jsonl' | 'openmetrics';
   output?: string;
   top: number;
 }
@@ -95,18 +96,57 @@ export async function reportCommand(args: ReportArgs): Promise<number> {
       throw new engine.UserError(
         args.task ? `no task "${args.task}" in ${store.url}` : `no task yet in ${store.url}`,
       );
+    const progress = new engine.Progress(`report ${task.id}`);
+    if (args.format === 'jsonl') {
+      await writeStream(
+        engine.reportJsonl(store, task, (n) => progress.update(`${n} records`)),
+        args.output,
+      );
+      progress.done();
+      return 0;
+    }
+    progress.update('aggregating in the store');
     const report = await engine.buildReport(store, task, { top: args.top });
-    const text =
-      args.format === 'json'
-        ? `${JSON.stringify(report, null, 2)}\n`
-        : args.format === 'csv'
-          ? engine.formatReportCsv(report)
-          : engine.formatReportTable(report);
+    let text: string;
+    if (args.format === 'html') {
+      progress.update('timelines');
+      const timeline = await engine.buildTimeline(store, task, report);
+      text = engine.formatReportHtml(report, timeline);
+    } else
+      text =
+        args.format === 'json'
+          ? `${JSON.stringify(report, null, 2)}\n`
+          : args.format === 'csv'
+            ? engine.formatReportCsv(report)
+            : args.format === 'openmetrics'
+              ? engine.formatReportOpenMetrics(report)
+              : engine.formatReportTable(report);
+    progress.done();
     if (args.output) writeFileSync(args.output, text);
     else process.stdout.write(text);
     return 0;
   } finally {
     await store.close();
+  }
+}
+
+/** Writes chunks to FILE or stdout, waiting when the stream is full. */
+async function writeStream(chunks: AsyncIterable<string>, output?: string): Promise<void> {
+  const out = output ? createWriteStream(output) : process.stdout;
+  // A reader that goes away (`| head`) ends the export quietly.
+  let closed = false;
+  out.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+    closed = true;
+    out.emit('drain');
+  });
+  for await (const chunk of chunks) {
+    if (closed) break;
+    if (!out.write(chunk)) await once(out, 'drain');
+  }
+  if (output) {
+    out.end();
+    await once(out, 'finish');
   }
 }
 
