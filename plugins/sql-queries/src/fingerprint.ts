@@ -36,7 +36,17 @@ function stripCommentsAndLiterals(sql: string, dialect: Dialect): string {
   let out = '';
   const n = sql.length;
   let i = 0;
+  // Ordinary text is copied in runs up to the next character that may start something special.
+  const special = /[-#/'"`$]|[xXbBeE](?=')/g;
   while (i < n) {
+    special.lastIndex = i;
+    const m = special.exec(sql);
+    const at = m ? m.index : n;
+    if (at > i) {
+      out += sql.slice(i, at);
+      i = at;
+      if (i >= n) break;
+    }
     const c = sql[i]!;
     const next = sql[i + 1];
     if (c === '-' && next === '-') {

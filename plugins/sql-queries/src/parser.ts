@@ -28,9 +28,27 @@ export function redact(text: string): string {
     );
 }
 
+// Server digest texts come back every interval: fingerprint each once.
+const digestFingerprints = new Map<string, string>();
+
+function digestFingerprint(text: string, dialect: Dialect): string {
+  const key = `${dialect}\u0000${text}`;
+  let fp = digestFingerprints.get(key);
+  if (fp === undefined) {
+    if (digestFingerprints.size >= 20_000) digestFingerprints.clear();
+    fp = fingerprint(text, dialect);
+    digestFingerprints.set(key, fp);
+  }
+  return fp;
+}
+
 function digestRecords(l: DigestLine): Sample[] {
   const dialect: Dialect = l.engine === 'postgresql' ? 'postgresql' : 'mysql';
-  const labels = { digest: l.digest, fingerprint: fingerprint(l.text, dialect), schema: l.schema };
+  const labels = {
+    digest: l.digest,
+    fingerprint: digestFingerprint(l.text, dialect),
+    schema: l.schema,
+  };
   const ms = (ps: string | undefined, plain: number | undefined): number | undefined =>
     ps !== undefined ? Number(BigInt(ps)) / PS_PER_MS : plain;
   const out: Sample[] = [{ kind: 'sample', series: 'sql.calls', labels, value: l.calls, ts: l.ts }];
