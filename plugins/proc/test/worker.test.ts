@@ -102,8 +102,8 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
       'const t = Date.now(); while (Date.now() - t < 100); const b = process.cpuUsage(); let x = 0;' +
       'while (process.cpuUsage(b).user + process.cpuUsage(b).system < 800e3) x += Math.sqrt(x + 1);' +
       `require('fs').writeFileSync(${JSON.stringify(out)}, JSON.stringify(process.cpuUsage()));`;
-    // The subshell starts the burner in the background and exits 500 ms later (5 samples): the burner is then
-    // re-parented to init (or a subreaper), out of the root's descendants.
+    // The subshell starts the burner in the background and exits 500 ms (5 samples) later: the
+    // burner is then re-parented to init (or a subreaper), out of the root's descendants.
     const script = `sleep 0.2; (${process.execPath} -e "$BURN" & sleep 0.5); sleep 30`;
     const root = spawn('bash', ['-c', script], {
       stdio: 'ignore',
