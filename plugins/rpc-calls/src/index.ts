@@ -151,11 +151,12 @@ async function brokerCheck(ctx: CheckContext): Promise<CheckResult> {
         detail: `broker ${host}:${port} refused the credentials of user ${String(o.user ?? 'guest')}: ${msg}`,
         hint: 'set rpc-calls.user and rpc-calls.password-file (or $SCALPELS_RABBITMQ_PASSWORD); the user needs read permission on the vhost',
       };
-    if (/NOT_ALLOWED|vhost/i.test(msg))
+    // A missing vhost, or one the user has no permission on, closes the connection at open.
+    if (/NOT_ALLOWED|vhost|ConnectionOpenOk/i.test(msg))
       return {
         status: 'fixable',
-        detail: `vhost ${vhost} not accessible: ${msg}`,
-        hint: `rabbitmqctl set_permissions -p ${vhost} ${String(o.user ?? 'guest')} ".*" ".*" ".*"`,
+        detail: `vhost ${vhost} does not exist or user ${String(o.user ?? 'guest')} has no permission on it`,
+        hint: `check rpc-calls.vhost (rabbitmqctl list_vhosts), then rabbitmqctl set_permissions -p ${vhost} ${String(o.user ?? 'guest')} ".*" ".*" ".*"`,
       };
     if (/NOT_FOUND/.test(msg))
       return {

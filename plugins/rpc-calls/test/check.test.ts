@@ -1,0 +1,83 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { capability } from '@scalpels/core/testing';
+import { validateOptions, type CheckContext } from '@scalpels/core';
+import plugin from '../src/index.js';
+import { brokerUp, checkContext, rabbitmqctlWorks } from './helpers.js';
+
+const live =
+  capability('rabbitmq', await brokerUp(), 'no RabbitMQ listening on 127.0.0.1:5672') &&
+  capability('rabbitmqctl', rabbitmqctlWorks(), 'rabbitmqctl missing or not allowed (run as root)');
+const scratch = mkdtempSync(join(tmpdir(), 'scalpels-rpc-check-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+const check = (
+  raw: Record<string, unknown>,
+  depth: 'quick' | 'full',
+  tweak: Partial<CheckContext> = {},
+) => plugin.check({ ...checkContext(validateOptions(plugin, raw), depth), ...tweak });
+
+describe.runIf(live)('rpc-calls check against the real broker', () => {
+  it('quick: cheap probes only, nothing spawned', async () => {
+    const spawned: string[][] = [];
+    const r = await check({}, 'quick', {
+      exec: async (argv) => {
+        spawned.push([...argv]);
+        return { exitCode: 1, stdout: '', stderr: '' };
+      },
+    });
+    expect(r).toMatchObject({ status: 'ok', technique: 'firehose+nft' });
+    expect(r.detail).toContain('not probed');
+    expect(spawned).toEqual([]);
+  });
+
+  it('full: broker, credentials, firehose exchange and tracing switch', async () => {
+    const r = await check({}, 'full');
+    expect(r).toMatchObject({ status: 'ok', technique: 'firehose+nft' });
+    expect(r.detail).toMatch(/reachable, tracing switch via .*rabbitmqctl/);
+  });
+
+  it('falls back along the techniques', async () => {
+    expect(await check({ traffic: false }, 'full')).toMatchObject({
+      status: 'ok',
+      technique: 'firehose',
+    });
+    expect(await check({}, 'full', { isRoot: false })).toMatchObject({
+      status: 'ok',
+      technique: 'firehose+ss',
+    });
+  });
+
+  it('refused credentials are fixable, with a hint', async () => {
+    const file = join(scratch, 'password');
+    writeFileSync(file, 'not-the-password\n');
+    const r = await check({ 'password-file': file }, 'full');
+    expect(r.status).toBe('fixable');
+    expect(r.detail).toMatch(/refused the credentials of user guest/);
+    expect(r.hint).toContain('password-file');
+  });
+
+  it('an unreachable broker is fixable, with a hint', async () => {
+    const r = await check({ port: 1 }, 'full');
+    expect(r.status).toBe('fixable');
+    expect(r.detail).toContain('not reachable at 127.0.0.1:1');
+    expect(r.hint).toMatch(/rabbitmq-server|rpc-calls.port/);
+  });
+
+  it('a vhost that does not exist is reported', async () => {
+    const r = await check({ vhost: 'no-such-vhost-for-scalpels' }, 'full');
+    expect(r.status).toBe('fixable');
+    expect(r.detail).toContain('no-such-vhost-for-scalpels');
+  });
+
+  it('without rabbitmqctl or for a remote broker, points to the management API', async () => {
+    const missing = await check({ rabbitmqctl: 'no-such-rabbitmqctl' }, 'quick');
+    expect(missing.status).toBe('fixable');
+    expect(missing.hint).toContain('management-url');
+    const remote = await check({ host: '192.0.2.1' }, 'quick');
+    expect(remote.status).toBe('fixable');
+    expect(remote.hint).toContain('rpc-calls.management-url=http://192.0.2.1:15672');
+  });
+});
