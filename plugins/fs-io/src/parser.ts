@@ -127,7 +127,7 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
 
   const fileLabel = (file: string): string => {
     if (file.startsWith('fd:')) return fdLabel(Number(file.slice(3)));
-    if (file === '0') return UNKNOWN_FILE;
+    if (file === '0' || file === '1') return UNKNOWN_FILE;
     return names.get(file) ?? `(file #${file})`;
   };
 

@@ -40,6 +40,9 @@ const STATE_MAPS = [
   '@fdid',
   '@oname',
   '@dupfd',
+  '@fdpair',
+  '@xin',
+  '@xout',
   '@rfd',
   '@wfd',
 ];
@@ -83,10 +86,11 @@ export function buildScript(template: string, seed: ScriptSeed, o: ScriptOptions
   for (const f of seed.files) {
     const lit = bpftraceString(f.path);
     if (!lit) continue;
-    // Seed ids are small numbers; ids given in the kernel are nanosecond timestamps, far above.
+    // Seed ids are small numbers from 2 (1 means "not a named file"); ids given in the kernel
+    // are nanosecond timestamps, far above.
     let id = ids.get(f.path);
     if (id === undefined) {
-      id = ids.size + 1;
+      id = ids.size + 2;
       ids.set(f.path, id);
       seedLines.push(`@pathid[${lit}] = ${id}; @names[${id}] = ${lit};`);
     }
