@@ -28,6 +28,7 @@ import {
   type PgLogUndo,
 } from './server.js';
 import { techniqueFor, workerSpec } from './worker.js';
+import { targetConnection, type TargetConnection } from './target.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -87,8 +88,14 @@ async function withPg<T>(
   }
 }
 
-async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
-  const technique = techniqueFor(options, ctx.technique);
+async function setup(given: OptionValues, ctx: SetupContext): Promise<void> {
+  const technique = techniqueFor(given, ctx.technique);
+  // A pid/service target names the server; undo() only has the options, so the journal keeps
+  // where to connect (never credentials).
+  const connection = targetConnection(given, ctx.target);
+  const options = connection ? { ...given, ...connection } : given;
+  const journal = (a: UndoAction): Promise<void> =>
+    ctx.journal(connection ? { ...a, data: { ...(a.data as object), connection } } : a);
   const log = logKind(options, technique);
   if (engineOf(options) === 'mysql') {
     await withMysql(options, async (conn) => {
@@ -99,7 +106,7 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
         );
         if (off.length) {
           const names = off.map((r) => String(r.NAME));
-          await ctx.journal({
+          await journal({
             kind: UNDO_KINDS.mysqlConsumers,
             data: { consumers: names },
             description: `performance_schema consumers ${names.join(', ')} were off`,
@@ -131,7 +138,7 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
           variables: Object.fromEntries(changes.map(([k]) => [k, current[k]!])),
           files: [resolveServerPath(current.datadir ?? '', fileName)],
         };
-        await ctx.journal({
+        await journal({
           kind: UNDO_KINDS.mysqlVariables,
           data,
           description: `MySQL/MariaDB ${log} settings: ${Object.entries(data.variables)
@@ -152,7 +159,7 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
         const db = (await client.query('SELECT current_database() AS db')).rows[0] as {
           db: string;
         };
-        await ctx.journal({
+        await journal({
           kind: UNDO_KINDS.pgExtension,
           data: { database: db.db },
           description: `extension pg_stat_statements did not exist in database ${db.db}`,
@@ -166,7 +173,7 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
       const data: PgLogUndo = {
         autoConf: await pgAutoConfValue(client, 'log_min_duration_statement'),
       };
-      await ctx.journal({
+      await journal({
         kind: UNDO_KINDS.pgLogging,
         data,
         description: `PostgreSQL log_min_duration_statement in postgresql.auto.conf: ${data.autoConf ?? '(not set)'}`,
@@ -177,7 +184,9 @@ async function setup(options: OptionValues, ctx: SetupContext): Promise<void> {
   });
 }
 
-async function undo(action: UndoAction, options: OptionValues): Promise<void> {
+async function undo(action: UndoAction, given: OptionValues): Promise<void> {
+  const connection = (action.data as { connection?: TargetConnection } | null)?.connection;
+  const options = connection ? { ...given, ...connection } : given;
   switch (action.kind) {
     case UNDO_KINDS.mysqlVariables:
       return withMysql(options, (conn) => mysqlRestore(conn, action.data as MysqlVariablesUndo));

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
 import { engineOf } from './connection.js';
+import { withTarget } from './target.js';
 
 /** The technique to run with: the one check() chose, else the option, else the engine's first. */
 export function techniqueFor(options: OptionValues, chosen?: string): string {
@@ -12,11 +13,12 @@ export function techniqueFor(options: OptionValues, chosen?: string): string {
 
 export function workerSpec(options: OptionValues, ctx: WorkerContext): WorkerSpec {
   const technique = techniqueFor(options, ctx.technique);
+  const effective = withTarget(options, ctx.target);
   return {
     // A Node worker; its configuration (no credentials: those stay in the environment or the
     // option file) goes through the environment, keeping argv short.
     argv: [process.execPath, join(ctx.pluginDir, 'dist', 'collector.js')],
-    env: { SCALPELS_SQL_QUERIES_CONFIG: JSON.stringify({ options, technique }) },
+    env: { SCALPELS_SQL_QUERIES_CONFIG: JSON.stringify({ options: effective, technique }) },
     stop: { signal: 'SIGTERM', graceMs: 5000 },
     ready: { stdout: /^\{"t":"ready"/, timeoutMs: 20_000 },
   };

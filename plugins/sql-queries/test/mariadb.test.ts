@@ -145,6 +145,40 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
   });
 });
 
+describe.runIf(up)('the target names the server', () => {
+  const serverPid = Number(
+    execFileSync('pgrep', ['-o', '-x', 'mariadbd'], { encoding: 'utf8' }).trim(),
+  );
+
+  it('--service mariadbd: connects to the socket the server listens on', async () => {
+    const spec = await plugin.worker(validateOptions(plugin, {}), {
+      target: { kind: 'service', pids: [serverPid], description: 'service mariadbd' },
+      taskId: 't',
+      tracerId: 1,
+      runtimeDir: '/tmp',
+      pluginDir,
+    });
+    const cfg = JSON.parse(spec.env!.SCALPELS_SQL_QUERIES_CONFIG!) as {
+      options: Record<string, unknown>;
+    };
+    expect(cfg.options.socket).toBe('/run/mysqld/mysqld.sock');
+    // Credentials never ride on argv or in the worker's configuration.
+    expect(JSON.stringify(spec.argv) + JSON.stringify(cfg)).not.toMatch(/password/i);
+  });
+
+  it('a target that is not a database server is one clear error', async () => {
+    expect(() =>
+      plugin.worker(validateOptions(plugin, {}), {
+        target: { kind: 'pid', pids: [process.pid], description: `pid ${process.pid}` },
+        taskId: 't',
+        tracerId: 1,
+        runtimeDir: '/tmp',
+        pluginDir,
+      }),
+    ).toThrow(`target pid ${process.pid} listens on no MySQL/MariaDB socket`);
+  });
+});
+
 describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
   it('slow log events (events=true): every statement with its duration, settings restored after stop', async () => {
     const schema = `scalpels_t_slow_${process.pid}`;
