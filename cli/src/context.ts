@@ -7,6 +7,8 @@ export interface GlobalArgs {
   store?: string;
   json?: boolean;
   node?: string;
+  /** Cluster commands: the Redis that agents register with; also the default store then. */
+  redis?: string;
 }
 
 /** The CLI package folder: plugins installed beside it (or above it) are the installation's. */
@@ -21,7 +23,12 @@ export async function loadEngine(): Promise<typeof import('@scalpels/core/engine
 export async function makeConfig(args: GlobalArgs): Promise<Config> {
   const { defaultStoreUrl } = await import('@scalpels/core/engine');
   return {
-    storeUrl: args.store ?? process.env.SCALPELS_STORE ?? defaultStoreUrl(),
+    storeUrl:
+      args.store ??
+      process.env.SCALPELS_STORE ??
+      args.redis ??
+      process.env.SCALPELS_REDIS ??
+      defaultStoreUrl(),
     node: args.node ?? process.env.SCALPELS_NODE ?? hostname(),
     pluginSearchFrom: [cliDir],
     env: process.env,

@@ -33,6 +33,11 @@ async function main(argv: string[]): Promise<number> {
       describe: 'agent to talk to: unix:///path/to.sock or tcp://host:port (or SCALPELS_AGENT)',
       global: true,
     })
+    .option('redis', {
+      type: 'string',
+      describe: 'cluster: redis://[:password@]host:port/db the agents register with (or SCALPELS_REDIS)',
+      global: true,
+    })
     .option('token-file', {
       type: 'string',
       describe: 'file holding the agent token, for TCP (or SCALPELS_TOKEN_FILE)',
@@ -111,7 +116,8 @@ async function main(argv: string[]): Promise<number> {
             type: 'string',
             describe: 'also listen on TCP HOST:PORT (needs --token-file)',
           })
-          .option('node', { type: 'string', describe: 'node name (default: hostname)' }),
+          .option('node', { type: 'string', describe: 'node name (default: hostname)' })
+          .option('heartbeat', { type: 'string', describe: 'cluster heartbeat period (default 2s)' }),
       async (args) => {
         const { agentCommand } = await import('./commands/agent.js');
         setExit(await agentCommand(args as unknown as Parameters<typeof agentCommand>[0]));
@@ -145,6 +151,10 @@ async function main(argv: string[]): Promise<number> {
           .option('restarts', {
             type: 'number',
             describe: 'restart a crashed worker up to N times, with backoff',
+          })
+          .option('nodes', {
+            type: 'string',
+            describe: 'with --redis: all, or node names a,b (one task across them)',
           }),
       async (args) => {
         const { startCommand } = await import('./commands/agent.js');
@@ -178,6 +188,10 @@ async function main(argv: string[]): Promise<number> {
         setExit(await statusCommand(args as unknown as Parameters<typeof statusCommand>[0]));
       },
     )
+    .command('nodes', 'agents registered in the cluster (--redis), with heartbeat age and tracers', {}, async (args) => {
+      const { nodesCommand } = await import('./commands/cluster.js');
+      setExit(await nodesCommand(args as unknown as Parameters<typeof nodesCommand>[0]));
+    })
     .command('tasks', 'list tasks', {}, async (args) => {
       const { tasksCommand } = await import('./commands/tasks.js');
       setExit(await tasksCommand(args as unknown as Parameters<typeof tasksCommand>[0]));

@@ -80,3 +80,5 @@ export {
   type TracerStatus,
   type AgentInfo,
 } from './agent/protocol.js';
+export { Cluster, type NodeInfo, type NodeState } from './cluster/cluster.js';
+export { RedisStore, parseRedisUrl, redact, encodeBatch, decodeBatch, fieldMap } from './store/redis.js';

@@ -290,6 +290,8 @@ export class RunningTask {
     readonly tracers: readonly TracerRun[],
     private readonly store: Store,
     private readonly clock: Clock,
+    /** False for a task that spans nodes: its front end closes it, not each node. */
+    private readonly ownsTask = true,
   ) {}
 
   /** Whether a tracer of this task is still live. */
@@ -307,9 +309,9 @@ export class RunningTask {
       : this.tracers;
     const closing =
       chosen.length === this.tracers.filter((t) => !t.isEnded).length || !names?.length;
-    if (closing) await this.store.updateTask(this.task.id, { status: 'stopping' });
+    if (closing && this.ownsTask) await this.store.updateTask(this.task.id, { status: 'stopping' });
     const outcomes = await Promise.all(chosen.map((t) => t.stop()));
-    if (!this.live)
+    if (!this.live && this.ownsTask)
       await this.store.updateTask(this.task.id, { status: 'stopped', stoppedAt: this.clock.now() });
     return outcomes;
   }
@@ -320,6 +322,8 @@ export interface StartOptions {
   labels?: Record<string, string>;
   /** Restart policy for every tracer of the task: crashed workers are restarted up to this many times. */
   restarts?: number;
+  /** Join a task created by a cluster front end instead of creating one. */
+  taskId?: string;
 }
 
 @injectable()
@@ -389,15 +393,19 @@ export class TaskService {
     const store = this.stores.get();
     const me = readStat(process.pid);
     const startedAt = this.clock.now();
-    const task = await store.createTask({
-      name: opts.name ?? prepared.map((p) => p.plugin.info.name).join('+'),
-      labels: opts.labels ?? {},
-      nodes: [this.config.node],
-      ownerPid: process.pid,
-      ownerStart: me?.startTime ?? null,
-      target: target.description,
-      startedAt,
-    });
+    const joined = opts.taskId ? await store.findTask(opts.taskId) : undefined;
+    if (opts.taskId && !joined) throw new UserError(`no task ${opts.taskId} in ${store.url}`);
+    const task =
+      joined ??
+      (await store.createTask({
+        name: opts.name ?? prepared.map((p) => p.plugin.info.name).join('+'),
+        labels: opts.labels ?? {},
+        nodes: [this.config.node],
+        ownerPid: process.pid,
+        ownerStart: me?.startTime ?? null,
+        target: target.description,
+        startedAt,
+      }));
     const runs: TracerRun[] = [];
     for (const p of prepared) {
       const row = await store.createTracer({
@@ -422,10 +430,11 @@ export class TaskService {
       await Promise.all(
         runs.filter((_, i) => started[i]!.status === 'fulfilled').map((r) => r.stop()),
       );
-      await store.updateTask(task.id, { status: 'failed', stoppedAt: this.clock.now() });
+      if (!joined)
+        await store.updateTask(task.id, { status: 'failed', stoppedAt: this.clock.now() });
       throw failure.reason;
     }
-    return new RunningTask(task, runs, store, this.clock);
+    return new RunningTask(task, runs, store, this.clock, !joined);
   }
 
   /**
@@ -439,6 +448,8 @@ export class TaskService {
     const tasks = new Map<string, TaskRow | undefined>();
     let recovered = 0;
     for (const t of live) {
+      // A shared store (Redis) holds other nodes' tracers: only this node's are ours to reap.
+      if (t.node !== this.config.node) continue;
       if (!tasks.has(t.taskId)) tasks.set(t.taskId, await store.findTask(t.taskId));
       const task = tasks.get(t.taskId);
       const ownerAlive = task?.ownerPid ? isSameProcess(task.ownerPid, task.ownerStart) : false;
@@ -458,7 +469,7 @@ export class TaskService {
       recovered++;
     }
     for (const [id, task] of tasks) {
-      if (!task || !['running', 'stopping'].includes(task.status)) continue;
+      if (!task || !task.ownerPid || !['running', 'stopping'].includes(task.status)) continue;
       const tracers = await store.listTracers(id);
       if (tracers.every((t) => !['starting', 'running', 'stopping'].includes(t.status)))
         await store.updateTask(id, { status: 'interrupted', stoppedAt: this.clock.now() });

@@ -10,6 +10,7 @@ export interface AgentArgs extends GlobalArgs {
 interface ServeArgs extends AgentArgs {
   socket?: string;
   listen?: string;
+  heartbeat?: string;
 }
 
 const version = (createRequire(import.meta.url)('../../package.json') as { version: string })
@@ -31,8 +32,16 @@ export async function agentCommand(args: ServeArgs): Promise<number> {
     tcp = { host, port, token: engine.readTokenFile(tokenFile) };
   }
   const socketPath = args.socket ?? engine.defaultSocketPath();
+  const redisUrl = args.redis ?? process.env.SCALPELS_REDIS;
+  let cluster: { redisUrl: string; heartbeatMs: number } | undefined;
+  if (redisUrl) {
+    const heartbeatMs = engine.parseDuration(args.heartbeat ?? '2s');
+    if (heartbeatMs === undefined || heartbeatMs < 100)
+      throw new UserError(`--heartbeat ${args.heartbeat}: expected a duration of at least 100ms`);
+    cluster = { redisUrl, heartbeatMs };
+  }
   const container = engine.createContainer(config);
-  const server = new engine.AgentServer(container, { socketPath, tcp, version });
+  const server = new engine.AgentServer(container, { socketPath, tcp, version, cluster });
   const { recovered } = await server.listen();
   const log = (m: string): boolean => process.stderr.write(`scalpels agent: ${m}\n`);
   if (recovered)
@@ -75,7 +84,15 @@ interface StartArgs extends AgentArgs {
   restarts?: number;
 }
 
-export async function startCommand(args: StartArgs): Promise<number> {
+export async function startCommand(
+  args: StartArgs & { nodes?: string; redis?: string },
+): Promise<number> {
+  const { redisUrlOf, clusterStartCommand } = await import('./cluster.js');
+  if (redisUrlOf(args)) return clusterStartCommand({ ...args, nodes: args.nodes ?? 'all' });
+  if (args.nodes) {
+    const { UserError } = await import('@scalpels/core');
+    throw new UserError('--nodes needs --redis URL (the cluster the nodes registered with)');
+  }
   const requests = await tracerRequests(args.tracer, args.set);
   const c = await client(args);
   try {
@@ -99,7 +116,9 @@ interface StopArgs extends AgentArgs {
   tracer?: string[];
 }
 
-export async function stopCommand(args: StopArgs): Promise<number> {
+export async function stopCommand(args: StopArgs & { redis?: string }): Promise<number> {
+  const { redisUrlOf, clusterStopCommand } = await import('./cluster.js');
+  if (redisUrlOf(args)) return clusterStopCommand(args);
   const c = await client(args);
   try {
     const r = await c.call<{ taskId: string; tracers: { tracer: string; status: string }[] }>(
@@ -120,7 +139,9 @@ export async function stopCommand(args: StopArgs): Promise<number> {
   }
 }
 
-export async function statusCommand(args: AgentArgs): Promise<number> {
+export async function statusCommand(args: AgentArgs & { redis?: string }): Promise<number> {
+  const { redisUrlOf, clusterStatusCommand } = await import('./cluster.js');
+  if (redisUrlOf(args)) return clusterStatusCommand(args);
   const engine = await import('@scalpels/core/engine');
   const c = await client(args);
   try {

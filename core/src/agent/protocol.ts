@@ -44,6 +44,8 @@ export interface StartParams {
   labels?: Record<string, string>;
   /** Restart a crashed worker up to this many times, with backoff (off by default). */
   restarts?: number;
+  /** A task created by a cluster front end, which this node's tracers join. */
+  taskId?: string;
 }
 
 export interface StopParams {
@@ -68,6 +70,7 @@ export interface TracerStatus {
 
 export interface TaskStatus {
   id: string;
+  node: string;
   name: string;
   status: string;
   startedAt: string;

@@ -24,6 +24,8 @@ export interface AgentOptions {
   socketPath?: string;
   tcp?: { host: string; port: number; token: string };
   version: string;
+  /** Join a cluster: register with a heartbeat and take commands from Redis. */
+  cluster?: { redisUrl: string; heartbeatMs: number };
 }
 
 class RpcError extends Error {
@@ -50,6 +52,8 @@ export class AgentServer {
   private readonly log: Logger;
   private readonly node: string;
   private closing = false;
+  private cluster: import('../cluster/cluster.js').Cluster | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
   /** Starts run one at a time: a burst of requests must not spawn every worker at once. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly inFlight = new Set<Promise<unknown>>();
@@ -69,7 +73,45 @@ export class AgentServer {
     const recovered = await this.service.recover();
     if (this.opts.socketPath) await this.listenUnix(this.opts.socketPath);
     if (this.opts.tcp) await this.listenTcp(this.opts.tcp.host, this.opts.tcp.port);
+    if (this.opts.cluster)
+      await this.joinCluster(this.opts.cluster.redisUrl, this.opts.cluster.heartbeatMs);
     return { recovered };
+  }
+
+  private async joinCluster(redisUrl: string, periodMs: number): Promise<void> {
+    const { Cluster } = await import('../cluster/cluster.js');
+    const cluster = new Cluster(redisUrl);
+    this.cluster = cluster;
+    const beat = (): Promise<void> =>
+      cluster
+        .heartbeat({
+          node: this.node,
+          pid: process.pid,
+          version: this.opts.version,
+          startedAt: new Date(this.startedAt).toISOString(),
+          heartbeatAt: Date.now(),
+          periodMs,
+          tracers: [...this.tasks.values()].reduce(
+            (n, t) => n + t.tracers.filter((r) => !r.isEnded).length,
+            0,
+          ),
+        })
+        .catch((e: Error) => this.log.warn(`heartbeat failed (Redis away?): ${e.message}`));
+    try {
+      await cluster.heartbeat({
+        node: this.node,
+        pid: process.pid,
+        version: this.opts.version,
+        startedAt: new Date(this.startedAt).toISOString(),
+        heartbeatAt: Date.now(),
+        periodMs,
+        tracers: 0,
+      });
+    } catch (e) {
+      throw new UserError(`cannot join the cluster at ${cluster}: ${errorMessage(e)}`);
+    }
+    this.heartbeatTimer = setInterval(() => void beat(), periodMs);
+    await cluster.serve(this.node, (method, params) => this.dispatch(method, params));
   }
 
   get address(): net.AddressInfo | undefined {
@@ -231,6 +273,7 @@ export class AgentServer {
       name: p.name,
       labels: p.labels,
       restarts: p.restarts,
+      taskId: p.taskId,
     });
     this.tasks.set(running.task.id, running);
     return { taskId: running.task.id };
@@ -287,6 +330,7 @@ export class AgentServer {
       const rows = await store.listTracers(task.id);
       tasks.push({
         id: task.id,
+        node: this.node,
         name: task.name,
         status: task.status,
         startedAt: new Date(task.startedAt).toISOString(),
@@ -319,6 +363,9 @@ export class AgentServer {
     await Promise.allSettled([...this.inFlight]);
     await Promise.all([...this.tasks.values()].map((t) => t.stop().catch(() => [])));
     this.tasks.clear();
+    clearInterval(this.heartbeatTimer);
+    await this.cluster?.leave(this.node).catch(() => undefined);
+    await this.cluster?.close();
     for (const s of this.sockets) s.destroy();
     await Promise.all(
       this.servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))),
@@ -345,7 +392,9 @@ const NAME = /^[a-z0-9][a-z0-9._-]{0,63}$/;
 
 function checkStartParams(p: unknown): StartParams {
   if (!isObject(p)) throw new RpcError(RPC_ERRORS.invalidParams, 'start: params must be an object');
-  onlyKeys(p, ['tracers', 'target', 'name', 'labels', 'restarts'], 'start');
+  onlyKeys(p, ['tracers', 'target', 'name', 'labels', 'restarts', 'taskId'], 'start');
+  if (p.taskId !== undefined && (typeof p.taskId !== 'string' || !/^[\w-]{1,64}$/.test(p.taskId)))
+    throw new RpcError(RPC_ERRORS.invalidParams, 'start: "taskId" must be a task id');
   if (!Array.isArray(p.tracers) || p.tracers.length === 0)
     throw new RpcError(RPC_ERRORS.invalidParams, 'start: "tracers" must be a non-empty array');
   for (const t of p.tracers) {

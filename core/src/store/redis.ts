@@ -100,6 +100,26 @@ export function redact(url: string): string {
   return url.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
 }
 
+/**
+ * Resolves once the connection is ready, connecting it if it was never asked to. With the
+ * offline queue off, a command sent while connecting fails: every caller waits here first.
+ */
+export function ensureReady(redis: RedisClient, timeoutMs = 5000): Promise<void> {
+  if (redis.status === 'ready') return Promise.resolve();
+  if (redis.status === 'wait') void redis.connect().catch(() => undefined);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', onReady);
+      reject(new Error(`not connected (${redis.status})`));
+    }, timeoutMs);
+    const onReady = (): void => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', onReady);
+  });
+}
+
 export function connectRedis(url: string): {
   redis: RedisClient;
   store: RedisStoreOptions;
@@ -284,7 +304,7 @@ export class StreamWriter {
   }
 
   private async send(p: Pending): Promise<void> {
-    if (this.redis.status === 'wait') await this.redis.connect().catch(() => undefined);
+    await ensureReady(this.redis, 1000);
     await this.redis.xadd(
       p.stream,
       'MAXLEN',
@@ -362,7 +382,7 @@ export class RedisStore implements Store {
 
   private async cmd<T>(fn: () => Promise<T>): Promise<T> {
     try {
-      if (this.redis.status === 'wait') await this.redis.connect();
+      await ensureReady(this.redis);
       return await fn();
     } catch (e) {
       throw new UserError(
