@@ -1,0 +1,406 @@
+# Scalpels python-calls in-process agent.
+#
+# Loaded into the traced interpreter by a small bootstrap (see src/inject.ts) that connected to the
+# worker's unix socket and received this source: it runs with `_sock` (the connected socket) and
+# `_config` (a dict) in its globals. It counts calls of the functions the filter selects, per
+# thread, and streams cumulative-delta counts to the worker. It never raises into the traced
+# program: every failure ends the agent and leaves the program as it was.
+#
+# Hooks: sys.monitoring on 3.12+ (interpreter-wide, unmatched code objects are disabled, so they
+# cost nothing after their first call); sys.setprofile/threading.setprofile before that.
+
+import fnmatch
+import json
+import os
+import socket
+import sys
+import threading
+import time
+
+MODULE_NAME = "_scalpels_pycalls"
+_MISS = object()
+CO_GENERATOR_LIKE = 0x20 | 0x80 | 0x200  # generator, coroutine, async generator
+# Histogram bucket bounds of the call duration, in nanoseconds (le labels are in ms).
+BOUNDS_NS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000)
+
+
+def _opcodes():
+    import dis
+
+    op = dis.opmap
+    returns = {op[n] for n in ("RETURN_VALUE", "RETURN_CONST") if n in op}
+    return returns, op.get("YIELD_VALUE"), op.get("RESUME")
+
+
+class Agent:
+    def __init__(self, sock, config):
+        self.sock = sock
+        self.path = config["sock"]
+        self.rules = config.get("rules") or []
+        self.timing = bool(config.get("timing"))
+        self.exceptions = bool(config.get("exceptions"))
+        self.interval = max(0.05, float(config.get("intervalMs", 1000)) / 1000.0)
+        self.lock = threading.Lock()
+        self.send_lock = threading.Lock()
+        self.classes = {}  # code object -> (key tuple, generator-like, first offset) or None
+        self.threads = []  # per-thread ThreadCounts
+        self.active = True
+        self.stopping = False
+        self.hook = None
+        self.tool = None
+        self.returns, self.yield_op, self.resume_op = _opcodes()
+
+    # -- classification ------------------------------------------------------------------------
+
+    def classify(self, code, module):
+        """Key of a code object when the filter selects it, else None (cached per code object)."""
+        name = code.co_name
+        qual = getattr(code, "co_qualname", name)
+        fname = code.co_filename
+        if self.rules and not any(self._rule_matches(r, module, fname, name, qual) for r in self.rules):
+            result = None
+        else:
+            key = ("%s:%s" % (module, qual), fname, code.co_firstlineno)
+            gen = bool(code.co_flags & CO_GENERATOR_LIKE)
+            result = (key, gen, self._first_offset(code) if gen else -1)
+        self.classes[code] = result
+        return result
+
+    @staticmethod
+    def _rule_matches(rule, module, fname, name, qual):
+        functions = rule.get("functions")
+        if functions and name not in functions and qual not in functions:
+            return False
+        files = rule.get("files")
+        if files and not any(fnmatch.fnmatchcase(fname, g) for g in files):
+            return False
+        modules = rule.get("modules")
+        if modules and not any(fnmatch.fnmatchcase(module, g) for g in modules):
+            return False
+        return True
+
+    def _first_offset(self, code):
+        # Where a new generator frame is when the profiler sees its first `call`: -1 before 3.11,
+        # the first RESUME from 3.11 (resumptions stop at later RESUMEs).
+        if self.resume_op is None:
+            return -1
+        co = code.co_code
+        for i in range(0, len(co), 2):
+            if co[i] == self.resume_op:
+                return i
+        return -1
+
+    # -- counting ------------------------------------------------------------------------------
+
+    def new_thread_counts(self):
+        t = threading.current_thread()
+        tc = ThreadCounts(t.name, threading.get_ident())
+        with self.lock:
+            self.threads.append(tc)
+        return tc
+
+    def make_profiler(self):
+        """A sys.setprofile function bound to the calling thread's counters."""
+        tc = self.new_thread_counts()
+        calls, ns, exc, hist = tc.calls, tc.ns, tc.exc, tc.hist
+        classes_get = self.classes.get
+        classify = self.classify
+        timing, exceptions = self.timing, self.exceptions
+        track_exits = timing or exceptions
+        starts = {}
+        now = time.perf_counter_ns
+        returns, yield_op = self.returns, self.yield_op
+        agent = self
+
+        def profile(frame, event, arg):
+            if event == "call":
+                code = frame.f_code
+                c = classes_get(code, _MISS)
+                if c is _MISS:
+                    c = classify(code, frame.f_globals.get("__name__", "?"))
+                if agent.stopping:
+                    sys.setprofile(None)
+                    tc.detached = True
+                    if c is None or (c[1] and frame.f_lasti != c[2]):
+                        return
+                    k = c[0]
+                    calls[k] = calls.get(k, 0) + 1
+                    return
+                if c is None:
+                    return
+                if c[1] and frame.f_lasti != c[2]:
+                    return  # a generator or coroutine resuming, not a new call
+                k = c[0]
+                calls[k] = calls.get(k, 0) + 1
+                if track_exits:
+                    starts[frame] = (k, now())
+            elif event == "return" and track_exits:
+                s = starts.get(frame)
+                if s is None:
+                    return
+                code = frame.f_code
+                lasti = frame.f_lasti
+                op = code.co_code[lasti] if 0 <= lasti < len(code.co_code) else -1
+                if op == yield_op:
+                    return  # suspended; its time runs on until the final return
+                del starts[frame]
+                k = s[0]
+                if op not in returns and exceptions:
+                    exc[k] = exc.get(k, 0) + 1
+                if timing:
+                    d = now() - s[1]
+                    ns[k] = ns.get(k, 0) + d
+                    b = 0
+                    for bound in BOUNDS_NS:
+                        if d <= bound:
+                            break
+                        b += 1
+                    hk = (k, b)
+                    hist[hk] = hist.get(hk, 0) + 1
+
+        def first_profile(frame, event, arg):
+            # New threads get this through threading.setprofile: bind counters to the thread.
+            if agent.stopping or not agent.active:
+                sys.setprofile(None)
+                return
+            p = agent.make_profiler()
+            sys.setprofile(p)
+            p(frame, event, arg)
+
+        self.first_profile = first_profile
+        return profile
+
+    def install(self):
+        if sys.getprofile() is not None:
+            raise RuntimeError("the thread already has a profile hook (%r)" % (sys.getprofile(),))
+        mon = getattr(sys, "monitoring", None)
+        if mon is not None and not self.timing and not self.exceptions:
+            if self._install_monitoring(mon):
+                return "monitoring"
+        sys.setprofile(self.make_profiler())
+        threading.setprofile(self.first_profile)
+        self.hook = "setprofile"
+        return "setprofile"
+
+    def _install_monitoring(self, mon):
+        for tool in (mon.PROFILER_ID, 5, 4, 3):
+            if mon.get_tool(tool) is None:
+                break
+        else:
+            return False
+        mon.use_tool_id(tool, "scalpels-python-calls")
+        self.tool = tool
+        classes_get = self.classes.get
+        classify = self.classify
+        per_thread = {}
+        get_ident = threading.get_ident
+        DISABLE = mon.DISABLE
+        agent = self
+
+        def on_start(code, offset):
+            c = classes_get(code, _MISS)
+            if c is _MISS:
+                f = sys._getframe(1)
+                module = f.f_globals.get("__name__", "?") if f.f_code is code else "?"
+                c = classify(code, module)
+            if c is None:
+                return DISABLE
+            tid = get_ident()
+            tc = per_thread.get(tid)
+            if tc is None:
+                tc = per_thread[tid] = agent.new_thread_counts()
+            calls = tc.calls
+            k = c[0]
+            calls[k] = calls.get(k, 0) + 1
+
+        mon.register_callback(tool, mon.events.PY_START, on_start)
+        mon.set_events(tool, mon.events.PY_START)
+        self.hook = "monitoring"
+        return True
+
+    def uninstall(self, wait=True):
+        """Removes every hook. Profiler hooks of other threads go at their next event."""
+        self.stopping = True
+        if self.hook == "monitoring":
+            mon = sys.monitoring
+            mon.set_events(self.tool, 0)
+            mon.register_callback(self.tool, mon.events.PY_START, None)
+            mon.free_tool_id(self.tool)
+            return
+        threading.setprofile(None)
+        if not wait:
+            return
+        # Wait a little for hooked threads to see the flag, so their last calls are counted.
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            with self.lock:
+                pending = [t for t in self.threads if not t.detached and t.ident != threading.get_ident()]
+            if not pending:
+                break
+            time.sleep(0.005)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def snapshot(self, final=False):
+        items = []
+        with self.lock:
+            threads = list(self.threads)
+        for tc in threads:
+            items.extend(tc.deltas())
+        return {"t": "counts", "pid": os.getpid(), "final": final, "items": items}
+
+    def send(self, obj):
+        data = (json.dumps(obj, separators=(",", ":")) + "\n").encode()
+        with self.send_lock:
+            self.sock.sendall(data)
+
+    def run(self):
+        """Sender and command reader: one thread, so no extra thread needs the GIL in between."""
+        self.sock.settimeout(self.interval)
+        buf = b""
+        next_send = time.monotonic() + self.interval
+        try:
+            while self.active:
+                try:
+                    chunk = self.sock.recv(4096)
+                    if not chunk:
+                        break  # worker gone: detach
+                    buf += chunk
+                    if b'"stop"' in buf:
+                        break
+                except socket.timeout:
+                    pass
+                if time.monotonic() >= next_send:
+                    next_send += self.interval
+                    msg = self.snapshot()
+                    if msg["items"]:
+                        self.send(msg)
+        except Exception:
+            pass
+        self.finish()
+
+    def finish(self, at_exit=False):
+        with self.lock:
+            if not self.active:
+                return
+            self.active = False
+        try:
+            self.uninstall(wait=not at_exit)
+        except Exception:
+            pass
+        try:
+            self.send(self.snapshot(final=True))
+            self.send({"t": "detached", "pid": os.getpid(), "reason": "exit" if at_exit else "stop"})
+        except Exception:
+            pass
+        try:
+            self.sock.close()
+        except Exception:
+            pass
+        sys.modules.pop(MODULE_NAME, None)
+
+    def after_fork_in_child(self):
+        # The child keeps the forking thread's hook: give it fresh counters and its own connection.
+        if not self.active:
+            return
+        try:
+            self.sock.close()
+        except Exception:
+            pass
+        try:
+            # Locks may have been held by a thread that does not exist in the child.
+            self.send_lock = threading.Lock()
+            self.lock = threading.Lock()
+            with self.lock:
+                keep = [t for t in self.threads if t.ident == threading.get_ident()]
+                for t in keep:
+                    t.reset()
+                self.threads = keep
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(5)
+            self.sock.connect(self.path)
+            self.send(hello(self.hook, forked=True))
+            threading.Thread(target=self.run, name="scalpels-pycalls", daemon=True).start()
+        except Exception:
+            self.active = False
+            self.uninstall()
+
+
+class ThreadCounts:
+    __slots__ = ("name", "ident", "calls", "ns", "exc", "hist", "sent", "detached")
+
+    def __init__(self, name, ident):
+        self.name = name
+        self.ident = ident
+        self.detached = False
+        self.reset()
+
+    def reset(self):
+        # Counters only grow; deltas come from copies (a dict copy is atomic under the GIL, so no
+        # increment made by the thread while we read is lost).
+        self.calls, self.ns, self.exc, self.hist = {}, {}, {}, {}
+        self.sent = ({}, {}, {}, {})
+
+    def deltas(self):
+        cur = (self.calls.copy(), self.ns.copy(), self.exc.copy(), self.hist.copy())
+        prev = self.sent
+        self.sent = cur
+        out = []
+        hist_by_key = {}
+        for (k, b), v in cur[3].items():
+            d = v - prev[3].get((k, b), 0)
+            if d:
+                hist_by_key.setdefault(k, {})[b] = d
+        for k, v in cur[0].items():
+            dc = v - prev[0].get(k, 0)
+            dn = cur[1].get(k, 0) - prev[1].get(k, 0)
+            de = cur[2].get(k, 0) - prev[2].get(k, 0)
+            h = hist_by_key.get(k)
+            if dc or dn or de or h:
+                item = [self.name, k[0], k[1], k[2], dc, dn, de]
+                if h:
+                    item.append({str(b): n for b, n in h.items()})
+                out.append(item)
+        return out
+
+
+def hello(hook, forked=False):
+    return {
+        "t": "hello",
+        "pid": os.getpid(),
+        "ppid": os.getppid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "implementation": sys.implementation.name,
+        "executable": sys.executable,
+        "hook": hook,
+        "forked": forked,
+    }
+
+
+def _start(sock, config):
+    existing = sys.modules.get(MODULE_NAME)
+    if existing is not None and getattr(existing, "agent", None) is not None and existing.agent.active:
+        sock.sendall(b'{"t":"error","message":"already traced by another scalpels python-calls tracer"}\n')
+        sock.close()
+        return
+    mod = type(sys)(MODULE_NAME)
+    agent = Agent(sock, config)
+    mod.agent = agent
+    sys.modules[MODULE_NAME] = mod
+    try:
+        hook = agent.install()
+    except Exception as e:
+        sys.modules.pop(MODULE_NAME, None)
+        sock.sendall((json.dumps({"t": "error", "message": str(e)}) + "\n").encode())
+        sock.close()
+        return
+    agent.send(hello(hook))
+    import atexit
+
+    atexit.register(agent.finish, True)
+    if hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=agent.after_fork_in_child)
+    threading.Thread(target=agent.run, name="scalpels-pycalls", daemon=True).start()
+
+
+_start(_sock, _config)  # noqa: F821 (given by the bootstrap)

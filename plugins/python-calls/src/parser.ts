@@ -1,0 +1,173 @@
+import { diagnostic, type ParseContext, type Parser, type TraceRecord } from '@scalpels/core';
+import { DURATION_BOUNDS_MS } from './schema.js';
+import { buildRules, type Rule } from './presets.js';
+
+/**
+ * Worker lines are JSON objects with a `t` (type) field:
+ * - `calls`: per function, process and thread, the increase since the previous line of that
+ *   function/process/thread: `calls`, `ns` (inclusive time), `exceptions`, `hist` (bucket index → calls);
+ * - `attach`, `detach`, `attach-failed`: process lifecycle;
+ * - `dropped`: events lost on the kernel side (USDT technique);
+ * - `ready`, `info`: for people reading the raw output, no record.
+ */
+export function createParser(ctx: ParseContext): Parser {
+  const usdt = ctx.technique === 'usdt' ? usdtFilter(ctx) : undefined;
+  return {
+    line(text) {
+      if (text.trim() === '') return null;
+      if (usdt) return usdtLine(text, usdt);
+      let m: Record<string, unknown>;
+      try {
+        const v: unknown = JSON.parse(text);
+        if (typeof v !== 'object' || v === null || Array.isArray(v)) return diagnostic(`not a JSON object: ${cut(text)}`);
+        m = v as Record<string, unknown>;
+      } catch {
+        return diagnostic(`not JSON: ${cut(text)}`);
+      }
+      const ts = typeof m.ts === 'number' ? m.ts : undefined;
+      switch (m.t) {
+        case 'calls':
+          return callRecords(m, ts) ?? diagnostic(`malformed calls line: ${cut(text)}`);
+        case 'attach':
+        case 'detach':
+        case 'attach-failed': {
+          const pid = m.pid;
+          const key = m.t === 'attach' ? m.via : m.reason;
+          if (typeof pid !== 'number' || typeof key !== 'string') return diagnostic(`malformed ${m.t} line: ${cut(text)}`);
+          const data: Record<string, unknown> = { pid };
+          for (const f of ['python', 'hook', 'executable', 'reason'] as const) if (m[f] !== undefined) data[f] = m[f];
+          const ev: TraceRecord = { kind: 'event', type: m.t, key, data };
+          if (ts !== undefined) ev.ts = ts;
+          return ev;
+        }
+        case 'dropped':
+          return typeof m.count === 'number' && m.count >= 0
+            ? { kind: 'dropped', count: m.count }
+            : diagnostic(`malformed dropped line: ${cut(text)}`);
+        case 'ready':
+        case 'info':
+          return null;
+        default:
+          return diagnostic(`unknown line type ${JSON.stringify(m.t)}`);
+      }
+    },
+  };
+}
+
+function callRecords(m: Record<string, unknown>, ts: number | undefined): TraceRecord[] | undefined {
+  const { function: fn, file, line, pid, thread, calls } = m;
+  if (typeof fn !== 'string' || typeof pid !== 'number' || typeof calls !== 'number' || calls < 0) return undefined;
+  const labels = {
+    function: fn,
+    file: typeof file === 'string' ? file : '',
+    line: typeof line === 'number' ? String(line) : '',
+    pid: String(pid),
+    thread: typeof thread === 'string' ? thread : '',
+  };
+  const stamp = <T extends TraceRecord>(r: T): T => {
+    if (ts !== undefined) r.ts = ts;
+    return r;
+  };
+  const out: TraceRecord[] = [];
+  if (calls > 0) out.push(stamp({ kind: 'sample', series: 'python.calls', labels, value: calls }));
+  if (typeof m.ns === 'number' && m.ns > 0)
+    out.push(stamp({ kind: 'sample', series: 'python.call.time', labels, value: m.ns / 1e6 }));
+  if (typeof m.exceptions === 'number' && m.exceptions > 0)
+    out.push(stamp({ kind: 'sample', series: 'python.exceptions', labels, value: m.exceptions }));
+  const hist = m.hist;
+  if (hist !== undefined) {
+    if (typeof hist !== 'object' || hist === null) return undefined;
+    // Buckets arrive as counts per bucket index; series are cumulative (<= le), like Prometheus.
+    const per = new Array<number>(DURATION_BOUNDS_MS.length).fill(0);
+    for (const [k, v] of Object.entries(hist as Record<string, unknown>)) {
+      const i = Number(k);
+      if (!Number.isInteger(i) || i < 0 || i >= per.length || typeof v !== 'number') return undefined;
+      per[i]! += v;
+    }
+    let cum = 0;
+    for (let i = 0; i < per.length; i++) {
+      cum += per[i]!;
+      if (cum > 0)
+        out.push(
+          stamp({
+            kind: 'sample',
+            series: 'python.call.duration',
+            labels: { function: fn, pid: String(pid), le: DURATION_BOUNDS_MS[i]! },
+            value: cum,
+          }),
+        );
+    }
+  }
+  return out;
+}
+
+function cut(s: string): string {
+  return s.length > 120 ? `${s.slice(0, 120)}…` : s;
+}
+
+// ---------------------------------------------------------------------------------------------
+// USDT technique: bpftrace `-f json` output of a map keyed [pid, tid, file, function, line].
+
+type FileFilter = (file: string, fn: string) => boolean;
+
+function usdtFilter(ctx: ParseContext): FileFilter {
+  const o = ctx.options as Record<string, readonly string[] | undefined>;
+  const rules: Rule[] = buildRules({ function: o.function, file: o.file, preset: o.preset });
+  if (rules.length === 0) return () => true;
+  const compiled = rules.map((r) => ({ files: r.files?.map(globToRegExp), functions: r.functions }));
+  return (file, fn) =>
+    compiled.some((r) => (!r.files || r.files.some((g) => g.test(file))) && (!r.functions || r.functions.includes(fn)));
+}
+
+/** fnmatch-style glob (`*` also matches `/`, like Python's fnmatch used by the in-process agent). */
+export function globToRegExp(glob: string): RegExp {
+  let re = '';
+  for (const ch of glob) {
+    if (ch === '*') re += '.*';
+    else if (ch === '?') re += '.';
+    else re += ch.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
+  }
+  return new RegExp(`^${re}$`, 's');
+}
+
+/** `module:function` from a source path: the dotted path below site-/dist-packages, else the file's stem. */
+export function moduleOfFile(file: string): string {
+  const m =
+    /(?:site-packages|dist-packages)\/(.+)\.py$/.exec(file) ?? /\/lib\/python\d+(?:\.\d+)?\/(.+)\.py$/.exec(file);
+  return m ? m[1]!.replace(/\//g, '.').replace(/\.__init__$/, '') : (/([^/]+)\.py$/.exec(file)?.[1] ?? file);
+}
+
+function usdtLine(text: string, keep: FileFilter): ReturnType<Parser['line']> {
+  let m: { type?: unknown; data?: Record<string, unknown> };
+  try {
+    m = JSON.parse(text) as typeof m;
+  } catch {
+    return diagnostic(`not JSON: ${cut(text)}`);
+  }
+  if (m.type === 'attached_probes' || m.type === 'printf') return null;
+  if (m.type === 'lost_events') {
+    const n = (m.data as { events?: unknown } | undefined)?.events;
+    return typeof n === 'number' ? { kind: 'dropped', count: n } : diagnostic(`malformed lost_events: ${cut(text)}`);
+  }
+  if (m.type !== 'map' || typeof m.data !== 'object' || m.data === null) return diagnostic(`unexpected bpftrace output: ${cut(text)}`);
+  const calls = m.data['@calls'];
+  if (typeof calls !== 'object' || calls === null) return diagnostic(`map without @calls: ${cut(text)}`);
+  const out: TraceRecord[] = [];
+  for (const [key, value] of Object.entries(calls as Record<string, unknown>)) {
+    const parts = key.split(',');
+    if (parts.length < 5 || typeof value !== 'number') return diagnostic(`malformed @calls entry: ${cut(key)}`);
+    const pid = parts[0]!;
+    const tid = parts[1]!;
+    const line = parts.at(-1)!;
+    const fn = parts.at(-2)!;
+    const file = parts.slice(2, -2).join(',');
+    if (!keep(file, fn) || value <= 0) continue;
+    out.push({
+      kind: 'sample',
+      series: 'python.calls',
+      labels: { function: `${moduleOfFile(file)}:${fn}`, file, line, pid, thread: tid },
+      value,
+    });
+  }
+  return out;
+}
