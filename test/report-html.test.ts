@@ -50,28 +50,28 @@ async function open(file: string, width: number, shot: string): Promise<PageFact
     page.on('pageerror', (e) => errors.push(String(e)));
     page.on('request', (r) => requests.push(r.url()));
     await page.goto(`file://${file}`, { waitUntil: 'load' });
-    const facts = await page.evaluate(() => ({
+    // A string, evaluated in the page (the tests are typed without the DOM library).
+    const facts = (await page.evaluate(`({
       charts: [...document.querySelectorAll('figure.card')].map((f) => {
-        const svg = f.querySelector('svg.chart')!;
-        const lines = [...svg.querySelectorAll('polyline')];
-        const coords = lines.reduce(
-          (a, l) => a + (l.getAttribute('points') ?? '').trim().split(/\s+/).filter(Boolean).length,
+        const svg = f.querySelector('svg.chart');
+        const coords = [...svg.querySelectorAll('polyline')].reduce(
+          (a, l) => a + (l.getAttribute('points') || '').trim().split(/\\s+/).filter(Boolean).length,
           0,
         );
-        // Drawn: the element has a rendered box (not just present in the markup).
+        // Drawn: the element has a rendered box, not only markup.
         const drawn = [...svg.querySelectorAll('polyline, circle')].filter((e) => {
-          const b = (e as SVGGraphicsElement).getBBox();
+          const b = e.getBBox();
           return b.width > 0 || b.height > 0;
         }).length;
-        return { series: f.getAttribute('data-series') ?? '', drawn, coords };
+        return { series: f.getAttribute('data-series') || '', drawn, coords };
       }),
       markers: document.querySelectorAll('svg .marker').length,
-      tops: [...document.querySelectorAll('.top h4')].map((h) => h.textContent ?? ''),
+      tops: [...document.querySelectorAll('.top h4')].map((h) => h.textContent || ''),
       scrollWidth: document.documentElement.scrollWidth,
       title: document.title,
-    }));
+    })`)) as Omit<PageFacts, 'errors' | 'requests'>;
     mkdirSync(artifacts, { recursive: true });
-    const height = await page.evaluate(() => document.documentElement.scrollHeight);
+    const height = (await page.evaluate('document.documentElement.scrollHeight')) as number;
     await page.screenshot({
       path: join(artifacts, shot),
       fullPage: true,

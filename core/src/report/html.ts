@@ -43,8 +43,8 @@ function chartSvg(c: Chart, tl: ReportTimeline): string {
       if (v > hi) hi = v;
       if (v < lo) lo = v;
     }
-  hi = niceCeil(hi);
-  lo = lo < 0 ? -niceCeil(-lo) : 0;
+  hi = niceCeil(hi, c.unit);
+  lo = lo < 0 ? -niceCeil(-lo, c.unit) : 0;
   const y = (v: number): number => H - MB - ((v - lo) / (hi - lo)) * (H - MT - MB);
   const out: string[] = [
     `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(`${c.name} (${c.unit})`)}" xmlns="http://www.w3.org/2000/svg">`,
