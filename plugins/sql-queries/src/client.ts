@@ -14,7 +14,11 @@ export interface ThreadMatcher {
   refresh(): Promise<void>;
   /** Client processes found at the last refresh. */
   readonly pids: readonly number[];
+  close(): void;
 }
+
+/** Connections are looked at this often besides each poll, so short-lived ones are matched too. */
+const REFRESH_MS = 250;
 
 /** Pids of processes matching each spec (a pid, or a name matched on comm and argv[0]), with descendants. */
 export function clientPids(specs: readonly string[]): number[] {
@@ -114,11 +118,21 @@ export async function clientThreadMatcher(
       if (!known.get(c.thread)) known.set(c.thread, ports.has(c.port));
   };
   await refresh();
+  let busy = false;
+  const timer = setInterval(() => {
+    if (busy) return;
+    busy = true;
+    refresh()
+      .catch(() => undefined)
+      .finally(() => (busy = false));
+  }, REFRESH_MS);
+  timer.unref();
   return {
     matches: (thread) => known.get(thread) === true,
     refresh,
     get pids() {
       return pids;
     },
+    close: () => clearInterval(timer),
   };
 }

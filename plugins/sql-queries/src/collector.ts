@@ -231,6 +231,7 @@ class MysqlSource implements Source {
   }
 
   async close(): Promise<void> {
+    this.matcher?.close();
     this.log?.close();
     await this.conn?.end().catch(() => undefined);
   }
@@ -245,6 +246,8 @@ class PgSource implements Source {
   private client!: PgClient;
   private ownPid = 0;
   private sql = PGSS_SQL;
+  private hasInfo = false;
+  private dealloc = 0;
   private stats = new Map<string, Record<string, unknown>>();
   private log: LogFollower | undefined;
   private matcher: ThreadMatcher | undefined;
@@ -264,6 +267,7 @@ class PgSource implements Source {
     const row = info.rows[0] as { pid: number; v: string; num: number };
     this.ownPid = row.pid;
     if (row.num < 130000) this.sql = PGSS_SQL_OLD;
+    this.hasInfo = row.num >= 140000;
     const client = this.cfg.options.client as readonly string[] | undefined;
     if (client && client.length) this.matcher = await clientThreadMatcher(client, this.client);
     let events: string | undefined;
@@ -307,6 +311,18 @@ class PgSource implements Source {
   private async pollStats(emit: boolean): Promise<void> {
     if (this.matcher) return;
     const ts = Date.now();
+    if (this.hasInfo) {
+      // Entries evicted when the view is full (pg_stat_statements.max): their calls are gone.
+      const info = await this.client.query('SELECT dealloc FROM pg_stat_statements_info');
+      const dealloc = Number((info.rows[0] as { dealloc: string }).dealloc);
+      if (emit && dealloc > this.dealloc)
+        out({
+          t: 'lost',
+          count: dealloc - this.dealloc,
+          why: 'pg_stat_statements evicted entries (pg_stat_statements.max reached)',
+        });
+      this.dealloc = dealloc;
+    }
     const r = await this.client.query(this.sql);
     const next = new Map<string, Record<string, unknown>>();
     for (const row of r.rows as Record<string, unknown>[]) {
@@ -334,6 +350,7 @@ class PgSource implements Source {
   }
 
   async close(): Promise<void> {
+    this.matcher?.close();
     this.log?.close();
     await this.client?.end().catch(() => undefined);
   }
