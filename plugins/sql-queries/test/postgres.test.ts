@@ -1,4 +1,5 @@
 /** Live tests against this machine's PostgreSQL: pg_stat_statements deltas and the statement log. */
+import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
 import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
@@ -112,5 +113,48 @@ describe.runIf(up)('pg-log', () => {
         "SELECT setting, source FROM pg_settings WHERE name = 'log_min_duration_statement'",
       ),
     ).toEqual(before);
+  });
+});
+
+describe.runIf(up)('pg-log with client=', () => {
+  it("keeps only the statements of that process's connections", async () => {
+    const options = validateOptions(plugin, { engine: 'postgresql', technique: 'pg-log' });
+    const journal = await runSetup(options, `pgclient-${process.pid}`, 'pg-log');
+    const table = `scalpels_pgclient_${process.pid}`;
+    await pgQuery(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
+    const client = (): ChildProcessWithoutNullStreams =>
+      spawn('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qAt']);
+    const [a, b] = [client(), client()];
+    let records: TraceRecord[] = [];
+    try {
+      for (let i = 0; i < 100; i++) {
+        const n = await pgQuery(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'psql' AND client_port > 0",
+        );
+        if (n[0]!.n === 2) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      ({ records } = await runWorker(plugin, {
+        options: {
+          engine: 'postgresql',
+          technique: 'pg-log',
+          client: String(a.pid),
+          interval: '200ms',
+        },
+        pluginDir,
+        target,
+        during: async () => {
+          for (let i = 1; i <= 4; i++) a.stdin.write(`INSERT INTO ${table} VALUES (${i});\n`);
+          for (let i = 1; i <= 6; i++) b.stdin.write(`SELECT * FROM ${table} WHERE id = ${i};\n`);
+          await new Promise((r) => setTimeout(r, 600));
+        },
+      }));
+    } finally {
+      for (const c of [a, b]) c.stdin.end();
+      await runUndo(journal, options);
+      await pgQuery(`DROP TABLE IF EXISTS ${table}`);
+    }
+    const ev = records.filter((r): r is TraceEvent => r.kind === 'event');
+    expect(ev.map((e) => e.key)).toEqual(Array(4).fill(`insert into ${table} values(?+)`));
   });
 });
