@@ -36,6 +36,8 @@ import { TreeTracker, type MemberReading } from './tree.js';
 
 const MS_PER_TICK = 1000 / USER_HZ;
 const SECTOR_BYTES = 512;
+/** Output queued for a reader that does not keep up, beyond which samples are skipped. */
+const MAX_PENDING_BYTES = 256 << 10;
 
 interface Config {
   intervalMs: number;
@@ -466,8 +468,14 @@ function main(): void {
   }
   function onTick(): void {
     if (stopping) return;
-    const text = sampler.sample();
-    if (text) process.stdout.write(text);
+    // Writes to a pipe are asynchronous: when the reader stalls, skip readings instead of queueing
+    // them. Counters lose nothing (the next sample's increases cover the longer interval).
+    if (process.stdout.writableLength > MAX_PENDING_BYTES) {
+      warnOnce('stalled', 'stdout is not being read: skipping samples until it drains');
+    } else {
+      const text = sampler.sample();
+      if (text) process.stdout.write(text);
+    }
     schedule();
   }
   schedule();

@@ -3,7 +3,7 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync 
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { capability, runWorker } from '@scalpels/core/testing';
+import { capability, parseLines, runWorker, splitRecorded } from '@scalpels/core/testing';
 import plugin from '../src/index.js';
 import { pluginDir, samplerBuilt, samples, startBurnTree, sum, waitForLine } from './helpers.js';
 
@@ -263,6 +263,40 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
     const devices = new Set(samples(result.records, 'disk.read.ops').map((s) => s.labels?.device));
     expect([...devices].some((d) => /^(loop|ram)\d/.test(d ?? ''))).toBe(false);
     expect(samples(result.records).some((s) => s.series.startsWith('proc.'))).toBe(false);
+  });
+
+  it('skips samples while its reader stalls, and its counters then cover the gap', async () => {
+    const sampler = spawn(
+      process.execPath,
+      [join(pluginDir, 'dist', 'sampler.js'), '--interval-ms', '10'],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let stderr = '';
+    sampler.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    const chunks: Buffer[] = [];
+    sampler.stdout!.on('data', (d: Buffer) => chunks.push(d));
+    sampler.stdout!.pause();
+    await new Promise((r) => setTimeout(r, 3000));
+    sampler.stdout!.resume();
+    await new Promise((r) => setTimeout(r, 300));
+    const exited = new Promise((r) => sampler.once('exit', r));
+    sampler.kill('SIGTERM');
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/skipping samples/);
+    const out = parseLines(plugin, splitRecorded(Buffer.concat(chunks).toString('utf8')));
+    expect(out.diagnostics).toEqual([]);
+    const cpu = samples(out.records, 'kernel.cpu.time');
+    const byTs = new Map<number, number>();
+    for (const s of cpu) byTs.set(s.ts!, (byTs.get(s.ts!) ?? 0) + s.value);
+    const times = [...byTs.keys()].sort((a, b) => a - b);
+    // The longest gap between two samples is the stall; the sample after it covers all of it.
+    const gaps = times.slice(1).map((t, i) => ({ t, gap: t - times[i]! }));
+    const stall = gaps.reduce((a, b) => (b.gap > a.gap ? b : a));
+    expect(stall.gap).toBeGreaterThan(500);
+    const expected = stall.gap * cpus().length;
+    expect(Math.abs(byTs.get(stall.t)! - expected) / expected).toBeLessThan(0.1);
   });
 
   it('applies the devices and interfaces filters', async () => {
