@@ -1,0 +1,142 @@
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { validateOptions, type CheckContext } from '@scalpels/core';
+import { capability } from '@scalpels/core/testing';
+import plugin from '../src/index.js';
+
+const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+const hasCli = capability(
+  'scalpels CLI',
+  existsSync(cli),
+  `${cli} is missing: build the workspace (npx tsc -b)`,
+);
+const dir = mkdtempSync(join(tmpdir(), 'scalpels-stap-cli-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function scalpels(
+  args: string[],
+  timeoutMs = 120_000,
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) =>
+    execFile(
+      process.execPath,
+      [cli, ...args],
+      { timeout: timeoutMs, env: { ...process.env, NO_COLOR: '1', XDG_DATA_HOME: dir } },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr }),
+    ),
+  );
+}
+
+function exec(argv: readonly string[], timeoutMs?: number): ReturnType<CheckContext['exec']> {
+  return new Promise((resolve) =>
+    execFile(argv[0]!, argv.slice(1), { timeout: timeoutMs }, (err, stdout, stderr) =>
+      resolve({
+        exitCode: err ? (typeof err.code === 'number' ? err.code : 1) : 0,
+        stdout,
+        stderr,
+      }),
+    ),
+  );
+}
+async function which(binary: string): Promise<string | undefined> {
+  const r = await exec(['sh', '-c', `command -v ${binary}`]);
+  return r.exitCode === 0 ? r.stdout.trim() : undefined;
+}
+
+describe.runIf(hasCli)('systemtap through the scalpels CLI', () => {
+  it('documents options, conventions and bundled scripts in plugins info', async () => {
+    const r = await scalpels(['plugins', 'info', 'systemtap']);
+    expect(r.code).toBe(0);
+    for (const text of [
+      'script',
+      'runtime',
+      'guru',
+      'flags',
+      'functions',
+      'syscalls',
+      'python-calls',
+      '# scalpels:',
+      'systemtap.counter',
+      'systemtap.event',
+    ]) {
+      expect(r.stdout).toContain(text);
+    }
+  });
+
+  it('refuses guru mode through flags as a user error', async () => {
+    const r = await scalpels([
+      'run',
+      '-t',
+      'systemtap',
+      '--set',
+      'systemtap.flags=-g',
+      '--store',
+      `sqlite://${dir}/a.db`,
+      '--',
+      'true',
+    ]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('guru mode is the option guru=true');
+  });
+
+  it(
+    'starts, or fails fast with the reason and what to install',
+    { timeout: 300_000 },
+    async () => {
+      const here = await plugin.check({
+        options: validateOptions(plugin, {}),
+        depth: 'full',
+        isRoot: true,
+        exec,
+        which,
+      });
+      const store = `sqlite://${dir}/run.db`;
+      const r = await scalpels(
+        [
+          'run',
+          '-t',
+          'systemtap',
+          '--set',
+          'systemtap.interval=200ms',
+          '--store',
+          store,
+          '--',
+          'sh',
+          '-c',
+          'for i in 1 2 3 4 5; do cat /etc/hostname > /dev/null; done',
+        ],
+        280_000,
+      );
+      if (here.status !== 'ok') {
+        expect(r.code).toBe(1);
+        expect(r.stderr).toContain('systemtap cannot run here');
+        expect(r.stderr).toContain(here.detail);
+        expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+        return;
+      }
+      expect(r.code).toBe(0);
+      const report = await scalpels(['report', '--last', '--format', 'json', '--store', store]);
+      const json = JSON.parse(report.stdout) as {
+        tracers: { series: { name: string; labels: Record<string, string>; sum: number }[] }[];
+      };
+      const open = json.tracers[0]!.series.find(
+        (s) => s.name === 'systemtap.syscalls' && s.labels.syscall === 'open',
+      );
+      expect(open!.sum).toBeGreaterThanOrEqual(5);
+    },
+  );
+
+  it('validates a bundled script stage by stage', { timeout: 600_000 }, async () => {
+    if (!capability('stap', (await which('stap')) !== undefined, 'apt-get install -y systemtap'))
+      return;
+    const r = await scalpels(['plugins', 'validate', 'systemtap', 'script=syscalls'], 590_000);
+    expect(r.stdout).toMatch(/parse \(stap -p1\)\s+passed/);
+    expect(r.stdout).toMatch(/elaborate \(stap -p2\)\s+passed/);
+    expect(r.stdout).not.toMatch(/\bfailed\b/);
+  });
+});
