@@ -88,7 +88,7 @@ async function gather(options: OptionValues): Promise<Facts> {
     try {
       conn = await connectMysql(c);
     } catch (e) {
-      return { ...f, error: connectError(c, e), authError: isAuth(e) };
+      return { ...f, error: connectError(c, e, false), authError: isAuth(e) };
     }
     try {
       const [info] = await mysqlRows(conn, 'SELECT VERSION() AS v, @@performance_schema AS ps');
@@ -131,7 +131,7 @@ async function gather(options: OptionValues): Promise<Facts> {
   try {
     client = await connectPg(c);
   } catch (e) {
-    return { ...f, error: connectError(c, e), authError: isAuth(e) };
+    return { ...f, error: connectError(c, e, false), authError: isAuth(e) };
   }
   try {
     const r = await client.query(

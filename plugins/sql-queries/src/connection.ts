@@ -146,8 +146,11 @@ export async function connectPg(c: ConnectionSettings): Promise<PgClient> {
   return client;
 }
 
-/** One line for doctor and run: what went wrong connecting, without a stack trace. */
-export function connectError(c: ConnectionSettings, e: unknown): string {
+/**
+ * One line for doctor and run: what went wrong connecting, without a stack trace. `withFix` adds
+ * how to fix it, for callers that have no separate hint to show.
+ */
+export function connectError(c: ConnectionSettings, e: unknown, withFix = true): string {
   const err = e as { code?: string; message?: string };
   const what = describe(c);
   const msg = (err.message ?? String(e)).split('\n')[0]!;
@@ -156,7 +159,7 @@ export function connectError(c: ConnectionSettings, e: unknown): string {
     case 'ER_ACCESS_DENIED_NO_PASSWORD_ERROR':
     case '28P01':
     case '28000':
-      return `${what}: authentication failed (${msg}); give the password in defaults-file or ${c.engine === 'mysql' ? 'MYSQL_PWD' : 'PGPASSWORD/.pgpass'}`;
+      return `${what}: authentication failed (${msg})${withFix ? `; give the password in defaults-file or ${c.engine === 'mysql' ? 'MYSQL_PWD' : 'PGPASSWORD/.pgpass'}` : ''}`;
     case 'ECONNREFUSED':
     case 'ENOENT':
     case 'ETIMEDOUT':

@@ -172,6 +172,71 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
   });
 });
 
+describe.runIf(canRun)('sql-queries errors through the scalpels CLI', () => {
+  const wrong = join(scratch, 'wrong.cnf');
+  const limited = join(scratch, 'limited.cnf');
+  beforeAll(async () => {
+    await mysqlQuery(
+      "CREATE USER IF NOT EXISTS 'scalpels_cli_limited'@'localhost' IDENTIFIED BY 'cli-secret'",
+    );
+    writeFileSync(wrong, '[client]\nuser=scalpels_cli_limited\npassword=not-the-secret\n', {
+      mode: 0o600,
+    });
+    writeFileSync(limited, '[client]\nuser=scalpels_cli_limited\npassword=cli-secret\n', {
+      mode: 0o600,
+    });
+  });
+  afterAll(async () => {
+    await mysqlQuery("DROP USER IF EXISTS 'scalpels_cli_limited'@'localhost'");
+  });
+
+  const fails = async (sets: string[]): Promise<string> => {
+    const store = `sqlite://${join(scratch, 'errors.db')}`;
+    const args = [
+      cli,
+      'run',
+      '-t',
+      'sql-queries',
+      ...sets.flatMap((s) => ['--set', `sql-queries.${s}`]),
+      '--store',
+      store,
+      '--',
+      'true',
+    ];
+    const r = await run(process.execPath, args, { env, timeout: 60_000 }).then(
+      () => undefined,
+      (e: { code: number; stderr: string }) => e,
+    );
+    expect(r, 'run should fail').toBeDefined();
+    expect(r!.code).toBe(1);
+    const lines = r!.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).not.toMatch(/\s+at \S+ \(|not-the-secret|cli-secret/);
+    return lines[0]!;
+  };
+
+  it('a wrong password is one line', async () => {
+    expect(await fails([`defaults-file=${wrong}`])).toMatch(
+      /authentication failed \(Access denied for user 'scalpels_cli_limited'/,
+    );
+  });
+
+  it('an unreachable server is one line', async () => {
+    expect(await fails(['host=127.0.0.1', 'port=1'])).toMatch(
+      /MySQL\/MariaDB \S+@127.0.0.1:1: server unreachable/,
+    );
+  });
+
+  it('missing privileges are one line with the GRANT', async () => {
+    expect(await fails([`defaults-file=${limited}`])).toMatch(
+      /cannot read performance_schema digests|cannot change global variables/,
+    );
+    expect(await fails([`defaults-file=${limited}`, 'technique=mysql-slow-log'])).toMatch(
+      /cannot change global variables .* GRANT SUPER/,
+    );
+  });
+});
+
 function descendants(root: number): number[] {
   const parent = new Map<number, number>();
   for (const d of readdirSync('/proc')) {
