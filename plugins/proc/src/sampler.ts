@@ -259,15 +259,21 @@ function readMember(st: PidStat): MemberReading | undefined {
   const dir = `/proc/${st.pid}`;
   const tasks = new Map<number, TaskStatus>();
   let rssBytes = 0;
-  let tids: string[] = [];
-  try {
-    tids = readdirSync(`${dir}/task`);
-  } catch {
-    return undefined;
+  // A single-threaded process's status is its only thread's: skip listing its task folder.
+  let tids: string[] = [String(st.pid)];
+  if (st.threads !== 1) {
+    try {
+      tids = readdirSync(`${dir}/task`);
+    } catch {
+      return undefined;
+    }
   }
   for (const tid of tids) {
-    const text = readText(`${dir}/task/${tid}/status`);
-    if (text === undefined) continue;
+    const text = readText(st.threads === 1 ? `${dir}/status` : `${dir}/task/${tid}/status`);
+    if (text === undefined) {
+      if (st.threads === 1) return undefined;
+      continue;
+    }
     const status = parseTaskStatus(text);
     tasks.set(Number(tid), status);
     if (Number(tid) === st.pid) rssBytes = status.rss;
