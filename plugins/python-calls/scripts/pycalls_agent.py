@@ -47,6 +47,7 @@ class Agent:
         self.active = True
         self.stopping = False
         self.hook = None
+        self.exit_wrapper = None
         self.tool = None
         self.returns, self.yield_op, self.resume_op = _opcodes()
 
@@ -221,11 +222,16 @@ class Agent:
     def uninstall(self, wait=True):
         """Removes every hook. Profiler hooks of other threads go at their next event."""
         self.stopping = True
+        if getattr(os._exit, "__wrapped__", None) is not None and os._exit is self.exit_wrapper:
+            os._exit = os._exit.__wrapped__
         if self.hook == "monitoring":
             mon = sys.monitoring
             mon.set_events(self.tool, 0)
             mon.register_callback(self.tool, mon.events.PY_START, None)
             mon.free_tool_id(self.tool)
+            if wait:
+                # A callback preempted between reading and storing its count finishes first.
+                time.sleep(0.05)
             return
         threading.setprofile(None)
         if not wait:
@@ -299,6 +305,22 @@ class Agent:
             pass
         sys.modules.pop(MODULE_NAME, None)
 
+    def wrap_exit(self):
+        # os._exit skips atexit: fork children (multiprocessing) end that way. Send their last
+        # counts first. The original is put back when the agent detaches.
+        original = os._exit
+        agent = self
+
+        def _exit(status):
+            try:
+                agent.finish(at_exit=True)
+            finally:
+                original(status)
+
+        _exit.__wrapped__ = original
+        self.exit_wrapper = _exit
+        os._exit = _exit
+
     def after_fork_in_child(self):
         # The child keeps the forking thread's hook: give it fresh counters and its own connection.
         if not self.active:
@@ -333,12 +355,15 @@ class ThreadCounts:
         self.name = name
         self.ident = ident
         self.detached = False
-        self.reset()
-
-    def reset(self):
         # Counters only grow; deltas come from copies (a dict copy is atomic under the GIL, so no
         # increment made by the thread while we read is lost).
         self.calls, self.ns, self.exc, self.hist = {}, {}, {}, {}
+        self.sent = ({}, {}, {}, {})
+
+    def reset(self):
+        # In place: the thread's profile function holds these very dicts.
+        for d in (self.calls, self.ns, self.exc, self.hist):
+            d.clear()
         self.sent = ({}, {}, {}, {})
 
     def deltas(self):
@@ -398,6 +423,7 @@ def _start(sock, config):
     import atexit
 
     atexit.register(agent.finish, True)
+    agent.wrap_exit()
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=agent.after_fork_in_child)
     threading.Thread(target=agent.run, name="scalpels-pycalls", daemon=True).start()

@@ -1,5 +1,4 @@
 import { writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
 import { buildRules } from './presets.js';
@@ -24,7 +23,8 @@ export function profilerWorker(options: OptionValues, ctx: WorkerContext): Worke
   };
   const configFile = join(ctx.runtimeDir, 'python-calls.json');
   writeFileSync(configFile, JSON.stringify(config), { mode: 0o600 });
-  const main = fileURLToPath(new URL('./worker-main.js', import.meta.url));
+  // The compiled worker, also when the manifest itself is loaded from TypeScript sources (tests).
+  const main = join(ctx.pluginDir, 'dist', 'worker-main.js');
   return {
     argv: [process.execPath, main, configFile],
     // Detaching waits for each agent's last counts (at most ~5 s); then the worker exits by itself.
