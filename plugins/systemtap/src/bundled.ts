@@ -107,3 +107,21 @@ function resolveReal(path: string): string {
     return path;
   }
 }
+
+/**
+ * What CPython's function__entry marker is worth in this interpreter (python/cpython#98894):
+ * 3.11 fires it only for frames entered from C (Python-to-Python calls are inlined), 3.12 to
+ * 3.14 do not have it. Undefined when the version is not in the binary's name.
+ */
+export function functionEntryCaveat(binary: string): string | undefined {
+  const m = /python3\.(\d+)/.exec(binary);
+  if (!m) return undefined;
+  const minor = Number(m[1]);
+  if (minor === 11) {
+    return `${binary} (CPython 3.11) fires function__entry only for functions entered from C code, not for calls from Python code (python/cpython#98894): python-calls undercounts there`;
+  }
+  if (minor >= 12 && minor <= 14) {
+    return `${binary} (CPython 3.${minor}) has no function__entry marker (python/cpython#98894): python-calls cannot count there`;
+  }
+  return undefined;
+}

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { definePlugin } from '@scalpels/core';
-import { BUNDLED, DEFAULT_FUNCTIONS } from './bundled.js';
+import { BUNDLED, DEFAULT_FUNCTIONS, functionEntryCaveat, pythonBinary } from './bundled.js';
 import { checkSystemtap } from './check.js';
 import { optionProblem } from './command.js';
 import { FLAGS_HELP } from './flags.js';
@@ -107,7 +107,14 @@ export default definePlugin({
       why: 'stapbpf loads BPF programs',
     },
   ],
-  check: (ctx) => checkSystemtap(ctx),
+  check: async (ctx) => {
+    const result = await checkSystemtap(ctx);
+    if (ctx.options.script !== 'python-calls') return result;
+    const caveat = functionEntryCaveat(
+      pythonBinary(ctx.options, { kind: 'none', pids: [], description: '' }),
+    );
+    return caveat ? { ...result, detail: `${result.detail}; ${caveat}` } : result;
+  },
   validate: optionProblem,
   verify: (options, ctx) => verifySystemtap(options, ctx),
   worker: systemtapWorker,

@@ -151,3 +151,13 @@ describe('systemtap check on this machine', () => {
     if (r.status === 'unavailable') expect(r.detail).toMatch(/apt-get install -y|dnf install -y/);
   });
 });
+
+describe('python-calls interpreter caveats', () => {
+  it('names the CPython versions whose function__entry marker is broken or missing', async () => {
+    const { functionEntryCaveat } = await import('../src/bundled.js');
+    expect(functionEntryCaveat('/usr/bin/python3.11')).toContain('undercounts');
+    expect(functionEntryCaveat('/usr/bin/python3.12')).toContain('no function__entry marker');
+    expect(functionEntryCaveat('/usr/bin/python3.10')).toBeUndefined();
+    expect(functionEntryCaveat('/usr/bin/python3.15')).toBeUndefined();
+  });
+});
