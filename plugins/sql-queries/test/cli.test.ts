@@ -25,6 +25,7 @@ afterAll(() => releaseServer?.());
 
 const run = promisify(execFile);
 const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+const profileCli = fileURLToPath(new URL('../dist/profile-cli.js', import.meta.url));
 const canRun =
   capability(
     'scalpels CLI built',
@@ -97,6 +98,7 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
       { env },
     );
     const report = JSON.parse(stdout) as Report;
+    writeFileSync(join(scratch, 'report.json'), stdout);
     expect(report.format).toBe('scalpels.report/v1');
     const t = report.tracers.find((x) => x.tracer === 'sql-queries')!;
     expect(t.status).toBe('stopped');
@@ -106,6 +108,27 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
     expect(top('select * from t where id = ?')).toMatchObject({ count: K });
     expect(top('insert into t values(?+)')).toMatchObject({ count: K });
     expect(top('select * from t where id = ?')!.totalMs).toBeGreaterThan(0);
+    // The pt-query-digest profile built from the same report.
+    const prof = JSON.parse(
+      (await run(process.execPath, [profileCli, join(scratch, 'report.json'), '--json'], { env }))
+        .stdout,
+    ) as {
+      tracer: string;
+      profile: {
+        rank: number;
+        fingerprint: string;
+        calls: number;
+        share: number;
+        p95Ms?: number;
+      }[];
+    }[];
+    const rows = prof[0]!.profile;
+    expect(rows.map((r) => r.rank)).toEqual(rows.map((_, i) => i + 1));
+    expect(rows.find((r) => r.fingerprint === 'select * from t where id = ?')).toMatchObject({
+      calls: K,
+      p95Ms: expect.any(Number),
+    });
+    expect(rows.reduce((a, r) => a + r.share, 0)).toBeCloseTo(1, 6);
     if (ps) {
       expect(t.technique).toBe('mysql-digest');
       const calls = (fp: string) =>
