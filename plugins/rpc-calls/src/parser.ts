@@ -5,6 +5,7 @@ import {
   type Parser,
   type TraceRecord,
 } from '@scalpels/core';
+import { Quantiles } from './quantiles.js';
 import { LATENCY_BUCKETS_MS } from './schema.js';
 import type { WireMessage, WireTraffic } from './wire.js';
 
@@ -51,11 +52,6 @@ export function classify(m: WireMessage): {
   return { kind: 'other', key: m.exchange, topic };
 }
 
-function nearestRank(sorted: readonly number[], p: number): number {
-  const i = Math.max(0, Math.ceil((p / 100) * sorted.length) - 1);
-  return sorted[Math.min(i, sorted.length - 1)]!;
-}
-
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /**
@@ -70,7 +66,7 @@ export class RpcParser implements Parser {
   >();
   private readonly pending = new Map<string, PendingCall>();
   private readonly finished = new Set<string>();
-  private readonly latencies = new Map<string, number[]>();
+  private readonly latencies = new Map<string, Quantiles>();
   private readonly latencyChanged = new Set<string>();
   /** Publish time of messages by `_unique_id`, to measure how long a delivered message waited. */
   private readonly published = new Map<string, number>();
@@ -143,7 +139,8 @@ export class RpcParser implements Parser {
 
   private message(m: WireMessage): TraceRecord[] {
     this.lastTs = Math.max(this.lastTs, m.ts);
-    const out = this.expire(m.ts);
+    // Deadlines are checked at ticks (and against a reply's own time), not at every message.
+    const out: TraceRecord[] = [];
     const c = classify(m);
     const o = m.oslo;
     if (m.dir === 'deliver') {
@@ -257,6 +254,11 @@ export class RpcParser implements Parser {
       call.data.replyBytes = ((call.data.replyBytes as number | undefined) ?? 0) + m.bytes;
       return;
     }
+    if (m.ts > call.deadline) {
+      // Answered after the caller gave up: the caller saw a timeout.
+      this.timeout(o.msgId!, call, out);
+      return;
+    }
     const latency = m.ts - call.ts;
     this.count('rpc.replies', { method: call.key });
     if (o.failure)
@@ -336,9 +338,9 @@ export class RpcParser implements Parser {
   }
 
   private observeLatency(key: string, latency: number): void {
-    let list = this.latencies.get(key);
-    if (!list) this.latencies.set(key, (list = []));
-    list.push(latency);
+    let q = this.latencies.get(key);
+    if (!q) this.latencies.set(key, (q = new Quantiles()));
+    q.add(latency);
     this.latencyChanged.add(key);
     for (const le of LATENCY_BUCKETS_MS)
       if (latency <= le) this.count('rpc.latency', { method: key, le: String(le) });
@@ -348,13 +350,15 @@ export class RpcParser implements Parser {
   /** Calls whose deadline passed by `ts` become timeouts. */
   private expire(ts: number): TraceRecord[] {
     const out: TraceRecord[] = [];
-    for (const [msgId, call] of this.pending) {
-      if (call.deadline > ts) continue;
-      this.count('rpc.timeouts', { method: call.key });
-      this.finish(msgId, call);
-      if (this.events) out.push(this.callEvent(msgId, call, 'timeout', undefined, {}));
-    }
+    for (const [msgId, call] of this.pending)
+      if (call.deadline <= ts) this.timeout(msgId, call, out);
     return out;
+  }
+
+  private timeout(msgId: string, call: PendingCall, out: TraceRecord[]): void {
+    this.count('rpc.timeouts', { method: call.key });
+    this.finish(msgId, call);
+    if (this.events) out.push(this.callEvent(msgId, call, 'timeout', undefined, {}));
   }
 
   private tick(ts: number): TraceRecord[] {
@@ -370,13 +374,13 @@ export class RpcParser implements Parser {
         out.push({ kind: 'sample', series: c.series, labels: c.labels, value: c.value, ts });
     this.counters.clear();
     for (const key of this.latencyChanged) {
-      const sorted = [...this.latencies.get(key)!].sort((a, b) => a - b);
+      const q = this.latencies.get(key)!;
       for (const p of [50, 95, 99] as const)
         out.push({
           kind: 'sample',
           series: `rpc.latency.p${p}`,
           labels: { method: key },
-          value: round3(nearestRank(sorted, p)),
+          value: round3(q.percentile(p)!),
           ts,
         });
     }

@@ -23,15 +23,20 @@ import { pluginDir, runSetup, runUndo } from './helpers.js';
 
 const VERSION = '3.10.8';
 
-async function record(name: string, raw: Record<string, unknown>): Promise<void> {
+async function record(
+  name: string,
+  raw: Record<string, unknown>,
+  technique?: string,
+): Promise<void> {
   const vhost = `scalpels-record-${name}`;
   createVhost(vhost);
   const options = validateOptions(plugin, { ...raw, vhost });
-  const { journal } = await runSetup(options, `record-${name}`);
+  const { journal } = await runSetup(options, `record-${name}`, technique);
   const spec = await plugin.worker(options, {
     target: { kind: 'none', pids: [], description: '' },
     taskId: `record-${name}`,
     tracerId: 1,
+    technique,
     runtimeDir: '/tmp',
     pluginDir,
   });
@@ -96,7 +101,10 @@ async function record(name: string, raw: Record<string, unknown>): Promise<void>
   const dir = join(pluginDir, 'testdata', `rabbitmq-${VERSION}-${name}`);
   mkdirSync(dir, { recursive: true });
   writeFileSync(join(dir, 'stdout.txt'), stdout);
-  writeFileSync(join(dir, 'options.json'), `${JSON.stringify(raw, null, 2)}\n`);
+  writeFileSync(
+    join(dir, 'options.json'),
+    `${JSON.stringify({ ...raw, ...(technique ? { technique } : {}) }, null, 2)}\n`,
+  );
   writeFileSync(
     join(dir, 'truth.json'),
     `${JSON.stringify({ ...truth, serverReceived: server.received.length }, null, 2)}\n`,
@@ -112,6 +120,11 @@ async function record(name: string, raw: Record<string, unknown>): Promise<void>
 }
 
 it('records rabbitmq firehose testdata', { timeout: 120_000 }, async () => {
-  await record('oslo-rpc', { interval: '500ms' });
-  await record('oslo-rpc-deliver-events', { interval: '500ms', deliver: true, events: true });
+  await record('oslo-rpc', { interval: '500ms' }, 'firehose+ss');
+  await record(
+    'oslo-rpc-deliver-events',
+    { interval: '500ms', deliver: true, events: true },
+    'firehose+ss',
+  );
+  await record('oslo-rpc-nft', { interval: '500ms', events: true }, 'firehose+nft');
 });
