@@ -1,8 +1,8 @@
 /**
  * The proc plugin's worker: a standalone sampler of /proc (node's standard library only).
  *
- *   node sampler.js --interval-ms 1000 [--pid P]... [--name P=NAME]... [--children-only P]... [--no-system]
- *                   [--device GLOB]... [--interface GLOB]...
+ *   node sampler.js --interval-ms 1000 [--pid P]... [--name P=NAME]... [--children-only P]...
+ *                   [--no-system] [--device GLOB]... [--interface GLOB]...
  *   node sampler.js --check        read every source once, print what works, exit 0/1
  *
  * It takes a baseline reading, prints `# ready`, then every interval (on a grid anchored at its
@@ -309,6 +309,7 @@ class Sampler {
   private readonly trees: TreeTracker | undefined;
   private readonly lines: string[] = [];
   private readonly names: Map<number, string>;
+  private baselineDone = false;
 
   constructor(config: Config) {
     this.names = config.names;
@@ -330,8 +331,6 @@ class Sampler {
     }
     return this.lines.length > 0 ? this.lines.join('\n') + '\n' : '';
   }
-
-  private baselineDone = false;
 
   private emitTree(emit: Emit, tree: ReturnType<TreeTracker['update']>[number]): void {
     if (!this.baselineDone) return;
@@ -413,7 +412,7 @@ function check(): number {
     '/proc/self/stat',
     '/proc/self/status',
   ];
-  const optional = ['/proc/diskstats', '/proc/net/dev', '/proc/self/io'];
+  const optional = ['/proc/vmstat', '/proc/diskstats', '/proc/net/dev', '/proc/self/io'];
   let failed = 0;
   for (const path of [...required, ...optional]) {
     const ok = readText(path) !== undefined;
