@@ -121,13 +121,17 @@ export class SqliteStore implements Store {
       insertEvent: db.prepare(
         `INSERT INTO events (tracer_id, ts, type, key, duration_ms, value, data) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ),
+      // One correlated aggregate per series walks that series' stretch of the covering index
+      // (no GROUP BY sorter, no join comparator per row); the first and last points are index
+      // lookups. The aggregates travel as one text value (%!.17g keeps every double exact).
       aggregates: db.prepare(
-        `SELECT s.id, s.name, s.labels, s.unit, s.kind, count(p.series_id) AS points,
-                total(p.value) AS sum, min(p.value) AS min, max(p.value) AS max,
-                min(p.ts) AS first_ts, max(p.ts) AS last_ts,
-                (SELECT value FROM samples l WHERE l.series_id = s.id ORDER BY l.ts DESC LIMIT 1) AS last
-         FROM series s JOIN samples p ON p.series_id = s.id
-         WHERE s.tracer_id = ? GROUP BY s.id ORDER BY s.name, s.labels`,
+        `SELECT s.name, s.labels, s.unit, s.kind,
+                (SELECT printf('%d %!.17g %!.17g %!.17g', count(*), total(value), min(value), max(value))
+                 FROM samples p WHERE p.series_id = s.id) AS agg,
+                (SELECT ts FROM samples f WHERE f.series_id = s.id ORDER BY ts LIMIT 1) AS first_ts,
+                (SELECT printf('%d %!.17g', ts, value) FROM samples l
+                 WHERE l.series_id = s.id ORDER BY ts DESC LIMIT 1) AS last
+         FROM series s WHERE s.tracer_id = ? ORDER BY s.name, s.labels`,
       ),
       eventCount: db.prepare(`SELECT count(*) AS n FROM events WHERE tracer_id = ?`),
       eventTop: db.prepare(
@@ -155,10 +159,27 @@ export class SqliteStore implements Store {
       markersOfTask: db.prepare(`SELECT * FROM markers WHERE task_id = ? ORDER BY ts, id`),
       // Buckets: integer division of the time offset; one pass over the covering index.
       timeline: db.prepare(
-        `SELECT p.series_id AS id, (p.ts - @from) / @step AS b, total(p.value) AS sum,
+        `SELECT p.series_id AS id, (p.ts - CAST(@from AS INTEGER)) / CAST(@step AS INTEGER) AS b, total(p.value) AS sum,
                 count(*) AS n, min(p.value) AS min, max(p.value) AS max
          FROM series s JOIN samples p ON p.series_id = s.id
          WHERE s.tracer_id = @tracer GROUP BY p.series_id, b ORDER BY p.series_id, b`,
+      ),
+      // Buckets as index range scans per series (no sorter): rows only for non-empty buckets.
+      timelineRanges: db.prepare(
+        `WITH RECURSIVE b(i) AS (SELECT @first UNION ALL SELECT i + 1 FROM b WHERE i < @last)
+         SELECT id, i, agg FROM (
+           SELECT s.id, b.i,
+                  (SELECT printf('%d %!.17g %!.17g %!.17g', count(*), total(value), min(value), max(value))
+                   FROM samples p WHERE p.series_id = s.id
+                     AND p.ts >= CASE WHEN b.i = @first THEN -9e18 ELSE @from + b.i * @step END
+                     AND p.ts < CASE WHEN b.i = @last THEN 9e18 ELSE @from + (b.i + 1) * @step END) AS agg
+           FROM series s, b WHERE s.tracer_id = @tracer ORDER BY s.id, b.i)
+         WHERE agg NOT LIKE '0 %'`,
+      ),
+      tracerTsRange: db.prepare(
+        `SELECT min((SELECT ts FROM samples f WHERE f.series_id = s.id ORDER BY ts LIMIT 1)) AS lo,
+                max((SELECT ts FROM samples l WHERE l.series_id = s.id ORDER BY ts DESC LIMIT 1)) AS hi
+         FROM series s WHERE s.tracer_id = ?`,
       ),
       range: db.prepare(
         `SELECT s.name, s.labels, s.unit, s.kind, count(p.series_id) AS points,
@@ -318,24 +339,32 @@ export class SqliteStore implements Store {
   }
 
   async seriesSummaries(tracerId: number): Promise<SeriesSummary[]> {
-    return (this.stmts.aggregates.all(tracerId) as Row[]).map((r) => {
-      const points = Number(r.points);
-      const sum = Number(r.sum);
-      return {
+    const out: SeriesSummary[] = [];
+    for (const r of this.stmts.aggregates.all(tracerId) as Row[]) {
+      if (r.last === null) continue; // a series without points
+      const [points, sum, min, max] = String(r.agg).split(' ').map(fromG) as [
+        number,
+        number,
+        number,
+        number,
+      ];
+      const [lastTs, last] = String(r.last).split(' ').map(fromG) as [number, number];
+      out.push({
         name: String(r.name),
         unit: String(r.unit),
         kind: r.kind as SeriesSummary['kind'],
         labels: JSON.parse(String(r.labels)) as Record<string, string>,
         points,
         sum,
-        min: Number(r.min),
-        max: Number(r.max),
+        min,
+        max,
         mean: points ? sum / points : 0,
-        last: Number(r.last),
+        last,
         firstTs: Number(r.first_ts),
-        lastTs: Number(r.last_ts),
-      };
-    });
+        lastTs,
+      });
+    }
+    return out;
   }
 
   async eventSummary(tracerId: number, top: number): Promise<EventSummary> {
@@ -422,6 +451,33 @@ export class SqliteStore implements Store {
     const from = Math.round(fromTs);
     const meta = this.seriesMeta(tracerId);
     const out = new Map<number, SeriesTimeline>();
+    const span = this.stmts.tracerTsRange.get(tracerId) as Row;
+    if (span.lo === null) return [];
+    const first = Math.floor((Number(span.lo) - from) / step);
+    const last = Math.floor((Number(span.hi) - from) / step);
+    if (last - first <= 20_000) {
+      const rows = this.stmts.timelineRanges.iterate({
+        first,
+        last,
+        from,
+        step,
+        tracer: tracerId,
+      }) as Iterable<Row>;
+      for (const r of rows) {
+        const id = Number(r.id);
+        let t = out.get(id);
+        if (!t) out.set(id, (t = { ...meta.get(id)!, buckets: [] }));
+        const [count, sum, min, max] = String(r.agg).split(' ').map(fromG) as [
+          number,
+          number,
+          number,
+          number,
+        ];
+        t.buckets.push({ ts: from + Number(r.i) * step, sum, count, min, max });
+      }
+      return [...out.values()];
+    }
+    // Points spread over too many buckets for range scans: one GROUP BY pass.
     for (const r of this.stmts.timeline.iterate({
       from,
       step,
@@ -620,6 +676,10 @@ function toTask(r: Row): TaskRow {
     target: r.target === null ? null : String(r.target),
   };
 }
+
+/** A number printed by SQLite's printf %g (infinities are spelled Inf). */
+const fromG = (s: string): number =>
+  s.endsWith('Inf') ? (s[0] === '-' ? -Infinity : Infinity) : Number(s);
 
 function toMarker(r: Row): Marker {
   return {
