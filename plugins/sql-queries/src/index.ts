@@ -132,6 +132,15 @@ async function setup(given: OptionValues, ctx: SetupContext): Promise<void> {
         ]);
         const safeId = `${ctx.taskId}-${ctx.tracerId}`.replace(/[^\w-]/g, '_');
         const fileName = `scalpels-${safeId}-${log}.log`;
+        // Two tracers logging at once would restore each other's settings: the one stopping last
+        // would leave the server logging everything. One at a time.
+        const fileVar = log === 'slow-log' ? 'slow_query_log_file' : 'general_log_file';
+        const onVar = log === 'slow-log' ? 'slow_query_log' : 'general_log';
+        const busy = current[fileVar] ?? '';
+        if (/(^|\/)scalpels-[^/]*\.log$/.test(busy) && busy !== fileName && current[onVar] === 'ON')
+          throw new Error(
+            `another scalpels tracer is logging every statement on this server (${fileVar}=${busy}); stop it first, or run scalpels recover if it died`,
+          );
         const changes = mysqlLogSettings(log, current, fileName);
         if (changes.length === 0) return;
         const data: MysqlVariablesUndo = {

@@ -319,6 +319,20 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
     expect(new Set(ev.map((e) => e.data?.host))).toEqual(new Set(['127.0.0.1']));
   });
 
+  it("refuses to log while another tracer logs, so neither restores the other's settings", async () => {
+    const varsBefore = await mysqlVariables(LOG_VARIABLES);
+    const options = validateOptions(plugin, { technique: 'mysql-slow-log' });
+    const first = await runSetup(options, `first-${process.pid}`, 'mysql-slow-log');
+    try {
+      await expect(runSetup(options, `second-${process.pid}`, 'mysql-slow-log')).rejects.toThrow(
+        /another scalpels tracer is logging every statement on this server \(slow_query_log_file=scalpels-first-/,
+      );
+    } finally {
+      await runUndo(first, options);
+    }
+    expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
+  });
+
   it('general log technique: every statement, no durations', async () => {
     const schema = `scalpels_t_general_${process.pid}`;
     const varsBefore = await mysqlVariables(LOG_VARIABLES);
