@@ -4,6 +4,8 @@
  * cumulative snapshots into increases, so nothing is lost between a print and a clear.
  */
 
+import { syscallTable } from './names.js';
+
 /** How counts are keyed in the kernel. */
 export type Grouping = 'process' | 'comm' | 'total';
 
@@ -111,7 +113,20 @@ export function bpftraceProgram(spec: ProgramSpec): string {
       '    delete(@start[tid]);',
       '  }',
     );
-  lines.push(`tracepoint:raw_syscalls:sys_exit${filter}`, '{', ...exitBody, '}', '');
+  // A new process or thread returns from clone/fork too, with 0: that is not a call of its own.
+  const table = syscallTable(spec.arch);
+  const forks = Object.entries(table)
+    .filter(([, name]) => ['clone', 'clone3', 'fork', 'vfork'].includes(name))
+    .map(([nr]) => `args->id != ${nr}`);
+  const notChild = forks.length ? `(args->ret != 0 || (${forks.join(' && ')}))` : '';
+  const exitFilter = [targeted ? '@traced[pid]' : '', notChild].filter((x) => x).join(' && ');
+  lines.push(
+    `tracepoint:raw_syscalls:sys_exit${exitFilter ? ` /${exitFilter}/` : ''}`,
+    '{',
+    ...exitBody,
+    '}',
+    '',
+  );
 
   // exit and exit_group never return: count them on entry, through their own tracepoints, which
   // cost nothing to the other system calls.

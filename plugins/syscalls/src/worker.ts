@@ -1,5 +1,6 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { OptionValues, Target, WorkerContext, WorkerSpec } from '@scalpels/core';
 import { bpftraceProgram, READY_PREFIX, type Grouping } from './program.js';
 
@@ -20,6 +21,13 @@ function comm(pid: number): string {
   }
 }
 
+/** Runs the tool under relay.js, which prints the summary file on stdout once the tool exits. */
+function relay(ctx: WorkerContext, name: string, argv: (file: string) => string[]): string[] {
+  const file = join(ctx.runtimeDir, name);
+  const relayJs = fileURLToPath(new URL('./relay.js', import.meta.url));
+  return [process.execPath, relayJs, file, '--', ...argv(file)];
+}
+
 export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
   const technique = ctx.technique ?? 'bpftrace';
   const pids = ctx.target.kind === 'none' ? [] : ctx.target.pids;
@@ -31,29 +39,46 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
         throw new Error(
           'syscalls: strace cannot trace system-wide; give a target or use bpftrace or perf',
         );
-      // -w: wall-clock time in each call; -f: follow children; the summary goes to stdout at stop.
+      // -w: wall-clock time in each call; -f: follow children (and all threads of -p processes).
       return {
-        argv: [
+        argv: relay(ctx, 'strace.txt', (file) => [
           'strace',
           '-c',
           '-f',
           '-w',
           '-o',
-          '/dev/stdout',
+          file,
           ...pids.flatMap((p) => ['-p', String(p)]),
-        ],
+        ]),
         stop: { signal: 'SIGINT', graceMs: 10_000 },
+        // strace leaves by itself, summary written, when its last tracee is gone.
         mayExit: true,
         ready: { stderr: /Process \d+ attached/, timeoutMs: 30_000 },
       };
     }
     case 'perf': {
+      // perf trace -p follows the threads of the given processes, not children forked later:
+      // for `run` (whose root only launches the workload) it would count nothing useful.
+      if (ctx.target.kind === 'run')
+        throw new Error(
+          'syscalls: perf trace cannot follow the children of `scalpels run`; install bpftrace or use --set syscalls.technique=strace',
+        );
       const scope = pids.length ? ['-p', pids.join(',')] : ['-a'];
       // -v prints "mmap size" once the ring buffers are mapped, just before the events are
       // enabled: the only sign perf trace gives that it is attached.
       return {
-        argv: ['perf', 'trace', '-s', '-v', '-o', '/dev/stdout', ...scope],
+        argv: relay(ctx, 'perf-trace.txt', (file) => [
+          'perf',
+          'trace',
+          '-s',
+          '-v',
+          '-o',
+          file,
+          ...scope,
+        ]),
         stop: { signal: 'SIGINT', graceMs: 10_000 },
+        // perf trace -p leaves by itself, summary written, when its processes are gone.
+        mayExit: true,
         ready: { stderr: /^mmap size \d+B/, timeoutMs: 30_000 },
       };
     }
