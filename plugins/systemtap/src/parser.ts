@@ -25,10 +25,8 @@ interface SeriesDecl {
   unit: string;
   /** Schema series the points go to. */
   target: string;
-  /** Name of the label that carries the row key (`key` for the generic series). */
-  keyLabel: string;
-  /** Labels every point of the series carries. */
-  fixed: Record<string, string>;
+  /** The labels of a point, with or without a row key (object literals: cheap on the hot path). */
+  labels: (key: string | undefined) => Record<string, string>;
   columns?: string[];
   /** The script prints running totals: emit the increase since the previous total. */
   cumulative: boolean;
@@ -109,6 +107,8 @@ export class ConventionParser implements Parser {
     { decl: SeriesDecl; rows: { bound: string; count: number; afterSkip: boolean }[] } | undefined;
   private histSkip = false;
   private pending: TraceRecord[] = [];
+  /** Python paths repeat every interval: normalize each once. */
+  private readonly pythonKeys = new Map<string, string>();
 
   constructor(_ctx?: ParseContext) {
     // Lines before any header are counters of a series named `value`.
@@ -240,21 +240,25 @@ export class ConventionParser implements Parser {
         seriesKind,
         unit: own.unit,
         target: dedicated,
-        keyLabel: own.labels?.[0] ?? 'key',
-        fixed: {},
+        labels: dedicatedLabels(name, this.pythonKeys),
         columns,
         cumulative,
       };
     } else {
       const unit = attrs.get('unit') ?? 'count';
+      const labels: SeriesDecl['labels'] =
+        seriesKind === 'histogram'
+          ? (k): Record<string, string> =>
+              k === undefined ? { series: name, unit } : { series: name, unit, le: k }
+          : (k): Record<string, string> =>
+              k === undefined ? { series: name, unit } : { series: name, unit, key: k };
       decl = {
         kind: 'series',
         name,
         seriesKind,
         unit,
         target: `systemtap.${seriesKind}`,
-        keyLabel: seriesKind === 'histogram' ? 'le' : 'key',
-        fixed: { series: name, unit },
+        labels,
         columns,
         cumulative,
       };
@@ -272,11 +276,7 @@ export class ConventionParser implements Parser {
       // A total that went down means the script reset it: the new total is all increase.
       if (prev !== undefined && value >= prev) v = value - prev;
     }
-    const labels: Record<string, string> = { ...decl.fixed };
-    if (key !== undefined) {
-      labels[decl.keyLabel] = decl.target === 'systemtap.python_calls' ? pythonKey(key) : key;
-    }
-    return { kind: 'sample', series: decl.target, labels, value: v };
+    return { kind: 'sample', series: decl.target, labels: decl.labels(key), value: v };
   }
 
   private sampleLine(decl: SeriesDecl, line: string, trimmed: string): ParseResult {
@@ -410,6 +410,21 @@ export class ConventionParser implements Parser {
     }
     return out;
   }
+}
+
+function dedicatedLabels(name: string, cache: Map<string, string>): SeriesDecl['labels'] {
+  if (name === 'python_calls') {
+    return (k): Record<string, string> => {
+      if (k === undefined) return {};
+      let f = cache.get(k);
+      if (f === undefined) {
+        f = pythonKey(k);
+        if (cache.size < 100_000) cache.set(k, f);
+      }
+      return { function: f };
+    };
+  }
+  return (k): Record<string, string> => (k === undefined ? {} : { syscall: k });
 }
 
 /** Upper bound of a @hist_log bucket: 0→0, 1→1, 2→3, 4→7; negatives mirror (-2 covers -3..-2). */
