@@ -99,6 +99,10 @@ class MysqlSource implements Source {
       'SELECT CONNECTION_ID() AS id, VERSION() AS v, @@performance_schema AS ps, @@datadir AS datadir',
     );
     this.ownId = Number(info!.id);
+    // Keep our own polling out of the server logs (its thread is filtered out anyway): a session
+    // threshold of a year, and no general log for this session where the account may say so.
+    await this.conn.query('SET SESSION long_query_time = 31536000').catch(() => undefined);
+    await this.conn.query('SET SESSION sql_log_off = 1').catch(() => undefined);
     const digest = this.cfg.technique === 'mysql-digest';
     if (digest) {
       if (Number(info!.ps) !== 1)
