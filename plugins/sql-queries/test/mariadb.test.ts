@@ -125,6 +125,37 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
     expect(com('select')).toBe(K + 1);
   });
 
+  it('switches a digest consumer that is off on, journaled, and off again on undo', async () => {
+    const consumer = async () =>
+      String(
+        (
+          await mysqlQuery(
+            "SELECT ENABLED FROM performance_schema.setup_consumers WHERE NAME = 'statements_digest'",
+          )
+        )[0]!.ENABLED,
+      );
+    await mysqlQuery(
+      "UPDATE performance_schema.setup_consumers SET ENABLED = 'NO' WHERE NAME = 'statements_digest'",
+    );
+    try {
+      const options = validateOptions(plugin, { technique: 'mysql-digest' });
+      const journal = await runSetup(options, `consumers-${process.pid}`, 'mysql-digest');
+      expect(journal).toEqual([
+        expect.objectContaining({
+          kind: 'mysql-performance-schema-consumers',
+          data: { consumers: ['statements_digest'] },
+        }),
+      ]);
+      expect(await consumer()).toBe('YES');
+      await runUndo(journal, options);
+      expect(await consumer()).toBe('NO');
+    } finally {
+      await mysqlQuery(
+        "UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME = 'statements_digest'",
+      );
+    }
+  });
+
   it('converts picoseconds to milliseconds exactly as SUM_TIMER_WAIT says', async () => {
     const schema = `scalpels_t_time_${process.pid}`;
     const q = () =>
