@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import type { OptionValues, Target } from '@scalpels/core';
 import { bundledScript, packageDir, scriptPath } from './bundled.js';
 import { stapFlags } from './flags.js';
@@ -46,6 +47,8 @@ export function optionProblem(options: OptionValues): string | undefined {
     }
   } else if (!/\.stp$/.test(script) && !script.includes('/')) {
     return `script "${script}" is neither a bundled script (syscalls, python-calls) nor a path to a .stp file`;
+  } else if (!existsSync(script)) {
+    return `script file ${script} does not exist`;
   }
   const flags = stapFlags(
     (options.flags as readonly string[] | undefined) ?? [],

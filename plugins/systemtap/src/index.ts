@@ -4,6 +4,7 @@ import { BUNDLED, DEFAULT_FUNCTIONS, functionEntryCaveat, pythonBinary } from '.
 import { checkSystemtap } from './check.js';
 import { optionProblem } from './command.js';
 import { FLAGS_HELP } from './flags.js';
+import { journalLeftovers, undoLeftover } from './leftovers.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
 import { verifySystemtap } from './verify.js';
@@ -117,6 +118,8 @@ export default definePlugin({
   },
   validate: optionProblem,
   verify: (options, ctx) => verifySystemtap(options, ctx),
+  setup: journalLeftovers,
+  undo: undoLeftover,
   worker: systemtapWorker,
   parser: createParser,
   schema,

@@ -11,8 +11,9 @@
  * output it lost are reported on stdout as `# scalpels: dropped N`.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { release } from 'node:os';
+import { moduleLoaded } from './leftovers.js';
 
 interface Args {
   module: string;
@@ -37,13 +38,6 @@ function parseArgs(argv: string[]): Args {
     extraRoots: get('--extra-roots') ?? '',
     command,
   };
-}
-
-function moduleLoaded(name: string): boolean {
-  if (!name || !existsSync('/proc/modules')) return false;
-  return readFileSync('/proc/modules', 'utf8')
-    .split('\n')
-    .some((l) => l.startsWith(`${name} `));
 }
 
 /** What stap says on stderr that the tracer should know about. */
@@ -137,7 +131,7 @@ function main(): void {
     if (dropped > 0) process.stdout.write(`# scalpels: dropped ${dropped}\n`);
 
     let exitCode = code ?? (signal === 'SIGINT' ? 0 : 1);
-    if (args.runtime === 'kernel' && moduleLoaded(args.module)) {
+    if (args.runtime === 'kernel' && args.module && moduleLoaded(args.module)) {
       spawnSync('staprun', ['-d', args.module], {
         stdio: ['ignore', 'ignore', 'inherit'],
         timeout: 15000,

@@ -32,6 +32,8 @@ export function systemtapWorker(options: OptionValues, ctx: WorkerContext): Work
     // stap -m NAME (bpf runtime) writes NAME.bo into the current directory.
     cwd: ctx.runtimeDir,
     stop: { signal: 'SIGINT', graceMs: stopTimeoutMs + 5_000 },
+    // Scripts may end themselves (`exit()` after a while): exit code 0 then means done, not failed.
+    mayExit: true,
     // Building a kernel module takes seconds to minutes on a cold cache.
     ready: { stdout: READY, timeoutMs: Number(options.startTimeout ?? 120_000) },
   };

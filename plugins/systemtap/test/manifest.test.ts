@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,12 +10,16 @@ import { stapFlags } from '../src/flags.js';
 
 const pluginDir = fileURLToPath(new URL('..', import.meta.url));
 const runtimeDir = mkdtempSync(join(tmpdir(), 'scalpels-stap-test-'));
+const userScript = join(runtimeDir, 'top.stp');
+writeFileSync(userScript, 'probe begin { println(1) }\n');
 afterAll(() => rmSync(runtimeDir, { recursive: true, force: true }));
 
 function ctx(target: Target): WorkerContext {
   return { target, taskId: '01J9ZK-task', tracerId: 3, runtimeDir, pluginDir };
 }
 const none: Target = { kind: 'none', pids: [], description: 'system-wide' };
+
+const spec = <T>(x: T): T => x;
 
 async function argvFor(raw: Record<string, unknown>, target: Target = none): Promise<string[]> {
   const spec = await plugin.worker(validateOptions(plugin, raw), ctx(target));
@@ -131,7 +135,7 @@ describe('systemtap worker command', () => {
 
   it('passes a user script its args, runtime, guru mode and flags', async () => {
     const argv = await argvFor({
-      script: '/srv/probes/top.stp',
+      script: userScript,
       args: 'nova,5',
       runtime: 'bpf',
       guru: 'true',
@@ -146,7 +150,10 @@ describe('systemtap worker command', () => {
       'scalpels_01j9zktask_3',
       '-w',
     ]);
-    expect(stap.slice(-3)).toEqual(['/srv/probes/top.stp', 'nova', '5']);
+    expect(stap.slice(-3)).toEqual([userScript, 'nova', '5']);
+    expect(
+      spec(await plugin.worker(validateOptions(plugin, { script: userScript }), ctx(none))).mayExit,
+    ).toBe(true);
     expect(argv.slice(argv.indexOf('--runtime'), argv.indexOf('--runtime') + 2)).toEqual([
       '--runtime',
       'bpf',
