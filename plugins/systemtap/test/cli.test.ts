@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -131,10 +131,21 @@ describe.runIf(hasCli)('systemtap through the scalpels CLI', () => {
     },
   );
 
+  it('validate exits 1 and quotes stap on a broken script', { timeout: 120_000 }, async () => {
+    if (!capability('stap', (await which('stap')) !== undefined, 'apt-get install -y systemtap'))
+      return;
+    const file = join(dir, 'broken.stp');
+    writeFileSync(file, 'probe begin { println(1 }\n');
+    const r = await scalpels(['plugins', 'validate', 'systemtap', `script=${file}`]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/parse \(stap -p1\)\s+failed\s+.*parse error/);
+  });
+
   it('validates a bundled script stage by stage', { timeout: 600_000 }, async () => {
     if (!capability('stap', (await which('stap')) !== undefined, 'apt-get install -y systemtap'))
       return;
     const r = await scalpels(['plugins', 'validate', 'systemtap', 'script=syscalls'], 590_000);
+    expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/parse \(stap -p1\)\s+passed/);
     expect(r.stdout).toMatch(/elaborate \(stap -p2\)\s+passed/);
     expect(r.stdout).not.toMatch(/\bfailed\b/);

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { validateOptions, type CheckContext, type VerifyStage } from '@scalpels/core';
 import { capability } from '@scalpels/core/testing';
@@ -124,10 +125,27 @@ describe.runIf(hasTree)('systemtap validate (stap passes as deep as this machine
     },
   );
 
-  it('fails a missing script before running stap', async () => {
-    const stages = await verify({ script: join(dir, 'absent.stp') });
-    expect(stages[0]).toMatchObject({ stage: 'script', status: 'failed' });
-    expect(stages.slice(1).every((s) => s.status === 'skipped')).toBe(true);
+  it(
+    'compiles a bpf-runtime script to BPF (-p4) against the available headers',
+    { timeout: 300_000 },
+    async () => {
+      const script = fileURLToPath(
+        new URL('../testdata/recording/scripts/count-per-second.stp', import.meta.url),
+      );
+      const stages = await verify({ script, runtime: 'bpf', args: '1234' });
+      expect(status(stages)).toMatchObject({
+        parse: 'passed',
+        elaborate: 'passed',
+        translate: 'skipped',
+        compile: 'passed',
+      });
+    },
+  );
+
+  it('refuses a missing script before running stap', () => {
+    expect(() => validateOptions(plugin, { script: join(dir, 'absent.stp') })).toThrow(
+      /does not exist/,
+    );
   });
 
   it(
