@@ -126,7 +126,7 @@ export async function watchCommand(args: WatchArgs): Promise<number> {
       const lines = [
         bold(
           cut(
-            `task ${current.id} "${current.name}" ${current.status} · ${Math.round((now - current.startedAt) / 1000)} s · window ${windowMs / 1000} s · every ${intervalMs / 1000} s`,
+            `task ${current.id} "${current.name.replace(/\s+/g, ' ')}" ${current.status} · ${Math.round((now - current.startedAt) / 1000)} s · window ${windowMs / 1000} s · every ${intervalMs / 1000} s`,
             width - 1,
           ).trimEnd(),
         ),
@@ -144,7 +144,9 @@ export async function watchCommand(args: WatchArgs): Promise<number> {
       if (!shown.length) lines.push(dim('(no activity in the window)'));
       if (tty && !args.once) out.write(`\x1b[H\x1b[2J${lines.join('\n')}\n`);
       else out.write(`${lines.join('\n')}\n\n`);
-      if (args.once || stop || current.status !== 'running') break;
+      // A stopping task is still flushing: keep watching until it has stopped.
+      if (args.once || stop || (current.status !== 'running' && current.status !== 'stopping'))
+        break;
       await sleep(intervalMs);
       if (stop) break;
     }
