@@ -6,6 +6,8 @@ export function syscallTable(arch: string): Readonly<Record<number, string>> {
 }
 
 export function syscallName(table: Readonly<Record<number, string>>, nr: number): string {
+  // rt_sigreturn forgets the syscall number (orig_ax / syscallno set to -1) before it returns.
+  if (nr === -1) return 'rt_sigreturn';
   return table[nr] ?? `syscall_${nr}`;
 }
 

@@ -99,7 +99,8 @@ export function bpftraceProgram(spec: ProgramSpec): string {
   // Counted on return, where both the number and the result are known: one probe per call.
   const exitBody = [
     `  @calls[${key}args->id] = count();`,
-    '  if (args->ret < 0 && args->ret >= -4095) {',
+    // id -1 is rt_sigreturn: it returns the restored registers of the interrupted code, not an error.
+    '  if (args->ret < 0 && args->ret >= -4095 && args->id >= 0) {',
     `    @errors[${key}args->id, -args->ret] = count();`,
     '  }',
   ];
