@@ -23,11 +23,22 @@ function now(): number {
   return performance.timeOrigin + performance.now();
 }
 
+// Lines are gathered and written once per event-loop turn: one write per burst of messages
+// instead of one per message (stdout to a pipe is a synchronous write on Linux).
+let pending: string[] = [];
 function emit(line: WireLine): void {
-  process.stdout.write(`${JSON.stringify(line)}\n`);
+  if (pending.length === 0) setImmediate(flushLines);
+  pending.push(JSON.stringify(line));
+}
+function flushLines(): void {
+  if (pending.length === 0) return;
+  const text = `${pending.join('\n')}\n`;
+  pending = [];
+  process.stdout.write(text);
 }
 
 function fail(message: string): never {
+  flushLines();
   process.stderr.write(`rpc-calls worker: ${message}\n`);
   process.exit(1);
 }
@@ -145,6 +156,7 @@ async function main(): Promise<void> {
       connection.close().catch(() => undefined),
       new Promise((r) => setTimeout(r, 2000)),
     ]);
+    flushLines();
     process.stdout.write('', () => process.exit(0));
   };
   process.on('SIGTERM', () => void stop());

@@ -8,6 +8,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability } from '@scalpels/core/testing';
 import { createVhost, deleteVhost, vhostQueues, vhostTracing } from './fixtures/oslo-peer.mjs';
+import { nftTableName } from '../src/nft.js';
 import { brokerUp, nftTables, rabbitmqctlWorks, workerBuilt } from './helpers.js';
 
 const run = promisify(execFile);
@@ -27,6 +28,8 @@ const canRun =
   ) &&
   capability('worker build', workerBuilt(), 'run npx tsc -b in plugins/rpc-calls');
 
+// Counter tables of tasks started by the CLI (task ids are dated); other test files' tables differ.
+const CLI_TABLE = /^scalpels_rpc_\d{8}_/;
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-rpc-cli-'));
 const vhost = `scalpels-test-rpc-cli-${randomUUID().slice(0, 8)}`;
 const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
@@ -41,7 +44,9 @@ interface ReportSeries {
 }
 interface Report {
   format: string;
+  task: { id: string };
   tracers: {
+    id: number;
     tracer: string;
     status: string;
     parseErrors: number;
@@ -178,7 +183,7 @@ describe.runIf(canRun)('rpc-calls through the scalpels CLI', () => {
     expect(storeBytes(db)).not.toContain('hunter2');
     expect(vhostTracing(vhost)).toBe(false);
     expect(vhostQueues(vhost).filter((q) => q.startsWith('scalpels.'))).toEqual([]);
-    expect(nftTables().filter((t) => t.startsWith('scalpels_rpc_'))).toEqual([]);
+    expect(nftTables()).not.toContain(nftTableName(report.task.id, tracer.id));
   });
 
   it('after SIGKILL of scalpels and its worker, recover turns tracing off and removes the queue and counters', async () => {
@@ -211,7 +216,7 @@ describe.runIf(canRun)('rpc-calls through the scalpels CLI', () => {
         );
       });
       expect(vhostTracing(vhost)).toBe(true);
-      expect(nftTables().some((t) => t.startsWith('scalpels_rpc_'))).toBe(true);
+      expect(nftTables().filter((t) => CLI_TABLE.test(t))).toHaveLength(1);
     } finally {
       // Kill what we started, by pid: the owner, its worker, and the workload (`sleep`).
       const rest = children(ownerPid).filter((p) => p !== worker);
@@ -230,7 +235,7 @@ describe.runIf(canRun)('rpc-calls through the scalpels CLI', () => {
     await scalpels(['recover', '--store', `sqlite://${db}`]);
     expect(vhostTracing(vhost)).toBe(false);
     expect(vhostQueues(vhost).filter((q) => q.startsWith('scalpels.'))).toEqual([]);
-    expect(nftTables().filter((t) => t.startsWith('scalpels_rpc_'))).toEqual([]);
+    expect(nftTables().filter((t) => CLI_TABLE.test(t))).toEqual([]);
   });
 
   it('leaves tracing on when it was on before the run', async () => {
