@@ -25,7 +25,10 @@ export function hasUsdtMarkers(file: string): boolean {
 }
 
 /** The interpreter `python3` runs here, following pyenv-style shims (full checks only: runs it). */
-export async function resolvePython(ctx: CheckContext, python: string): Promise<string | undefined> {
+export async function resolvePython(
+  ctx: CheckContext,
+  python: string,
+): Promise<string | undefined> {
   if (python.startsWith('/') && !isScript(python)) return realpath(python);
   const r = await ctx.exec([python, '-c', 'import sys; print(sys.executable)'], 10_000);
   return r.exitCode === 0 ? realpath(r.stdout.trim()) : undefined;
@@ -54,12 +57,21 @@ const SELFTEST_CALLS = 200;
  * (even built with dtrace) they fire only while a profile or trace hook is active, so only a run
  * tells.
  */
-export async function usdtSelfTest(ctx: CheckContext, python: string): Promise<{ seen: number; error?: string }> {
-  const prog = `usdt:${python}:python:function__entry /str(arg1) == "scalpels_selftest"/ { @n = count(); } END { printf("seen %d\\n", @n); clear(@n); }`;
+export async function usdtSelfTest(
+  ctx: CheckContext,
+  python: string,
+): Promise<{ seen: number; error?: string }> {
+  const prog = `BEGIN { @n = 0; } usdt:${python}:python:function__entry /str(arg1) == "scalpels_selftest"/ { @n = @n + 1; } END { printf("seen %d\\n", @n); clear(@n); }`;
   const code = `def scalpels_selftest(): pass\nfor _ in range(${SELFTEST_CALLS}): scalpels_selftest()\n`;
-  const r = await ctx.exec(['bpftrace', '-e', prog, '-c', `${python} -c '${code.replace(/'/g, '')}'`], 60_000);
+  const r = await ctx.exec(
+    ['bpftrace', '-e', prog, '-c', `${python} -c '${code.replace(/'/g, '')}'`],
+    60_000,
+  );
   const m = /seen (\d+)/.exec(r.stdout);
-  if (!m) return { seen: 0, error: (r.stderr.trim().split('\n').pop() ?? '') || `bpftrace exit code ${r.exitCode}` };
+  if (!m) {
+    const error = r.stderr.split('\n').find((l) => /ERROR/.test(l) && !/RLIMIT_MEMLOCK/.test(l));
+    return { seen: 0, error: error?.trim() ?? `bpftrace exit code ${r.exitCode}` };
+  }
   return { seen: Number(m[1]) };
 }
 
@@ -69,8 +81,14 @@ export async function checkUsdt(ctx: CheckContext): Promise<CheckResult> {
   const technique = 'usdt';
   const bpftrace = await ctx.which('bpftrace');
   if (!bpftrace)
-    return { status: 'fixable', technique, detail: 'bpftrace is not installed', hint: 'apt-get install bpftrace' };
-  if (!ctx.isRoot) return { status: 'fixable', technique, detail: 'USDT probes need root', hint: 'run as root' };
+    return {
+      status: 'fixable',
+      technique,
+      detail: 'bpftrace is not installed',
+      hint: 'apt-get install bpftrace',
+    };
+  if (!ctx.isRoot)
+    return { status: 'fixable', technique, detail: 'USDT probes need root', hint: 'run as root' };
   const option = typeof ctx.options.python === 'string' ? ctx.options.python : 'python3';
   if (ctx.depth === 'quick') {
     const guess = option.startsWith('/') ? option : '/usr/bin/python3';
@@ -85,23 +103,41 @@ export async function checkUsdt(ctx: CheckContext): Promise<CheckResult> {
   const python = await resolvePython(ctx, option);
   if (!python) return { status: 'unavailable', technique, detail: `cannot run ${option}` };
   if (!hasUsdtMarkers(python))
-    return { status: 'unavailable', technique, detail: `${python} has no USDT markers (built without --with-dtrace)` };
+    return {
+      status: 'unavailable',
+      technique,
+      detail: `${python} has no USDT markers (built without --with-dtrace)`,
+    };
   const t = await usdtSelfTest(ctx, python);
-  if (t.error) return { status: 'unavailable', technique, detail: `USDT self-test failed on ${python}: ${t.error}` };
+  if (t.error)
+    return {
+      status: 'unavailable',
+      technique,
+      detail: `USDT self-test failed on ${python}: ${t.error}`,
+    };
   if (t.seen !== SELFTEST_CALLS)
     return {
       status: 'unavailable',
       technique,
       detail: `${python} has USDT markers but they do not fire without a profile hook (self-test saw ${t.seen} of ${SELFTEST_CALLS} calls)`,
     };
-  return { status: 'ok', technique, detail: `USDT probes of ${python} fire (self-test saw ${t.seen} calls)` };
+  return {
+    status: 'ok',
+    technique,
+    detail: `USDT probes of ${python} fire (self-test saw ${t.seen} calls)`,
+  };
 }
 
 export async function checkProfiler(ctx: CheckContext): Promise<CheckResult> {
   const technique = 'profiler';
   const gdb = await ctx.which('gdb');
   if (!gdb)
-    return { status: 'fixable', technique, detail: 'gdb is needed to load the profiler into interpreters', hint: 'apt-get install gdb' };
+    return {
+      status: 'fixable',
+      technique,
+      detail: 'gdb is needed to load the profiler into interpreters',
+      hint: 'apt-get install gdb',
+    };
   const bpftrace = await ctx.which('bpftrace');
   if (!bpftrace)
     return {
@@ -111,21 +147,34 @@ export async function checkProfiler(ctx: CheckContext): Promise<CheckResult> {
       hint: 'apt-get install bpftrace',
     };
   if (!ctx.isRoot)
-    return { status: 'fixable', technique, detail: 'attaching to processes (ptrace, bpftrace) needs root', hint: 'run as root' };
+    return {
+      status: 'fixable',
+      technique,
+      detail: 'attaching to processes (ptrace, bpftrace) needs root',
+      hint: 'run as root',
+    };
   try {
     if (readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'utf8').trim() === '3')
-      return { status: 'unavailable', technique, detail: 'kernel.yama.ptrace_scope is 3: no process can be attached' };
+      return {
+        status: 'unavailable',
+        technique,
+        detail: 'kernel.yama.ptrace_scope is 3: no process can be attached',
+      };
   } catch {
     // no Yama: ptrace follows the usual rules
   }
   if (ctx.depth === 'full') {
-    const r = await ctx.exec([gdb, '-batch', '-nx', '-ex', 'python print("gdb-python-ok")'], 30_000);
+    const r = await ctx.exec(
+      [gdb, '-batch', '-nx', '-ex', 'python print("gdb-python-ok")'],
+      30_000,
+    );
     if (!r.stdout.includes('gdb-python-ok'))
       return { status: 'unavailable', technique, detail: `${gdb} has no Python scripting support` };
   }
   return {
     status: 'ok',
     technique,
-    detail: 'in-process profiler (sys.setprofile / sys.monitoring), loaded with gdb; new interpreters caught at exec with bpftrace',
+    detail:
+      'in-process profiler (sys.setprofile / sys.monitoring), loaded with gdb; new interpreters caught at exec with bpftrace',
   };
 }

@@ -28,17 +28,25 @@ const techniques = [
 export default definePlugin({
   name: 'python-calls',
   version: pkg.version,
-  description: 'Which Python functions a process calls, how often and for how long (USDT or an in-process profiler)',
+  description:
+    'Which Python functions a process calls, how often and for how long (USDT or an in-process profiler)',
   apiVersion: PLUGIN_API_VERSION,
   target: 'required',
   options: {
     function: {
       type: 'list',
-      description: 'Function names to count (matched against the name or the qualified name, Class.method)',
+      description:
+        'Function names to count (matched against the name or the qualified name, Class.method)',
       pattern: /^[A-Za-z_][A-Za-z0-9_.<>]*$/,
     },
-    module: { type: 'list', description: "Module name globs (the function's module, e.g. oslo_messaging.*)" },
-    file: { type: 'list', description: 'Source file path globs (e.g. */oslo_messaging/rpc/client.py)' },
+    module: {
+      type: 'list',
+      description: "Module name globs (the function's module, e.g. oslo_messaging.*)",
+    },
+    file: {
+      type: 'list',
+      description: 'Source file path globs (e.g. */oslo_messaging/rpc/client.py)',
+    },
     preset: {
       type: 'list',
       description: `Ready-made filters, added to the others: ${presetNames.join(', ')}`,
@@ -48,19 +56,32 @@ export default definePlugin({
       type: 'integer',
       default: 100,
       min: 0,
-      description: 'Report the N most called functions by name and sum the rest as "(other)"; 0 = no limit',
+      description:
+        'Report the N most called functions by name and sum the rest as "(other)"; 0 = no limit',
     },
     timing: {
       type: 'boolean',
       default: false,
-      description: 'Measure inclusive time per call (python.call.time, python.call.duration); costs more',
+      description:
+        'Measure inclusive time per call (python.call.time, python.call.duration); costs more',
     },
-    exceptions: { type: 'boolean', default: false, description: 'Count calls that end by raising (python.exceptions)' },
-    interval: { type: 'duration', default: '1s', min: '50ms', description: 'How often counts are reported', unit: 'ms' },
+    exceptions: {
+      type: 'boolean',
+      default: false,
+      description: 'Count calls that end by raising (python.exceptions)',
+    },
+    interval: {
+      type: 'duration',
+      default: '1s',
+      min: '50ms',
+      description: 'How often counts are reported',
+      unit: 'ms',
+    },
     follow: {
       type: 'boolean',
       default: true,
-      description: 'Also trace Python processes the target starts later (caught at exec, before they run any code)',
+      description:
+        'Also trace Python processes the target starts later (caught at exec, before they run any code)',
     },
     attachTimeout: {
       type: 'duration',
@@ -76,7 +97,11 @@ export default definePlugin({
   },
   requires: [
     { kind: 'root', what: 'root', why: 'ptrace (gdb) and bpftrace on processes of any user' },
-    { kind: 'binary', what: 'gdb (with Python)', why: 'loads the profiler into a running interpreter' },
+    {
+      kind: 'binary',
+      what: 'gdb (with Python)',
+      why: 'loads the profiler into a running interpreter',
+    },
     { kind: 'binary', what: 'bpftrace', why: 'catches new interpreters at exec; USDT probes' },
     { kind: 'binary', what: 'CPython 3.8 or newer', why: 'the traced interpreter' },
   ],

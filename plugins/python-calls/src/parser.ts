@@ -19,7 +19,8 @@ export function createParser(ctx: ParseContext): Parser {
       let m: Record<string, unknown>;
       try {
         const v: unknown = JSON.parse(text);
-        if (typeof v !== 'object' || v === null || Array.isArray(v)) return diagnostic(`not a JSON object: ${cut(text)}`);
+        if (typeof v !== 'object' || v === null || Array.isArray(v))
+          return diagnostic(`not a JSON object: ${cut(text)}`);
         m = v as Record<string, unknown>;
       } catch {
         return diagnostic(`not JSON: ${cut(text)}`);
@@ -32,11 +33,14 @@ export function createParser(ctx: ParseContext): Parser {
         case 'detach':
         case 'attach-failed': {
           const pid = m.pid;
-          const key = m.t === 'attach' ? m.via : m.reason;
-          if (typeof pid !== 'number' || typeof key !== 'string') return diagnostic(`malformed ${m.t} line: ${cut(text)}`);
+          const how = m.t === 'attach' ? m.via : m.reason;
+          if (typeof pid !== 'number' || typeof how !== 'string')
+            return diagnostic(`malformed ${m.t} line: ${cut(text)}`);
           const data: Record<string, unknown> = { pid };
-          for (const f of ['python', 'hook', 'executable', 'reason'] as const) if (m[f] !== undefined) data[f] = m[f];
-          const ev: TraceRecord = { kind: 'event', type: m.t, key, data };
+          for (const f of ['python', 'hook', 'executable', 'reason'] as const)
+            if (m[f] !== undefined) data[f] = m[f];
+          // The report groups events by key alone: say which kind of event it is.
+          const ev: TraceRecord = { kind: 'event', type: m.t, key: `${m.t}:${how}`, data };
           if (ts !== undefined) ev.ts = ts;
           return ev;
         }
@@ -54,9 +58,13 @@ export function createParser(ctx: ParseContext): Parser {
   };
 }
 
-function callRecords(m: Record<string, unknown>, ts: number | undefined): TraceRecord[] | undefined {
+function callRecords(
+  m: Record<string, unknown>,
+  ts: number | undefined,
+): TraceRecord[] | undefined {
   const { function: fn, file, line, pid, thread, calls } = m;
-  if (typeof fn !== 'string' || typeof pid !== 'number' || typeof calls !== 'number' || calls < 0) return undefined;
+  if (typeof fn !== 'string' || typeof pid !== 'number' || typeof calls !== 'number' || calls < 0)
+    return undefined;
   const labels = {
     function: fn,
     file: typeof file === 'string' ? file : '',
@@ -81,7 +89,8 @@ function callRecords(m: Record<string, unknown>, ts: number | undefined): TraceR
     const per = new Array<number>(DURATION_BOUNDS_MS.length).fill(0);
     for (const [k, v] of Object.entries(hist as Record<string, unknown>)) {
       const i = Number(k);
-      if (!Number.isInteger(i) || i < 0 || i >= per.length || typeof v !== 'number') return undefined;
+      if (!Number.isInteger(i) || i < 0 || i >= per.length || typeof v !== 'number')
+        return undefined;
       per[i]! += v;
     }
     let cum = 0;
@@ -114,9 +123,16 @@ function usdtFilter(ctx: ParseContext): FileFilter {
   const o = ctx.options as Record<string, readonly string[] | undefined>;
   const rules: Rule[] = buildRules({ function: o.function, file: o.file, preset: o.preset });
   if (rules.length === 0) return () => true;
-  const compiled = rules.map((r) => ({ files: r.files?.map(globToRegExp), functions: r.functions }));
+  const compiled = rules.map((r) => ({
+    files: r.files?.map(globToRegExp),
+    functions: r.functions,
+  }));
   return (file, fn) =>
-    compiled.some((r) => (!r.files || r.files.some((g) => g.test(file))) && (!r.functions || r.functions.includes(fn)));
+    compiled.some(
+      (r) =>
+        (!r.files || r.files.some((g) => g.test(file))) &&
+        (!r.functions || r.functions.includes(fn)),
+    );
 }
 
 /** fnmatch-style glob (`*` also matches `/`, like Python's fnmatch used by the in-process agent). */
@@ -133,8 +149,11 @@ export function globToRegExp(glob: string): RegExp {
 /** `module:function` from a source path: the dotted path below site-/dist-packages, else the file's stem. */
 export function moduleOfFile(file: string): string {
   const m =
-    /(?:site-packages|dist-packages)\/(.+)\.py$/.exec(file) ?? /\/lib\/python\d+(?:\.\d+)?\/(.+)\.py$/.exec(file);
-  return m ? m[1]!.replace(/\//g, '.').replace(/\.__init__$/, '') : (/([^/]+)\.py$/.exec(file)?.[1] ?? file);
+    /(?:site-packages|dist-packages)\/(.+)\.py$/.exec(file) ??
+    /\/lib\/python\d+(?:\.\d+)?\/(.+)\.py$/.exec(file);
+  return m
+    ? m[1]!.replace(/\//g, '.').replace(/\.__init__$/, '')
+    : (/([^/]+)\.py$/.exec(file)?.[1] ?? file);
 }
 
 function usdtLine(text: string, keep: FileFilter): ReturnType<Parser['line']> {
@@ -147,15 +166,20 @@ function usdtLine(text: string, keep: FileFilter): ReturnType<Parser['line']> {
   if (m.type === 'attached_probes' || m.type === 'printf') return null;
   if (m.type === 'lost_events') {
     const n = (m.data as { events?: unknown } | undefined)?.events;
-    return typeof n === 'number' ? { kind: 'dropped', count: n } : diagnostic(`malformed lost_events: ${cut(text)}`);
+    return typeof n === 'number'
+      ? { kind: 'dropped', count: n }
+      : diagnostic(`malformed lost_events: ${cut(text)}`);
   }
-  if (m.type !== 'map' || typeof m.data !== 'object' || m.data === null) return diagnostic(`unexpected bpftrace output: ${cut(text)}`);
+  if (m.type !== 'map' || typeof m.data !== 'object' || m.data === null)
+    return diagnostic(`unexpected bpftrace output: ${cut(text)}`);
   const calls = m.data['@calls'];
-  if (typeof calls !== 'object' || calls === null) return diagnostic(`map without @calls: ${cut(text)}`);
+  if (typeof calls !== 'object' || calls === null)
+    return diagnostic(`map without @calls: ${cut(text)}`);
   const out: TraceRecord[] = [];
   for (const [key, value] of Object.entries(calls as Record<string, unknown>)) {
     const parts = key.split(',');
-    if (parts.length < 5 || typeof value !== 'number') return diagnostic(`malformed @calls entry: ${cut(key)}`);
+    if (parts.length < 5 || typeof value !== 'number')
+      return diagnostic(`malformed @calls entry: ${cut(key)}`);
     const pid = parts[0]!;
     const tid = parts[1]!;
     const line = parts.at(-1)!;

@@ -1,7 +1,17 @@
 import type { Schema } from '@scalpels/core';
 
 /** Upper bounds of the call-duration histogram buckets, in milliseconds (`le` labels). */
-export const DURATION_BOUNDS_MS = ['0.001', '0.01', '0.1', '1', '10', '100', '1000', '10000', '+Inf'] as const;
+export const DURATION_BOUNDS_MS = [
+  '0.001',
+  '0.01',
+  '0.1',
+  '1',
+  '10',
+  '100',
+  '1000',
+  '10000',
+  '+Inf',
+] as const;
 
 const callLabels = ['function', 'file', 'line', 'pid', 'thread'] as const;
 
@@ -24,30 +34,37 @@ export const schema: Schema = {
     'python.call.duration': {
       kind: 'histogram',
       unit: 'count',
-      description: 'Calls that returned in the interval with an inclusive duration <= le milliseconds (cumulative buckets, with timing=true).',
+      description:
+        'Calls that returned in the interval with an inclusive duration <= le milliseconds (cumulative buckets, with timing=true).',
       labels: ['function', 'pid', 'le'],
     },
     'python.exceptions': {
       kind: 'counter',
       unit: 'count',
-      description: 'Calls of the function that ended by raising an exception (with exceptions=true).',
+      description:
+        'Calls of the function that ended by raising an exception (with exceptions=true).',
       labels: callLabels,
     },
   },
   events: {
     attach: {
       description: 'The profiler started in a process.',
-      key: 'how it got there: pending-call (running process), start (new interpreter), fork, usdt',
-      fields: { pid: 'process id', python: 'interpreter version', hook: 'setprofile or monitoring', executable: 'interpreter path' },
+      key: 'attach:<how>: pending-call (running process), start (new interpreter), fork',
+      fields: {
+        pid: 'process id',
+        python: 'interpreter version',
+        hook: 'setprofile or monitoring',
+        executable: 'interpreter path',
+      },
     },
     detach: {
       description: 'The profiler left a process (stop, process exit, connection lost).',
-      key: 'reason',
+      key: 'detach:<reason>: stop, exit, lost',
       fields: { pid: 'process id' },
     },
     'attach-failed': {
       description: 'A process of the target could not be traced; it was left untouched.',
-      key: 'reason',
+      key: 'attach-failed:<reason>',
       fields: { pid: 'process id' },
     },
   },

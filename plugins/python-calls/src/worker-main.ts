@@ -5,10 +5,23 @@
  * process, thread and interval. SIGTERM detaches every agent, prints the last counts and exits.
  */
 import { spawn } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
-import { bootstrapSource, execStopProgram, gdbPendingCallScript, gdbStartScript } from './inject.js';
+import {
+  bootstrapSource,
+  execStopProgram,
+  gdbPendingCallScript,
+  gdbStartScript,
+} from './inject.js';
 import type { WorkerConfig } from './worker-config.js';
 
 const cfg = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as WorkerConfig;
@@ -92,7 +105,12 @@ function serve(): Promise<Server> {
   });
 }
 
-function onMessage(sock: Socket, m: AgentMessage, pid: number | undefined, markDetached: () => void): void {
+function onMessage(
+  sock: Socket,
+  m: AgentMessage,
+  pid: number | undefined,
+  markDetached: () => void,
+): void {
   switch (m.t) {
     case 'boot': {
       const header = {
@@ -110,7 +128,14 @@ function onMessage(sock: Socket, m: AgentMessage, pid: number | undefined, markD
     }
     case 'hello': {
       const how = m.forked ? 'fork' : (via.get(pid!) ?? 'unknown');
-      emit({ t: 'attach', pid, via: how, python: m.python, hook: m.hook, executable: m.executable });
+      emit({
+        t: 'attach',
+        pid,
+        via: how,
+        python: m.python,
+        hook: m.hook,
+        executable: m.executable,
+      });
       waiters.get(pid!)?.(undefined);
       if (stopping) sock.write('{"cmd":"stop"}\n');
       break;
@@ -136,8 +161,16 @@ function emitCounts(pid: number, items: NonNullable<AgentMessage['items']>): voi
   for (const it of items) totals.set(it[1], (totals.get(it[1]) ?? 0) + it[4]);
   let keep: Set<string> | undefined;
   if (cfg.top > 0 && totals.size > cfg.top)
-    keep = new Set([...totals.entries()].sort((a, b) => b[1] - a[1]).slice(0, cfg.top).map(([k]) => k));
-  const other = new Map<string, { calls: number; ns: number; exc: number; hist: Record<string, number> }>();
+    keep = new Set(
+      [...totals.entries()]
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, cfg.top)
+        .map(([k]) => k),
+    );
+  const other = new Map<
+    string,
+    { calls: number; ns: number; exc: number; hist: Record<string, number> }
+  >();
   for (const [thread, fn, file, line, calls, ns, exc, hist] of items) {
     if (keep && !keep.has(fn)) {
       const o = other.get(thread) ?? { calls: 0, ns: 0, exc: 0, hist: {} };
@@ -150,7 +183,8 @@ function emitCounts(pid: number, items: NonNullable<AgentMessage['items']>): voi
     }
     emit(callsLine(pid, thread, fn, file, line, calls, ns, exc, hist));
   }
-  for (const [thread, o] of other) emit(callsLine(pid, thread, '(other)', '', 0, o.calls, o.ns, o.exc, o.hist));
+  for (const [thread, o] of other)
+    emit(callsLine(pid, thread, '(other)', '', 0, o.calls, o.ns, o.exc, o.hist));
 }
 
 function callsLine(
@@ -184,17 +218,28 @@ function exeOf(pid: number): string | undefined {
 
 function isPython(pid: number): boolean {
   const exe = exeOf(pid);
-  return exe !== undefined && /^python\d*(\.\d+)?[dmu]*$/.test(basename(exe).replace(/ \(deleted\)$/, ''));
+  return (
+    exe !== undefined &&
+    /^python\d*(\.\d+)?[dmu]*$/.test(basename(exe).replace(/ \(deleted\)$/, ''))
+  );
 }
 
 /** Runs gdb on a pid with a script; resolves with its `SCALPELS-` result line or an error. */
-function runGdb(pid: number, script: string, timeoutMs: number): Promise<{ ok: boolean; detail: string }> {
+function runGdb(
+  pid: number,
+  script: string,
+  timeoutMs: number,
+): Promise<{ ok: boolean; detail: string }> {
   const file = join(dir, `gdb-${pid}.py`);
   writeFileSync(file, script, { mode: 0o600 });
   return new Promise((resolve) => {
-    const child = spawn(cfg.gdb, ['-p', String(pid), '-batch', '-nx', '-iex', 'set auto-load off', '-x', file], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      cfg.gdb,
+      ['-p', String(pid), '-batch', '-nx', '-iex', 'set auto-load off', '-x', file],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
@@ -215,7 +260,9 @@ function runGdb(pid: number, script: string, timeoutMs: number): Promise<{ ok: b
       const m = /^SCALPELS-(RESULT|ERROR) (.*)$/m.exec(out);
       if (m) resolve({ ok: m[1] === 'RESULT', detail: m[2]! });
       else {
-        const why = err.split('\n').find((l) => /ptrace|denied|No such process|not permitted/i.test(l));
+        const why = err
+          .split('\n')
+          .find((l) => /ptrace|denied|No such process|not permitted/i.test(l));
         resolve({ ok: false, detail: why ?? `gdb exited with code ${code} without a result` });
       }
     });
@@ -298,9 +345,16 @@ function startExecWatcher(rootPids: readonly number[]): Promise<void> {
     child.on('close', (code) => {
       execWatcher = undefined;
       if (!stopping) {
-        const tail = err.trim().split('\n').filter((l) => !/RLIMIT_MEMLOCK/.test(l)).slice(-2).join(' | ');
+        const tail = err
+          .trim()
+          .split('\n')
+          .filter((l) => !/RLIMIT_MEMLOCK/.test(l))
+          .slice(-2)
+          .join(' | ');
         reject(new Error(`bpftrace (exec watcher) exited with code ${code}: ${tail}`));
-        log(`exec watcher ended (code ${code}): ${tail}; new processes of the target are not followed`);
+        log(
+          `exec watcher ended (code ${code}): ${tail}; new processes of the target are not followed`,
+        );
       }
     });
   });
@@ -374,7 +428,9 @@ async function main(): Promise<void> {
   const pythons = processTree(roots).filter(isPython);
   if (cfg.target.kind !== 'run' && pythons.length === 0)
     fail(`no Python interpreter in the target (${cfg.target.description})`);
-  const results = await Promise.all(pythons.map(async (pid) => ({ pid, error: await attachRunning(pid) })));
+  const results = await Promise.all(
+    pythons.map(async (pid) => ({ pid, error: await attachRunning(pid) })),
+  );
   const failed = results.filter((r) => r.error !== undefined);
   for (const r of failed) emit({ t: 'attach-failed', pid: r.pid, reason: r.error });
   if (failed.length > 0 && failed.length === results.length)

@@ -10,7 +10,12 @@ export function profilerWorker(options: OptionValues, ctx: WorkerContext): Worke
   const list = (k: string): string[] => [...((options[k] as readonly string[] | undefined) ?? [])];
   const config: WorkerConfig = {
     target: { kind: ctx.target.kind, pids: ctx.target.pids, description: ctx.target.description },
-    rules: buildRules({ function: list('function'), module: list('module'), file: list('file'), preset: list('preset') }),
+    rules: buildRules({
+      function: list('function'),
+      module: list('module'),
+      file: list('file'),
+      preset: list('preset'),
+    }),
     timing: options.timing === true,
     exceptions: options.exceptions === true,
     intervalMs: Number(options.interval ?? 1000),

@@ -13,11 +13,16 @@ export const hasBinary = (name: string): boolean => spawnSync('which', [name]).s
 /** Interpreters to run the tracer against: Debian's and pyenv builds, when present. */
 export function interpreters(): { name: string; path: string }[] {
   const out: { name: string; path: string }[] = [];
-  if (existsSync('/usr/bin/python3')) out.push({ name: 'debian-python3', path: '/usr/bin/python3' });
+  if (existsSync('/usr/bin/python3'))
+    out.push({ name: 'debian-python3', path: '/usr/bin/python3' });
   for (const v of ['3.8', '3.9', '3.10', '3.11', '3.12', '3.13']) {
-    const r = spawnSync('sh', ['-c', `ls -d /root/.pyenv/versions/${v}.*/bin/python${v} 2>/dev/null | head -1`], {
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      'sh',
+      ['-c', `ls -d /root/.pyenv/versions/${v}.*/bin/python${v} 2>/dev/null | head -1`],
+      {
+        encoding: 'utf8',
+      },
+    );
     const p = r.stdout.trim();
     if (p) out.push({ name: `pyenv-${v}`, path: p });
   }
@@ -43,15 +48,21 @@ export class Child {
   async waitFor(text: string, timeoutMs = 60_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (!this.out.includes(text)) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${JSON.stringify(text)}; output: ${this.out}`);
-      if (this.proc.exitCode !== null) throw new Error(`exited before ${JSON.stringify(text)}; output: ${this.out}`);
+      if (Date.now() > end)
+        throw new Error(`timed out waiting for ${JSON.stringify(text)}; output: ${this.out}`);
+      if (this.proc.exitCode !== null)
+        throw new Error(`exited before ${JSON.stringify(text)}; output: ${this.out}`);
       await new Promise((r) => setTimeout(r, 20));
     }
   }
 
   /** The last JSON line printed. */
   result(): Record<string, unknown> {
-    const line = this.out.trim().split('\n').reverse().find((l) => l.startsWith('{'));
+    const line = this.out
+      .trim()
+      .split('\n')
+      .reverse()
+      .find((l) => l.startsWith('{'));
     return JSON.parse(line ?? '{}') as Record<string, unknown>;
   }
 
@@ -61,7 +72,11 @@ export class Child {
 }
 
 /** Sum of a series per label value. */
-export function sums(records: readonly TraceRecord[], series: string, by = 'function'): Record<string, number> {
+export function sums(
+  records: readonly TraceRecord[],
+  series: string,
+  by = 'function',
+): Record<string, number> {
   const out: Record<string, number> = {};
   for (const r of records)
     if (r.kind === 'sample' && r.series === series) {

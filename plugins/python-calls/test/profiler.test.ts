@@ -5,7 +5,17 @@ import { describe, expect, it } from 'vitest';
 import { capability, runWorker, type RunWorkerResult } from '@scalpels/core/testing';
 import type { Target } from '@scalpels/core';
 import plugin from '../src/index.js';
-import { Child, events, fixture, hasBinary, interpreters, isRoot, pluginDir, procState, sums } from './helpers.js';
+import {
+  Child,
+  events,
+  fixture,
+  hasBinary,
+  interpreters,
+  isRoot,
+  pluginDir,
+  procState,
+  sums,
+} from './helpers.js';
 
 const can = capability(
   'root, gdb and bpftrace',
@@ -17,7 +27,10 @@ const debianPython = pythons.find((p) => p.name === 'debian-python3');
 const mainPython = pythons.find((p) => p.name === 'pyenv-3.11') ?? debianPython;
 
 /** `scalpels run`-like: a launcher (the target's root) starts the command once the tracer is ready. */
-async function traceRun(argv: readonly string[], options: Record<string, unknown>): Promise<{ res: RunWorkerResult; out: string }> {
+async function traceRun(
+  argv: readonly string[],
+  options: Record<string, unknown>,
+): Promise<{ res: RunWorkerResult; out: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'pycalls-run-'));
   const go = join(dir, 'go');
   const script = `
@@ -27,7 +40,12 @@ const t = setInterval(() => { if (!fs.existsSync(${JSON.stringify(go)})) return;
   c.on('close', (code) => process.exit(code ?? 1)); }, 5);`;
   const launcher = new Child([process.execPath, '-e', script]);
   try {
-    const target: Target = { kind: 'run', pids: [launcher.pid], command: argv, description: `run: ${argv.join(' ')}` };
+    const target: Target = {
+      kind: 'run',
+      pids: [launcher.pid],
+      command: argv,
+      description: `run: ${argv.join(' ')}`,
+    };
     const res = await runWorker(plugin, {
       pluginDir,
       options,
@@ -46,7 +64,11 @@ const t = setInterval(() => { if (!fs.existsSync(${JSON.stringify(go)})) return;
 }
 
 /** Attach to a running process, run `during`, stop. */
-function traceAttach(pid: number, options: Record<string, unknown>, during: () => Promise<unknown>): Promise<RunWorkerResult> {
+function traceAttach(
+  pid: number,
+  options: Record<string, unknown>,
+  during: () => Promise<unknown>,
+): Promise<RunWorkerResult> {
   return runWorker(plugin, {
     pluginDir,
     options,
@@ -59,28 +81,58 @@ function traceAttach(pid: number, options: Record<string, unknown>, during: () =
 describe.runIf(can)('profiler technique', () => {
   describe.each(pythons)('$name', ({ path }) => {
     it('counts every call of f and g of a command it starts (scalpels run)', async () => {
-      const { res, out } = await traceRun([path, fixture('calls.py'), '10000', '7000'], { function: 'f,g' });
+      const { res, out } = await traceRun([path, fixture('calls.py'), '10000', '7000'], {
+        function: 'f,g',
+      });
       expect(res.outcome.status).toBe('stopped');
       expect(res.outcome.parseErrors).toBe(0);
       expect(JSON.parse(out.trim())).toEqual({ f: 10000, g: 7000 });
-      expect(sums(res.records, 'python.calls')).toEqual({ '__main__:f': 10000, '__main__:g': 7000 });
-      expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key)).toEqual(['start']);
+      expect(sums(res.records, 'python.calls')).toEqual({
+        '__main__:f': 10000,
+        '__main__:g': 7000,
+      });
+      expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key)).toEqual([
+        'attach:start',
+      ]);
     });
 
     it('attaches to a running interpreter, counts the calls made after, and leaves no hook', async () => {
       const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
-      const child = new Child([path, fixture('calls.py'), '10000', '12000', '--wait-hook', '--hold', hold]);
+      const child = new Child([
+        path,
+        fixture('calls.py'),
+        '10000',
+        '12000',
+        '--wait-hook',
+        '--hold',
+        hold,
+      ]);
       try {
-        const res = await traceAttach(child.pid, { function: 'f,g' }, () => child.waitFor('holding'));
+        const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
+          child.waitFor('holding'),
+        );
         writeFileSync(hold, '');
         expect(await child.closed).toBe(0);
         const result = child.result();
-        expect(result).toMatchObject({ f: 10000, g: 12000, hookAfterStop: false, agentModuleLeft: false, osExitWrapped: false });
+        expect(result).toMatchObject({
+          f: 10000,
+          g: 12000,
+          hookAfterStop: false,
+          agentModuleLeft: false,
+          osExitWrapped: false,
+        });
         expect(result.threads).toEqual(['MainThread']);
         expect(res.outcome.status).toBe('stopped');
-        expect(sums(res.records, 'python.calls')).toEqual({ '__main__:f': 10000, '__main__:g': 12000 });
-        expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key)).toEqual(['pending-call']);
-        expect(events(res.records, 'detach').map((e) => e.kind === 'event' && e.key)).toEqual(['stop']);
+        expect(sums(res.records, 'python.calls')).toEqual({
+          '__main__:f': 10000,
+          '__main__:g': 12000,
+        });
+        expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key)).toEqual([
+          'attach:pending-call',
+        ]);
+        expect(events(res.records, 'detach').map((e) => e.kind === 'event' && e.key)).toEqual([
+          'detach:stop',
+        ]);
       } finally {
         child.kill();
       }
@@ -96,16 +148,25 @@ describe.runIf(can)('profiler technique', () => {
         timing: true,
         exceptions: true,
       });
-      expect(sums(res.records, 'python.calls')).toEqual({ '__main__:slow': 5, '__main__:fails': 7, '__main__:f': 100 });
+      expect(sums(res.records, 'python.calls')).toEqual({
+        '__main__:slow': 5,
+        '__main__:fails': 7,
+        '__main__:f': 100,
+      });
       expect(sums(res.records, 'python.exceptions')).toEqual({ '__main__:fails': 7 });
       const time = sums(res.records, 'python.call.time');
       // 5 calls of time.sleep(0.02): at least 100 ms in total.
       expect(time['__main__:slow']).toBeGreaterThanOrEqual(100);
       const slow = res.records.filter(
-        (r) => r.kind === 'sample' && r.series === 'python.call.duration' && r.labels?.function === '__main__:slow',
+        (r) =>
+          r.kind === 'sample' &&
+          r.series === 'python.call.duration' &&
+          r.labels?.function === '__main__:slow',
       );
       const bucket = (le: string): number =>
-        slow.filter((r) => r.kind === 'sample' && r.labels?.le === le).reduce((a, r) => a + (r.kind === 'sample' ? r.value : 0), 0);
+        slow
+          .filter((r) => r.kind === 'sample' && r.labels?.le === le)
+          .reduce((a, r) => a + (r.kind === 'sample' ? r.value : 0), 0);
       expect(bucket('10')).toBe(0);
       expect(bucket('+Inf')).toBe(5);
     });
@@ -113,12 +174,21 @@ describe.runIf(can)('profiler technique', () => {
     it('follows a fork: the child gets its own connection and counts', async () => {
       const { res, out } = await traceRun([py, fixture('work.py'), 'fork'], { function: 'f' });
       const { pid, child } = JSON.parse(out.trim()) as { pid: number; child: number };
-      expect(sums(res.records, 'python.calls', 'pid')).toEqual({ [String(pid)]: 1000, [String(child)]: 500 });
-      expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key).sort()).toEqual(['fork', 'start']);
+      expect(sums(res.records, 'python.calls', 'pid')).toEqual({
+        [String(pid)]: 1000,
+        [String(child)]: 500,
+      });
+      expect(
+        events(res.records, 'attach')
+          .map((e) => e.kind === 'event' && e.key)
+          .sort(),
+      ).toEqual(['attach:fork', 'attach:start']);
     });
 
     it('follows a Python child started after attaching (caught at exec)', async () => {
-      const { res, out } = await traceRun([py, fixture('work.py'), 'subprocess'], { function: 'f,g' });
+      const { res, out } = await traceRun([py, fixture('work.py'), 'subprocess'], {
+        function: 'f,g',
+      });
       const result = JSON.parse(out.trim()) as { pid: number; child: { f: number; g: number } };
       expect(result.child).toEqual({ f: 300, g: 200 });
       const perPid = sums(res.records, 'python.calls', 'pid');
@@ -133,19 +203,28 @@ describe.runIf(can)('profiler technique', () => {
 
     it('labels calls with their thread', async () => {
       const { res } = await traceRun([py, fixture('work.py'), 'thread'], { function: 'f,g' });
-      expect(sums(res.records, 'python.calls', 'thread')).toEqual({ MainThread: 300, 'worker-1': 500 });
+      expect(sums(res.records, 'python.calls', 'thread')).toEqual({
+        MainThread: 300,
+        'worker-1': 500,
+      });
     });
 
     it('rpc-client preset counts call and cast of oslo_messaging/rpc/client.py only', async () => {
       const { res } = await traceRun([py, fixture('rpc_app.py')], { preset: 'rpc-client' });
       const counts = sums(res.records, 'python.calls');
-      const byName = Object.fromEntries(Object.entries(counts).map(([k, v]) => [k.split('.').pop()!.split(':').pop(), v]));
+      const byName = Object.fromEntries(
+        Object.entries(counts).map(([k, v]) => [k.split('.').pop()!.split(':').pop(), v]),
+      );
       expect(byName).toEqual({ call: 3, cast: 2 });
-      for (const k of Object.keys(counts)) expect(k.startsWith('oslo_messaging.rpc.client:')).toBe(true);
+      for (const k of Object.keys(counts))
+        expect(k.startsWith('oslo_messaging.rpc.client:')).toBe(true);
     });
 
     it('all calls with top=2: two functions by name, the rest as (other), totals kept', async () => {
-      const { res } = await traceRun([py, fixture('work.py'), 'many'], { module: '__main__', top: 2 });
+      const { res } = await traceRun([py, fixture('work.py'), 'many'], {
+        module: '__main__',
+        top: 2,
+      });
       const counts = sums(res.records, 'python.calls');
       // a 50, b 40; c+d+e = 60, main() and the script's <module> code once each: 62 as (other).
       expect(counts).toEqual({ '__main__:a': 50, '__main__:b': 40, '(other)': 62 });
@@ -158,11 +237,14 @@ describe.runIf(can)('profiler technique', () => {
     const script = join(dir, 'calls.py');
     copyFileSync(fixture('calls.py'), script);
     const hold = join(dir, 'release');
-    const child = new Child([debianPython!.path, script, '3000', '2000', '--wait-hook', '--hold', hold], {
-      uid: 65534,
-      gid: 65534,
-      cwd: dir,
-    });
+    const child = new Child(
+      [debianPython!.path, script, '3000', '2000', '--wait-hook', '--hold', hold],
+      {
+        uid: 65534,
+        gid: 65534,
+        cwd: dir,
+      },
+    );
     try {
       const res = await traceAttach(child.pid, { function: 'f,g' }, () => child.waitFor('holding'));
       writeFileSync(hold, '');
@@ -178,26 +260,31 @@ describe.runIf(can)('profiler technique', () => {
   it('refuses a target without a Python interpreter and leaves it running', async () => {
     const child = new Child(['sleep', '30']);
     try {
-      await expect(traceAttach(child.pid, { function: 'f' }, async () => {})).rejects.toThrow(/no Python interpreter/);
+      await expect(traceAttach(child.pid, { function: 'f' }, async () => {})).rejects.toThrow(
+        /no Python interpreter/,
+      );
       expect(procState(child.pid)).toBe('S');
     } finally {
       child.kill();
     }
   });
 
-  it.runIf(mainPython)('fails with the reason when the main thread runs no Python code, target untouched', async () => {
-    const child = new Child([mainPython!.path, fixture('work.py'), 'blocked', '4']);
-    try {
-      await new Promise((r) => setTimeout(r, 300));
-      await expect(traceAttach(child.pid, { function: 'f', attachTimeout: '1s' }, async () => {})).rejects.toThrow(
-        /did not run the profiler within 1000 ms/,
-      );
-      expect(procState(child.pid)).toBe('S');
-      // When the main thread wakes up, the queued bootstrap finds no tracer and does nothing.
-      expect(await child.closed).toBe(0);
-      expect(child.result()).toMatchObject({ hook: false, agentModule: false });
-    } finally {
-      child.kill();
-    }
-  });
+  it.runIf(mainPython)(
+    'fails with the reason when the main thread runs no Python code, target untouched',
+    async () => {
+      const child = new Child([mainPython!.path, fixture('work.py'), 'blocked', '4']);
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        await expect(
+          traceAttach(child.pid, { function: 'f', attachTimeout: '1s' }, async () => {}),
+        ).rejects.toThrow(/did not run the profiler within 1000 ms/);
+        expect(procState(child.pid)).toBe('S');
+        // When the main thread wakes up, the queued bootstrap finds no tracer and does nothing.
+        expect(await child.closed).toBe(0);
+        expect(child.result()).toMatchObject({ hook: false, agentModule: false });
+      } finally {
+        child.kill();
+      }
+    },
+  );
 });
