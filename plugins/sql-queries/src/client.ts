@@ -91,11 +91,13 @@ export function localTcpPorts(pids: readonly number[]): Set<number> {
 
 export async function clientThreadMatcher(
   specs: readonly string[],
-  db: MysqlConnection | PgClient,
+  /** The collector's current connection (it changes when the collector reconnects). */
+  connection: () => MysqlConnection | PgClient,
 ): Promise<ThreadMatcher> {
   const known = new Map<number, boolean>();
   let pids: number[] = [];
   const connections = async (): Promise<{ thread: number; port: number }[]> => {
+    const db = connection();
     if ('escapeLiteral' in db) {
       const r = await db.query(
         'SELECT pid, client_port FROM pg_stat_activity WHERE client_port > 0',

@@ -37,6 +37,8 @@ interface Source {
   /** Baseline; returns what `ready` reports. */
   start(): Promise<{ server: string; events?: string }>;
   poll(final: boolean): Promise<void>;
+  /** A new connection after the old one failed; the statistics continue from where they were. */
+  reconnect(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -87,13 +89,16 @@ class MysqlSource implements Source {
 
   constructor(private readonly cfg: CollectorConfig) {}
 
-  async start(): Promise<{ server: string; events?: string }> {
+  /** Connects and prepares the session: returns what the server says about itself. */
+  private async open(): Promise<Row> {
     const settings = connectionSettings(this.cfg.options);
     try {
       this.conn = await connectMysql(settings);
     } catch (e) {
       throw new Error(connectError(settings, e));
     }
+    // A failing connection must not crash the process through an unhandled 'error' event.
+    this.conn.on('error', () => undefined);
     const [info] = await mysqlRows(
       this.conn,
       'SELECT CONNECTION_ID() AS id, VERSION() AS v, @@performance_schema AS ps, @@datadir AS datadir',
@@ -103,8 +108,7 @@ class MysqlSource implements Source {
     // threshold of a year, and no general log for this session where the account may say so.
     await this.conn.query('SET SESSION long_query_time = 31536000').catch(() => undefined);
     await this.conn.query('SET SESSION sql_log_off = 1').catch(() => undefined);
-    const digest = this.cfg.technique === 'mysql-digest';
-    if (digest) {
+    if (this.cfg.technique === 'mysql-digest') {
       if (Number(info!.ps) !== 1)
         throw new Error(`${describe(settings)}: performance_schema is OFF`);
       // Our own polling must not show up in the digests of the workload.
@@ -119,8 +123,20 @@ class MysqlSource implements Source {
         );
       }
     }
+    return info!;
+  }
+
+  async reconnect(): Promise<void> {
+    this.conn?.destroy();
+    await this.open();
+    // Session counters start again with the new connection.
+    this.sessionCom = await this.com('SESSION');
+  }
+
+  async start(): Promise<{ server: string; events?: string }> {
+    const info = await this.open();
     const client = this.cfg.options.client as readonly string[] | undefined;
-    if (client && client.length) this.matcher = await clientThreadMatcher(client, this.conn);
+    if (client && client.length) this.matcher = await clientThreadMatcher(client, () => this.conn);
 
     let events: string | undefined;
     const logKind =
@@ -146,7 +162,7 @@ class MysqlSource implements Source {
       if (logKind === 'slow-log' && Number(v.long_query_time) > 0)
         warn(`long_query_time is ${v.long_query_time}: only slower statements are logged`);
       const file = resolveServerPath(
-        String(info!.datadir),
+        String(info.datadir),
         logKind === 'slow-log' ? v.slow_query_log_file! : v.general_log_file!,
       );
       if (!existsSync(file)) throw new Error(`the server's ${logKind} ${file} is not on this host`);
@@ -155,7 +171,7 @@ class MysqlSource implements Source {
       events = `${logKind} ${file}`;
     }
     await this.pollCounters(false);
-    return { server: `${String(info!.v)}`, events };
+    return { server: `${String(info.v)}`, events };
   }
 
   private keep(s: StatementLine): boolean {
@@ -177,7 +193,10 @@ class MysqlSource implements Source {
     if (emit && !this.matcher) {
       const counters: Record<string, number> = {};
       for (const [k, g] of Object.entries(global)) {
-        const d = g - (this.globalCom[k] ?? 0n) - (session[k]! - (this.sessionCom[k] ?? 0n));
+        // A global counter below its last value means the server restarted: it counts from zero.
+        const prev = this.globalCom[k] ?? 0n;
+        const own = session[k]! - (this.sessionCom[k] ?? 0n);
+        const d = (g >= prev ? g - prev : g) - (own >= 0n ? own : 0n);
         if (d !== 0n) counters[k.replace(/^Com_/, '')] = Number(d);
       }
       if (Object.keys(counters).length) out({ t: 'status', ts, counters });
@@ -258,7 +277,8 @@ class PgSource implements Source {
 
   constructor(private readonly cfg: CollectorConfig) {}
 
-  async start(): Promise<{ server: string; events?: string }> {
+  /** Connects and prepares the session: returns the server version. */
+  private async open(): Promise<{ v: string; num: number }> {
     const settings = connectionSettings(this.cfg.options);
     try {
       this.client = await connectPg(settings);
@@ -272,16 +292,27 @@ class PgSource implements Source {
     this.ownPid = row.pid;
     if (row.num < 130000) this.sql = PGSS_SQL_OLD;
     this.hasInfo = row.num >= 140000;
-    const client = this.cfg.options.client as readonly string[] | undefined;
-    if (client && client.length) this.matcher = await clientThreadMatcher(client, this.client);
-    let events: string | undefined;
     if (this.cfg.technique === 'pg-stat-statements') {
       // Our own polling stays out of the statistics when we may say so (superuser setting).
       await this.client
         .query("SET pg_stat_statements.track = 'none'")
         .catch(() => warn('cannot exclude own statements from pg_stat_statements'));
-      await this.pollStats(false);
     }
+    return row;
+  }
+
+  async reconnect(): Promise<void> {
+    await this.client?.end().catch(() => undefined);
+    await this.open();
+  }
+
+  async start(): Promise<{ server: string; events?: string }> {
+    const row = await this.open();
+    const client = this.cfg.options.client as readonly string[] | undefined;
+    if (client && client.length)
+      this.matcher = await clientThreadMatcher(client, () => this.client);
+    let events: string | undefined;
+    if (this.cfg.technique === 'pg-stat-statements') await this.pollStats(false);
     if (this.cfg.technique === 'pg-log' || this.cfg.options.events) {
       const given = this.cfg.options['log-file'];
       const file = typeof given === 'string' && given !== '' ? given : await pgLogFile(this.client);
@@ -386,6 +417,7 @@ async function main(): Promise<void> {
     ts: Date.now(),
   });
   const interval = Number(cfg.options.interval ?? 1000);
+  let failing = false;
   while (!stopping) {
     await new Promise<void>((resolve) => {
       wake = resolve;
@@ -396,7 +428,23 @@ async function main(): Promise<void> {
     // statements that ended right before the stop request the time to land.
     if (stopping) await new Promise((r) => setTimeout(r, 100));
     // The last poll, after the stop request, takes the statements of the traced period's end.
-    await source.poll(stopping);
+    try {
+      await source.poll(stopping);
+      if (failing) warn('connected again; counting continues');
+      failing = false;
+    } catch (e) {
+      // The server restarted or the connection broke: the server keeps counting meanwhile, so
+      // reconnecting and going on loses nothing of the digest statistics.
+      if (!failing) warn(`${(e as Error).message}; reconnecting every ${interval} ms`);
+      failing = true;
+      const reconnected = await source.reconnect().then(
+        () => true,
+        () => false,
+      );
+      if (reconnected && stopping) await source.poll(true);
+      else if (stopping)
+        throw new Error(`cannot reach the server for the last poll: ${(e as Error).message}`);
+    }
   }
   await source.close();
 }

@@ -156,6 +156,35 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
     }
   });
 
+  it('survives its connection being killed: reconnects and still counts every statement', async () => {
+    const schema = `scalpels_t_kill_${process.pid}`;
+    const { records, outcome } = await runWorker(plugin, {
+      options: { technique: 'mysql-digest', interval: '200ms' },
+      pluginDir,
+      target,
+      during: async () => {
+        mysqlWorkload(schema, K);
+        const mine = await mysqlQuery(
+          "SELECT PROCESSLIST_ID AS id FROM performance_schema.threads WHERE INSTRUMENTED = 'NO' AND TYPE = 'FOREGROUND' AND PROCESSLIST_ID IS NOT NULL",
+        );
+        expect(mine).toHaveLength(1);
+        await mysqlQuery(`KILL ${Number(mine[0]!.id)}`);
+        // Inserts while the collector has no connection are counted by the server all the same.
+        const sql = Array.from(
+          { length: K },
+          (_, i) => `INSERT INTO t VALUES (${K + i + 1}, 'again');`,
+        );
+        execFileSync('mariadb', ['-uroot', schema], { input: sql.join('\n') });
+        await new Promise((r) => setTimeout(r, 600));
+      },
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    expect(outcome.stderrTail).toMatch(/reconnecting/);
+    expect(
+      sumBy(records, 'sql.calls', (l) => l.schema === schema && l.fingerprint === INSERT),
+    ).toBe(2 * K);
+  });
+
   it('converts picoseconds to milliseconds exactly as SUM_TIMER_WAIT says', async () => {
     const schema = `scalpels_t_time_${process.pid}`;
     const q = () =>
