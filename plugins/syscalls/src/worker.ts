@@ -1,6 +1,5 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { OptionValues, Target, WorkerContext, WorkerSpec } from '@scalpels/core';
 import { bpftraceProgram, READY_PREFIX, type Grouping } from './program.js';
 
@@ -24,7 +23,8 @@ function comm(pid: number): string {
 /** Runs the tool under relay.js, which prints the summary file on stdout once the tool exits. */
 function relay(ctx: WorkerContext, name: string, argv: (file: string) => string[]): string[] {
   const file = join(ctx.runtimeDir, name);
-  const relayJs = fileURLToPath(new URL('./relay.js', import.meta.url));
+  // The compiled script of the installed package (src/relay.ts → dist/relay.js).
+  const relayJs = join(ctx.pluginDir, 'dist', 'relay.js');
   return [process.execPath, relayJs, file, '--', ...argv(file)];
 }
 

@@ -1,0 +1,186 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { CheckContext, UndoAction } from '@scalpels/core';
+import { capability, runWorker } from '@scalpels/core/testing';
+import { describe, expect, it } from 'vitest';
+import plugin from '../src/index.js';
+import { isMountPoint } from '../src/tracefs.js';
+import {
+  buildWorkload,
+  isRoot,
+  pluginDir,
+  startWorkload,
+  total,
+  tracefsMounted,
+  which,
+} from './helpers.js';
+
+function checkContext(
+  depth: 'quick' | 'full',
+  options: Record<string, unknown> = {},
+): CheckContext {
+  return {
+    options: { technique: 'auto', ...options },
+    depth,
+    isRoot,
+    which: async (bin) => {
+      try {
+        return (
+          execFileSync('sh', ['-c', `command -v ${bin}`], { encoding: 'utf8' }).trim() || undefined
+        );
+      } catch {
+        return undefined;
+      }
+    },
+    exec: async (argv, timeoutMs) => {
+      try {
+        const stdout = execFileSync(argv[0]!, argv.slice(1), {
+          encoding: 'utf8',
+          timeout: timeoutMs,
+          stdio: 'pipe',
+        });
+        return { exitCode: 0, stdout, stderr: '' };
+      } catch (e) {
+        const x = e as { status?: number; stdout?: string; stderr?: string };
+        return { exitCode: x.status ?? 1, stdout: x.stdout ?? '', stderr: x.stderr ?? '' };
+      }
+    },
+  };
+}
+
+const tracing =
+  capability('root', isRoot, 'tracing needs root') &&
+  capability('tracefs', tracefsMounted, 'tracefs is not mounted on /sys/kernel/tracing') &&
+  capability('cc', which('cc'), 'a C compiler builds the workload');
+
+describe.runIf(tracing)('check()', () => {
+  it('quick: spawns nothing and picks bpftrace here', async () => {
+    const ctx = checkContext('quick');
+    let spawned = 0;
+    const exec = ctx.exec;
+    ctx.exec = (...a) => (spawned++, exec(...a));
+    const r = await plugin.check(ctx);
+    expect(spawned).toBe(0);
+    expect(r).toMatchObject({ status: 'ok', technique: 'bpftrace' });
+  });
+
+  it('full: runs bpftrace and says its version', async () => {
+    const r = await plugin.check(checkContext('full'));
+    expect(r.status).toBe('ok');
+    expect(r.technique).toBe('bpftrace');
+    expect(r.detail).toMatch(/bpftrace v\d+\.\d+/);
+  });
+
+  it('a forced technique is checked alone', async () => {
+    const r = await plugin.check(checkContext('full', { technique: 'strace' }));
+    expect(r).toMatchObject({ status: 'ok', technique: 'strace' });
+  });
+
+  it('walks down the chain and says why: without root, nothing but strace could work', async () => {
+    const ctx = { ...checkContext('quick'), isRoot: false };
+    const r = await plugin.check(ctx);
+    expect(r.detail).toMatch(/bpftrace: bpftrace needs root/);
+    expect(r.detail).toMatch(/perf: perf trace needs root/);
+  });
+});
+
+describe.runIf(tracing && capability('strace', which('strace'), 'strace is not installed'))(
+  'strace technique',
+  () => {
+    it('counts the target and its child exactly, totals only', async () => {
+      const bin = buildWorkload();
+      const w = startWorkload(bin, 20_000, 300);
+      const { records, outcome } = await runWorker(plugin, {
+        pluginDir,
+        technique: 'strace',
+        target: { kind: 'pid', pids: [w.pid], description: `pid ${w.pid}` },
+        during: () => w.go(),
+      });
+      expect(outcome.status).toBe('stopped');
+      expect(outcome.parseErrors).toBe(0);
+      expect(total(records, 'syscalls.calls', { syscall: 'getppid' })).toBe(20_300);
+      expect(total(records, 'syscalls.errors', { syscall: 'openat', errno: 'unknown' })).toBe(3);
+    });
+
+    it('refuses system-wide', () => {
+      expect(() =>
+        plugin.worker(
+          { technique: 'strace' },
+          {
+            target: { kind: 'none', pids: [], description: 'system-wide' },
+            taskId: 't',
+            tracerId: 1,
+            technique: 'strace',
+            runtimeDir: tmpdir(),
+            pluginDir,
+          },
+        ),
+      ).toThrow(/system-wide/);
+    });
+  },
+);
+
+describe.runIf(tracing && capability('perf', which('perf'), 'perf is not installed'))(
+  'perf technique',
+  () => {
+    it('counts the target (not children forked later), per thread', async () => {
+      const bin = buildWorkload();
+      const w = startWorkload(bin, 20_000);
+      const { records, outcome } = await runWorker(plugin, {
+        pluginDir,
+        technique: 'perf',
+        target: { kind: 'pid', pids: [w.pid], description: `pid ${w.pid}` },
+        during: () => w.go(),
+      });
+      expect(outcome.status).toBe('stopped');
+      expect(outcome.parseErrors).toBe(0);
+      // perf trace may miss the first call after it attaches (see testdata/perf-6.1-pid-fork).
+      const n = total(records, 'syscalls.calls', { pid: String(w.pid), syscall: 'getppid' });
+      expect(n).toBeGreaterThanOrEqual(19_999);
+      expect(n).toBeLessThanOrEqual(20_000);
+      expect(total(records, 'syscalls.errors', { pid: String(w.pid), syscall: 'openat' })).toBe(3);
+    });
+  },
+);
+
+describe.runIf(capability('root', isRoot, 'mounting tracefs needs root'))('setup and undo', () => {
+  it('undo unmounts a tracefs it mounted, and is idempotent', async () => {
+    // A private mount point: the shared /sys/kernel/tracing stays as it is for other tests.
+    const dir = mkdtempSync(join(tmpdir(), 'scalpels-tracefs-'));
+    try {
+      execFileSync('mount', ['-t', 'tracefs', 'nodev', dir]);
+      expect(isMountPoint(dir)).toBe(true);
+      const action: UndoAction = {
+        kind: 'mount-tracefs',
+        data: { path: dir },
+        description: 'test',
+      };
+      await plugin.undo!(action, {});
+      expect(isMountPoint(dir)).toBe(false);
+      await plugin.undo!(action, {});
+      expect(isMountPoint(dir)).toBe(false);
+    } finally {
+      if (isMountPoint(dir)) execFileSync('umount', [dir]);
+      rmdirSync(dir);
+    }
+  });
+
+  it('setup journals nothing and changes nothing when tracefs is mounted already', async () => {
+    const journal: UndoAction[] = [];
+    await plugin.setup!(
+      {},
+      {
+        target: { kind: 'none', pids: [], description: 'system-wide' },
+        taskId: 't',
+        tracerId: 1,
+        technique: 'bpftrace',
+        runtimeDir: tmpdir(),
+        pluginDir,
+        journal: async (a) => void journal.push(a),
+      },
+    );
+    if (tracefsMounted) expect(journal).toEqual([]);
+  });
+});
