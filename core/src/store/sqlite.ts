@@ -167,14 +167,12 @@ export class SqliteStore implements Store {
       // Buckets as index range scans per series (no sorter): rows only for non-empty buckets.
       timelineRanges: db.prepare(
         `WITH RECURSIVE b(i) AS (SELECT @first UNION ALL SELECT i + 1 FROM b WHERE i < @last)
-         SELECT id, i, agg FROM (
-           SELECT s.id, b.i,
-                  (SELECT printf('%d %!.17g %!.17g %!.17g', count(*), total(value), min(value), max(value))
-                   FROM samples p WHERE p.series_id = s.id
-                     AND p.ts >= CASE WHEN b.i = @first THEN -9e18 ELSE @from + b.i * @step END
-                     AND p.ts < CASE WHEN b.i = @last THEN 9e18 ELSE @from + (b.i + 1) * @step END) AS agg
-           FROM series s, b WHERE s.tracer_id = @tracer ORDER BY s.id, b.i)
-         WHERE agg NOT LIKE '0 %'`,
+         SELECT s.id, b.i,
+                (SELECT printf('%d %!.17g %!.17g %!.17g', count(*), total(value), min(value), max(value))
+                 FROM samples p WHERE p.series_id = s.id
+                   AND p.ts >= CASE WHEN b.i = @first THEN -9e18 ELSE @from + b.i * @step END
+                   AND p.ts < CASE WHEN b.i = @last THEN 9e18 ELSE @from + (b.i + 1) * @step END) AS agg
+         FROM series s, b WHERE s.tracer_id = @tracer`,
       ),
       tracerTsRange: db.prepare(
         `SELECT min((SELECT ts FROM samples f WHERE f.series_id = s.id ORDER BY ts LIMIT 1)) AS lo,
@@ -464,6 +462,7 @@ export class SqliteStore implements Store {
         tracer: tracerId,
       }) as Iterable<Row>;
       for (const r of rows) {
+        if ((r.agg as string).startsWith('0 ')) continue; // an empty bucket
         const id = Number(r.id);
         let t = out.get(id);
         if (!t) out.set(id, (t = { ...meta.get(id)!, buckets: [] }));
@@ -475,6 +474,7 @@ export class SqliteStore implements Store {
         ];
         t.buckets.push({ ts: from + Number(r.i) * step, sum, count, min, max });
       }
+      for (const t of out.values()) t.buckets.sort((a, b) => a.ts - b.ts);
       return [...out.values()];
     }
     // Points spread over too many buckets for range scans: one GROUP BY pass.
