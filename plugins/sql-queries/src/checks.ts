@@ -327,6 +327,8 @@ export async function check(ctx: CheckContext): Promise<CheckResult> {
   const forced = ctx.options.technique;
   if (typeof forced === 'string' && forced !== 'auto') return checkTechnique(forced, ctx);
   const chain = engineOf(ctx.options) === 'mysql' ? MYSQL_TECHNIQUES : PG_TECHNIQUES;
+  // Which technique works needs a connection: the quick check does not name one.
+  if (ctx.depth === 'quick') return { ...quick(ctx.options, chain[0]!), technique: undefined };
   if (ctx.depth === 'full') {
     const bad = connectProblem(await facts(ctx));
     if (bad) return { ...bad, technique: chain[0] };

@@ -114,6 +114,7 @@ describe.runIf(mysqlOk)('check against MariaDB', () => {
     const r = await plugin.check(ctx({}, 'quick'));
     const after = (await mysqlGlobalStatus(['Connections'])).Connections!;
     expect(r.status).toBe('ok');
+    expect(r.technique).toBeUndefined();
     // Only the second status read itself connected.
     expect(after - before).toBe(1);
   });
