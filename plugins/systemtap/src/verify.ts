@@ -1,7 +1,17 @@
 import { execFile } from 'node:child_process';
-import { accessSync, constants, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import {
+  accessSync,
+  constants,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import type { CheckContext, OptionValues, VerifyStage } from '@scalpels/core';
 import { buildTreeReleases, checkSystemtap, probeHost, type Host } from './check.js';
 import { optionProblem, stapCommand } from './command.js';
@@ -41,30 +51,83 @@ function run(
 /** Whether any module at all compiles for (release, runtime): tells a broken toolchain from a bad script. */
 const controlCompiles = new Map<string, Promise<{ ok: boolean; error: string }>>();
 
+/**
+ * The answer lives on disk too: a failing kernel build takes about a minute, and neither stap nor
+ * the headers change between two `validate` runs. The key covers what would change the answer:
+ * the stap binary, its runtime sources and the build tree's config.
+ */
+function controlCacheFile(
+  stap: string,
+  runtimeArgs: string[],
+  releaseArgs: string[],
+  release: string,
+): string {
+  const mtime = (p: string): number => {
+    try {
+      return statSync(p).mtimeMs;
+    } catch {
+      return 0;
+    }
+  };
+  const key = createHash('sha256')
+    .update(
+      JSON.stringify([
+        stap,
+        mtime(stap),
+        mtime('/usr/share/systemtap/runtime'),
+        runtimeArgs,
+        releaseArgs,
+        mtime(`/lib/modules/${release}/build/.config`),
+      ]),
+    )
+    .digest('hex')
+    .slice(0, 16);
+  const base = process.env.XDG_CACHE_HOME || join(homedir(), '.cache');
+  return join(base, 'scalpels', `systemtap-control-${key}.json`);
+}
+
 function controlCompile(
   stap: string,
   runtimeArgs: string[],
   releaseArgs: string[],
+  release: string,
 ): Promise<{ ok: boolean; error: string }> {
   const id = [...runtimeArgs, ...releaseArgs].join(' ');
   let p = controlCompiles.get(id);
   if (!p) {
-    p = withTempDir((dir) =>
-      run(
-        [
-          stap,
-          ...runtimeArgs,
-          ...releaseArgs,
-          '-p4',
-          '-m',
-          'scalpels_control',
-          '-e',
-          'probe begin { exit() }',
-        ],
-        dir,
-        300_000,
-      ),
-    ).then((r) => ({ ok: r.exitCode === 0, error: stapError(r.stderr) }));
+    const cache = controlCacheFile(stap, runtimeArgs, releaseArgs, release);
+    p = (async () => {
+      try {
+        const known = JSON.parse(readFileSync(cache, 'utf8')) as { ok: boolean; error: string };
+        if (typeof known.ok === 'boolean' && typeof known.error === 'string') return known;
+      } catch {
+        // Not cached yet.
+      }
+      const r = await withTempDir((dir) =>
+        run(
+          [
+            stap,
+            ...runtimeArgs,
+            ...releaseArgs,
+            '-p4',
+            '-m',
+            'scalpels_control',
+            '-e',
+            'probe begin { exit() }',
+          ],
+          dir,
+          300_000,
+        ),
+      );
+      const result = { ok: r.exitCode === 0, error: stapError(r.stderr) };
+      try {
+        mkdirSync(dirname(cache), { recursive: true });
+        writeFileSync(cache, `${JSON.stringify(result)}\n`);
+      } catch {
+        // A read-only home only costs the next run a compile.
+      }
+      return result;
+    })();
     controlCompiles.set(id, p);
   }
   return p;
@@ -176,7 +239,12 @@ export async function verifySystemtap(
   const compileStage = passes[3]!;
   const target = releaseArgs[1] ?? host.release;
   // An empty script first (cached): when even that does not build, the toolchain is at fault.
-  const control = await controlCompile(stap, runtimeArgs, releaseArgs);
+  const control = await controlCompile(
+    stap,
+    runtimeArgs,
+    releaseArgs,
+    releaseArgs[1] ?? host.release,
+  );
   if (!control.ok) {
     stages.push({
       stage: compileStage,
