@@ -156,7 +156,7 @@ export async function checkSystemtap(
   }
   if (runtime === 'bpf' && !host.memlockOk) {
     problems.push(
-      `stapbpf raises RLIMIT_MEMLOCK to unlimited, but the hard limit here is ${host.memlockHard} and the process lacks CAP_SYS_RESOURCE (a container?); give it ulimit -l unlimited (systemd LimitMEMLOCK=infinity, docker --ulimit memlock=-1)`,
+      `stapbpf raises RLIMIT_MEMLOCK to unlimited, but the hard limit here is ${host.memlockHard}${/^\d+$/.test(host.memlockHard) ? ' bytes' : ''} and the process lacks CAP_SYS_RESOURCE (a container?); give it ulimit -l unlimited (systemd LimitMEMLOCK=infinity, docker --ulimit memlock=-1)`,
     );
   }
   let headersPackaged: boolean | undefined;
