@@ -1,0 +1,162 @@
+// Benchmark of the syscalls plugin (not a test: prints figures, asserts nothing).
+//
+//   node bench/syscalls-overhead.mjs [calls=2000000] [rounds=5] [slowCalls=100000]
+//   (root; build first: npx tsc -b plugins/syscalls cli)
+//
+// A C loop makes `calls` getppid() system calls and reports the wall time of the loop alone
+// (startup of the tools excluded). It runs, interleaved over `rounds`:
+//   bare           the loop alone
+//   bpftrace       the classic one-liner, bare bpftrace aggregation on the same tracepoint family:
+//                  tracepoint:raw_syscalls:sys_enter /pid == PID/ { @[args->id] = count(); }
+//   scalpels       scalpels run -t syscalls -- LOOP   (the whole tool: CLI, core, store, parser)
+//   perf trace -s  perf trace -s -- LOOP
+//   strace -c -f   strace -c -f -- LOOP
+// perf and strace stop the loop at every call, so they run `slowCalls` calls; every figure is a
+// cost per call, and each slowdown is a ratio to the bare loop's cost per call in the same run.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const cli = join(root, 'cli', 'dist', 'main.js');
+const calls = Number(process.argv[2] ?? 2_000_000);
+const rounds = Number(process.argv[3] ?? 5);
+const slowCalls = Number(process.argv[4] ?? 100_000);
+
+const LOOP_C = `
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+  long n = atol(argv[1]);
+  char c;
+  if (read(0, &c, 1) < 0) return 2; /* wait until the tracer is attached */
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (long i = 0; i < n; i++) syscall(SYS_getppid);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  fprintf(stderr, "loop-ns %.0f\\n", (b.tv_sec - a.tv_sec) * 1e9 + (b.tv_nsec - a.tv_nsec));
+  return 0;
+}
+`;
+
+const dir = mkdtempSync(join(tmpdir(), 'scalpels-bench-syscalls-'));
+const loop = join(dir, 'sysloop');
+writeFileSync(`${loop}.c`, LOOP_C);
+execFileSync('cc', ['-O2', '-o', loop, `${loop}.c`]);
+
+/** Runs argv (the loop at its end); resolves with the loop's ns per call from its stderr. */
+function timed(argv, n, opts = {}) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'ignore', 'pipe'], ...opts });
+    let err = '';
+    child.stderr.on('data', (c) => (err += c));
+    child.stdin.end('x');
+    child.once('exit', (code) => {
+      const m = /loop-ns (\d+)/.exec(err);
+      if (!m) return reject(new Error(`${argv.join(' ')}: exit ${code}: ${err.slice(-500)}`));
+      resolve(Number(m[1]) / n);
+    });
+  });
+}
+
+async function bare() {
+  return timed([loop, String(calls)], calls);
+}
+
+/** The loop waits on stdin while bpftrace attaches, filtered on its pid. */
+async function bareBpftrace() {
+  const child = spawn(loop, [String(calls)], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (c) => (err += c));
+  const exited = new Promise((r) => child.once('exit', r));
+  const prog = `tracepoint:raw_syscalls:sys_enter /pid == ${child.pid}/ { @[args->id] = count(); } BEGIN { printf("ready\\n"); }`;
+  const bt = spawn('bpftrace', ['-e', prog], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  await new Promise((resolve, reject) => {
+    bt.stdout.on('data', (c) => {
+      out += c;
+      if (out.includes('ready')) resolve();
+    });
+    bt.once('exit', (code) => reject(new Error(`bpftrace exited ${code}`)));
+  });
+  child.stdin.end('x');
+  await exited;
+  const btExit = new Promise((r) => bt.once('exit', r));
+  bt.kill('SIGINT');
+  await btExit;
+  const counted = /@\[110\]: (\d+)/.exec(out)?.[1];
+  if (Number(counted) !== calls)
+    throw new Error(`bpftrace counted ${counted} getppid, expected ${calls}`);
+  return Number(/loop-ns (\d+)/.exec(err)[1]) / calls;
+}
+
+async function scalpels() {
+  const store = `sqlite://${join(dir, 'bench.db')}`;
+  return timed(
+    [
+      process.execPath,
+      cli,
+      'run',
+      '-t',
+      'syscalls',
+      '--store',
+      store,
+      '--format',
+      'none',
+      '--',
+      loop,
+      String(calls),
+    ],
+    calls,
+  );
+}
+
+async function perfTrace() {
+  return timed(
+    ['perf', 'trace', '-s', '-o', '/dev/null', '--', loop, String(slowCalls)],
+    slowCalls,
+  );
+}
+
+async function straceC() {
+  return timed(['strace', '-c', '-f', '-o', '/dev/null', '--', loop, String(slowCalls)], slowCalls);
+}
+
+const variants = {
+  bare,
+  bpftrace: bareBpftrace,
+  scalpels,
+  'perf trace -s': perfTrace,
+  'strace -c -f': straceC,
+};
+const results = Object.fromEntries(Object.keys(variants).map((k) => [k, []]));
+for (let r = 0; r < rounds; r++) {
+  for (const [name, fn] of Object.entries(variants)) results[name].push(await fn());
+  process.stderr.write(`round ${r + 1}/${rounds} done\n`);
+}
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const perCall = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)]));
+const slowdown = Object.fromEntries(Object.entries(perCall).map(([k, v]) => [k, v / perCall.bare]));
+
+console.log(
+  `getppid loop: ${calls} calls (perf and strace: ${slowCalls}), median of ${rounds} interleaved rounds`,
+);
+console.log('variant          ns/call   slowdown vs bare');
+for (const k of Object.keys(variants))
+  console.log(`${k.padEnd(15)} ${perCall[k].toFixed(1).padStart(8)}   ${slowdown[k].toFixed(2)}x`);
+const overhead = (k) => perCall[k] - perCall.bare;
+console.log(
+  `scalpels slowdown / bare bpftrace slowdown: ${(slowdown.scalpels / slowdown.bpftrace).toFixed(3)} (target <= 1.10)`,
+);
+console.log(
+  `strace overhead per call / scalpels overhead per call: ${(overhead('strace -c -f') / overhead('scalpels')).toFixed(1)}x (target >= 50)`,
+);
+console.log(
+  `perf overhead per call / scalpels overhead per call: ${(overhead('perf trace -s') / overhead('scalpels')).toFixed(1)}x`,
+);
+rmSync(dir, { recursive: true, force: true });
