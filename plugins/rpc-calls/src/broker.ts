@@ -127,7 +127,21 @@ export class ManagementAdmin implements BrokerAdmin {
   }
 
   async setTracing(vhost: string, on: boolean): Promise<void> {
-    await this.request('PUT', `api/vhosts/${encodeURIComponent(vhost)}`, { tracing: on });
+    // PUT replaces the vhost's description and tags too: send the current ones back.
+    const path = `api/vhosts/${encodeURIComponent(vhost)}`;
+    const current = (await (await this.request('GET', path)).json()) as {
+      description?: string;
+      tags?: string[] | string;
+      default_queue_type?: string;
+    };
+    const body: Record<string, unknown> = {
+      tracing: on,
+      description: current.description ?? '',
+      tags: Array.isArray(current.tags) ? current.tags.join(',') : (current.tags ?? ''),
+    };
+    if (current.default_queue_type && current.default_queue_type !== 'undefined')
+      body.default_queue_type = current.default_queue_type;
+    await this.request('PUT', path, body);
   }
 
   async deleteQueue(vhost: string, queue: string): Promise<void> {
