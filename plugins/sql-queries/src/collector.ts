@@ -17,7 +17,8 @@ import {
   describe,
 } from './connection.js';
 import { GeneralLogParser, PgLogParser, SlowLogParser, type LogParser } from './logs.js';
-import type { CollectorLine, DigestLine, StatementLine } from './protocol.js';
+import { fingerprint, type Dialect } from './fingerprint.js';
+import { MAX_TEXT, type CollectorLine, type DigestLine, type StatementLine } from './protocol.js';
 import { mysqlGlobals, mysqlRows, pgLogFile, resolveServerPath, type Row } from './server.js';
 import { FileTail } from './tail.js';
 
@@ -70,7 +71,7 @@ class LogFollower {
   }
 
   private emit(s: StatementLine): void {
-    if (this.keep(s)) out(s);
+    if (this.keep(s)) out(bounded(s, s.source === 'pg-log' ? 'postgresql' : 'mysql'));
   }
 }
 
@@ -241,7 +242,7 @@ class MysqlSource implements Source {
         warnings: Number(d('SUM_WARNINGS')),
         noIndexUsed: Number(d('SUM_NO_INDEX_USED')),
       };
-      out(line);
+      out(bounded(line, 'mysql'));
     }
     this.digests = next;
   }
@@ -368,18 +369,23 @@ class PgSource implements Source {
       const base = prev && Number(prev.calls) <= Number(row.calls) ? prev : undefined;
       const calls = Number(row.calls) - (base ? Number(base.calls) : 0);
       if (calls === 0) continue;
-      out({
-        t: 'digest',
-        ts,
-        engine: 'postgresql',
-        digest: String(row.queryid ?? ''),
-        schema: String(row.datname ?? ''),
-        text: String(row.query ?? ''),
-        calls,
-        timeMs: Number(row.total_exec_time) - (base ? Number(base.total_exec_time) : 0),
-        maxMs: Number(row.max_exec_time),
-        rowsSent: Number(row.rows) - (base ? Number(base.rows) : 0),
-      });
+      out(
+        bounded<DigestLine>(
+          {
+            t: 'digest',
+            ts,
+            engine: 'postgresql',
+            digest: String(row.queryid ?? ''),
+            schema: String(row.datname ?? ''),
+            text: String(row.query ?? ''),
+            calls,
+            timeMs: Number(row.total_exec_time) - (base ? Number(base.total_exec_time) : 0),
+            maxMs: Number(row.max_exec_time),
+            rowsSent: Number(row.rows) - (base ? Number(base.rows) : 0),
+          },
+          'postgresql',
+        ),
+      );
     }
     this.stats = next;
   }
@@ -389,6 +395,16 @@ class PgSource implements Source {
     this.log?.close();
     await this.client?.end().catch(() => undefined);
   }
+}
+
+/** A line whose text fits in a stdout line, with the whole text's fingerprint when it was cut. */
+function bounded<T extends { text: string; fingerprint?: string }>(line: T, dialect: Dialect): T {
+  if (line.text.length <= MAX_TEXT) return line;
+  return {
+    ...line,
+    text: line.text.slice(0, MAX_TEXT),
+    fingerprint: fingerprint(line.text, dialect),
+  };
 }
 
 function big(v: unknown): bigint {

@@ -46,7 +46,7 @@ function digestRecords(l: DigestLine): Sample[] {
   const dialect: Dialect = l.engine === 'postgresql' ? 'postgresql' : 'mysql';
   const labels = {
     digest: l.digest,
-    fingerprint: digestFingerprint(l.text, dialect),
+    fingerprint: l.fingerprint ?? digestFingerprint(l.text, dialect),
     schema: l.schema,
   };
   const ms = (ps: string | undefined, plain: number | undefined): number | undefined =>
@@ -91,7 +91,7 @@ function statementEvent(l: StatementLine, textMax: number): TraceEvent {
   const ev: TraceEvent = {
     kind: 'event',
     type: 'statement',
-    key: fingerprint(raw, dialect),
+    key: l.fingerprint ?? fingerprint(raw, dialect),
     ts: l.ts,
     data,
   };

@@ -24,6 +24,8 @@ export interface DigestLine {
   schema: string;
   /** The server's normalized text (DIGEST_TEXT, pg_stat_statements.query). */
   text: string;
+  /** Set when `text` was cut (see MAX_TEXT): the fingerprint of the whole text. */
+  fingerprint?: string;
   calls: number;
   /** Integer strings: picoseconds for MySQL/MariaDB (64-bit, beyond double precision). */
   timePs?: string;
@@ -54,6 +56,8 @@ export interface StatementLine {
   ts: number;
   source: 'slow-log' | 'general-log' | 'pg-log';
   text: string;
+  /** Set when `text` was cut (see MAX_TEXT): the fingerprint of the whole text. */
+  fingerprint?: string;
   thread?: number;
   user?: string;
   host?: string;
@@ -72,5 +76,11 @@ export interface LostLine {
   count: number;
   why: string;
 }
+
+/**
+ * Longer texts are cut before they are printed, with the fingerprint of the whole text alongside:
+ * the core cuts stdout lines at 1 MiB, and a multi-megabyte bulk INSERT must stay one record.
+ */
+export const MAX_TEXT = 64 * 1024;
 
 export type CollectorLine = ReadyLine | DigestLine | StatusLine | StatementLine | LostLine;

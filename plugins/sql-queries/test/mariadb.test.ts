@@ -393,6 +393,37 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
     expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
   });
 
+  it('a 2 MB bulk INSERT stays one event with its fingerprint', async () => {
+    const schema = `scalpels_t_bulk_${process.pid}`;
+    await mysqlQuery(`DROP DATABASE IF EXISTS ${schema}`);
+    await mysqlQuery(`CREATE DATABASE ${schema}`);
+    await mysqlQuery(`CREATE TABLE ${schema}.t (id INT PRIMARY KEY, v VARCHAR(64))`);
+    const rows = Array.from(
+      { length: 50_000 },
+      (_, i) => `(${i}, 'a longer value to make it bigger ${i}')`,
+    );
+    const bulk = `INSERT INTO t VALUES ${rows.join(', ')};`;
+    expect(bulk.length).toBeGreaterThan(2 * 1024 * 1024);
+    const options = validateOptions(plugin, { technique: 'mysql-slow-log' });
+    const journal = await runSetup(options, `bulk-${process.pid}`, 'mysql-slow-log');
+    let result: Awaited<ReturnType<typeof runWorker>>;
+    try {
+      result = await runWorker(plugin, {
+        options: { technique: 'mysql-slow-log', 'text-max': 100 },
+        pluginDir,
+        target,
+        during: async () => execFileSync('mariadb', ['-uroot', schema], { input: bulk }),
+      });
+    } finally {
+      await runUndo(journal, options);
+    }
+    expect(result.outcome.parseErrors).toBe(0);
+    const ev = events(result.records).filter((e) => e.data?.schema === schema);
+    expect(ev.map((e) => e.key)).toEqual(['insert into t values(?+)']);
+    expect(ev[0]!.data?.text).toBe(`${bulk.slice(0, 100)}...`);
+    expect(ev[0]!.data?.rowsAffected).toBe(50_000);
+  });
+
   it('general log technique: every statement, no durations', async () => {
     const schema = `scalpels_t_general_${process.pid}`;
     const varsBefore = await mysqlVariables(LOG_VARIABLES);
