@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -26,16 +27,17 @@ async function runningTask(store: string): Promise<Task> {
   throw new Error('no task started');
 }
 
-/** Busy Python for about `seconds`, so the task is running while the test marks and watches. */
-const busy = (seconds: number): string[] => [
+/** Busy Python until `stopFile` exists (at most a minute): the test decides when the task ends. */
+const busyUntil = (stopFile: string): string[] => [
   'python3',
   '-c',
-  `import time\nend = time.time() + ${seconds}\nwhile time.time() < end: sum(range(10000))`,
+  `import os, time\nend = time.time() + 60\nwhile time.time() < end and not os.path.exists(${JSON.stringify(stopFile)}): sum(range(10000))`,
 ];
 
 describe('scalpels mark and watch on a running task', () => {
   it('marks the running task, watches it refresh until it stops, and the report has the marker', async () => {
     const store = `sqlite://${join(dir, 'live.db')}`;
+    const stopFile = join(dir, 'stop-live');
     const run = execa(
       process.execPath,
       [
@@ -50,7 +52,7 @@ describe('scalpels mark and watch on a running task', () => {
         '--format',
         'none',
         '--',
-        ...busy(5),
+        ...busyUntil(stopFile),
       ],
       { reject: false, env: { NO_COLOR: '1' } },
     );
@@ -65,11 +67,21 @@ describe('scalpels mark and watch on a running task', () => {
     expect(once).toMatch(/\bproc\s+proc\.cpu\.user\s/);
     expect(once).not.toContain('\x1b');
     // A live watch refreshes each interval and ends with the task.
-    const watch = await execa(
+    const watching = execa(
       process.execPath,
       [cli, 'watch', task.id, '--interval', '500ms', '--store', store],
       { reject: false, env: { NO_COLOR: '1' }, timeout: 60_000 },
     );
+    let seen = '';
+    await new Promise<void>((resolve) => {
+      watching.stdout!.on('data', (c: Buffer) => {
+        seen += c.toString();
+        if (seen.split(`task ${task.id}`).length > 2) resolve();
+      });
+      void watching.then(() => resolve());
+    });
+    writeFileSync(stopFile, '');
+    const watch = await watching;
     expect(watch.exitCode, watch.stderr).toBe(0);
     const frames = watch.stdout.split('\n').filter((l) => l.startsWith(`task ${task.id}`));
     expect(frames.length).toBeGreaterThanOrEqual(2);
@@ -105,12 +117,24 @@ describe('scalpels mark through the agent (RPC method mark)', () => {
     for (const p of procs) p.kill('SIGKILL');
   });
 
-  it('marks the task the agent runs, with the agent node name', async () => {
+  it('marks the task the agent runs, with the agent node name; serves /metrics on loopback', async () => {
     const socket = join(dir, 'agent', 'agent.sock');
+    const metricsPort = 20_000 + (process.pid % 20_000);
     const store = `sqlite://${join(dir, 'agent.db')}`;
     const agent = spawn(
       process.execPath,
-      [cli, 'agent', '--socket', socket, '--store', store, '--node', 'n1'],
+      [
+        cli,
+        'agent',
+        '--socket',
+        socket,
+        '--store',
+        store,
+        '--node',
+        'n1',
+        '--metrics',
+        `127.0.0.1:${metricsPort}`,
+      ],
       {
         env: { ...process.env, NO_COLOR: '1' },
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -146,6 +170,26 @@ describe('scalpels mark through the agent (RPC method mark)', () => {
       text: string;
     };
     expect(marked.text).toBe('via agent');
+    expect(log).toContain(`metrics on http://127.0.0.1:${metricsPort}/metrics`);
+    // OpenMetrics of the running task, growing while it runs.
+    let body = '';
+    for (let i = 0; i < 50 && !/scalpels_proc_cpu_user_seconds_total\{/.test(body); i++) {
+      await sleep(200);
+      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+      expect(res.status).toBe(200);
+      expect(res.headers.get('content-type')).toMatch(
+        /^application\/openmetrics-text; version=1\.0\.0/,
+      );
+      body = await res.text();
+    }
+    expect(body).toMatch(
+      new RegExp(
+        `^scalpels_proc_cpu_user_seconds_total\\{task="${marked.task}",tracer="proc",node="n1",`,
+        'm',
+      ),
+    );
+    expect(body.trimEnd().endsWith('# EOF')).toBe(true);
+    expect((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status).toBe(404);
     expect(id).toContain(marked.task);
     await ok(['stop', '--agent', url, '--store', store]);
     const report = JSON.parse(
@@ -156,5 +200,19 @@ describe('scalpels mark through the agent (RPC method mark)', () => {
     const bad = await scalpels(['mark', 'x'.repeat(501), '--agent', url]);
     expect(bad.exitCode).toBe(1);
     expect(bad.stderr).toMatch(/longer than 500/);
+  });
+
+  it('refuses to serve /metrics on a non-loopback address', async () => {
+    const r = await scalpels([
+      'agent',
+      '--socket',
+      join(dir, 'agent2', 'agent.sock'),
+      '--store',
+      `sqlite://${join(dir, 'agent2.db')}`,
+      '--metrics',
+      '0.0.0.0:9464',
+    ]);
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/loopback only/);
   });
 });

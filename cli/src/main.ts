@@ -35,7 +35,8 @@ async function main(argv: string[]): Promise<number> {
     })
     .option('redis', {
       type: 'string',
-      describe: 'cluster: redis://[:password@]host:port/db the agents register with (or SCALPELS_REDIS)',
+      describe:
+        'cluster: redis://[:password@]host:port/db the agents register with (or SCALPELS_REDIS)',
       global: true,
     })
     .option('token-file', {
@@ -117,10 +118,25 @@ async function main(argv: string[]): Promise<number> {
             describe: 'also listen on TCP HOST:PORT (needs --token-file)',
           })
           .option('node', { type: 'string', describe: 'node name (default: hostname)' })
-          .option('heartbeat', { type: 'string', describe: 'cluster heartbeat period (default 2s)' }),
+          .option('heartbeat', {
+            type: 'string',
+            describe: 'cluster heartbeat period (default 2s)',
+          })
+          .option('metrics', {
+            type: 'string',
+            describe:
+              'also serve OpenMetrics of running tasks at http://HOST:PORT/metrics (loopback only)',
+          }),
       async (args) => {
         const { agentCommand } = await import('./commands/agent.js');
-        setExit(await agentCommand(args as unknown as Parameters<typeof agentCommand>[0]));
+        const metrics = args.metrics
+          ? await (await import('./commands/watch.js')).serveMetrics(args)
+          : undefined;
+        try {
+          setExit(await agentCommand(args as unknown as Parameters<typeof agentCommand>[0]));
+        } finally {
+          await metrics?.close();
+        }
       },
     )
     .command(
@@ -188,10 +204,15 @@ async function main(argv: string[]): Promise<number> {
         setExit(await statusCommand(args as unknown as Parameters<typeof statusCommand>[0]));
       },
     )
-    .command('nodes', 'agents registered in the cluster (--redis), with heartbeat age and tracers', {}, async (args) => {
-      const { nodesCommand } = await import('./commands/cluster.js');
-      setExit(await nodesCommand(args as unknown as Parameters<typeof nodesCommand>[0]));
-    })
+    .command(
+      'nodes',
+      'agents registered in the cluster (--redis), with heartbeat age and tracers',
+      {},
+      async (args) => {
+        const { nodesCommand } = await import('./commands/cluster.js');
+        setExit(await nodesCommand(args as unknown as Parameters<typeof nodesCommand>[0]));
+      },
+    )
     .command('tasks', 'list tasks', {}, async (args) => {
       const { tasksCommand } = await import('./commands/tasks.js');
       setExit(await tasksCommand(args as unknown as Parameters<typeof tasksCommand>[0]));

@@ -65,6 +65,7 @@ export {
 export { formatCompareHtml } from './report/compare-html.js';
 export { human, offset } from './report/format.js';
 export { Progress } from './report/progress.js';
+export { serveOpenMetrics, OPENMETRICS_CONTENT_TYPE } from './report/metrics-server.js';
 export { AgentServer, type AgentOptions } from './agent/server.js';
 export { AgentClient } from './agent/client.js';
 export {
@@ -81,4 +82,11 @@ export {
   type AgentInfo,
 } from './agent/protocol.js';
 export { Cluster, type NodeInfo, type NodeState } from './cluster/cluster.js';
-export { RedisStore, parseRedisUrl, redact, encodeBatch, decodeBatch, fieldMap } from './store/redis.js';
+export {
+  RedisStore,
+  parseRedisUrl,
+  redact,
+  encodeBatch,
+  decodeBatch,
+  fieldMap,
+} from './store/redis.js';

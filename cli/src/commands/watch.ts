@@ -157,3 +157,27 @@ export async function watchCommand(args: WatchArgs): Promise<number> {
     await store.close();
   }
 }
+
+/** `scalpels agent --metrics HOST:PORT`: /metrics for Prometheus, beside the agent. */
+export async function serveMetrics(
+  args: GlobalArgs & { metrics?: string },
+): Promise<{ close(): Promise<void> }> {
+  const engine = await loadEngine();
+  const { host, port } = engine.parseHostPort(String(args.metrics), '--metrics');
+  const store = engine.openStore((await makeConfig(args)).storeUrl);
+  try {
+    const server = await engine.serveOpenMetrics(store, host, port);
+    process.stderr.write(
+      `scalpels agent: metrics on http://${host.includes(':') ? `[${host}]` : host}:${server.port}/metrics\n`,
+    );
+    return {
+      close: async () => {
+        await server.close();
+        await store.close();
+      },
+    };
+  } catch (e) {
+    await store.close();
+    throw e;
+  }
+}
