@@ -43,7 +43,7 @@ const hasTree =
 const dir = mkdtempSync(join(tmpdir(), 'scalpels-stap-verify-test-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-async function verify(raw: Record<string, unknown>): Promise<VerifyStage[]> {
+async function verify(raw: Record<string, unknown>): Promise<readonly VerifyStage[]> {
   const options = validateOptions(plugin, raw);
   return plugin.verify!(options, {
     options,
@@ -53,7 +53,7 @@ async function verify(raw: Record<string, unknown>): Promise<VerifyStage[]> {
     which,
   });
 }
-const status = (stages: VerifyStage[]): Record<string, string> =>
+const status = (stages: readonly VerifyStage[]): Record<string, string> =>
   Object.fromEntries(stages.map((s) => [s.stage.split(' ')[0], s.status]));
 
 describe.runIf(hasTree)('systemtap validate (stap passes as deep as this machine allows)', () => {
