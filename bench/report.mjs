@@ -4,15 +4,15 @@
 // (target <= 3): the report must be SQL aggregation in the store, not rows loaded into JavaScript.
 import 'reflect-metadata';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { SqliteStore } from '@scalpels/core/engine';
 
 const N = Number(process.env.BENCH_SAMPLES ?? 10_000_000);
 const SERIES = Number(process.env.BENCH_SERIES ?? 200);
-const RUNS = Number(process.env.BENCH_RUNS ?? 3);
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const here = dirname(fileURLToPath(import.meta.url));
 const cli = join(here, '..', 'cli', 'dist', 'main.js');
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-bench-report-'));
@@ -28,10 +28,22 @@ function which(bin) {
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
-function time(fn) {
+const gnuTime = ['/usr/bin/time'].find((p) => which(p));
+
+/** Runs a command; wall time, and CPU time (user + system) when GNU time is there. */
+function measure(file, args, opts = {}) {
   const t = process.hrtime.bigint();
-  const out = fn();
-  return { ms: Number(process.hrtime.bigint() - t) / 1e6, out };
+  const cpuFile = join(scratch, 'cpu.txt');
+  const out = gnuTime
+    ? execFileSync(gnuTime, ['-f', '%U %S', '-o', cpuFile, file, ...args], opts)
+    : execFileSync(file, args, opts);
+  const ms = Number(process.hrtime.bigint() - t) / 1e6;
+  let cpuMs = NaN;
+  if (gnuTime) {
+    const [u, sys] = readFileSync(cpuFile, 'utf8').trim().split('\n').at(-1).split(' ').map(Number);
+    cpuMs = (u + sys) * 1000;
+  }
+  return { ms, cpuMs, out };
 }
 
 async function build() {
@@ -104,39 +116,43 @@ try {
   const taskId = await build();
   const buildMs = performance.now() - t;
   const scan = () =>
-    execFileSync(sqlite3, [dbPath, 'SELECT count(*), sum(value) FROM samples;'], {
-      encoding: 'utf8',
-    });
+    measure(sqlite3, [dbPath, 'SELECT count(*), sum(value) FROM samples;'], { encoding: 'utf8' });
   const report = (format) =>
-    execFileSync(
+    measure(
       process.execPath,
       [cli, 'report', taskId, '--format', format, '--store', `sqlite://${dbPath}`],
       { encoding: 'utf8', maxBuffer: 1 << 28, env: { ...process.env, NO_COLOR: '1' } },
     );
-  // Warm the page cache for both, then alternate the measured runs.
-  const [count] = scan().trim().split('|').map(Number);
+  // Warm the page cache for both and check what they count, then alternate the measured runs.
+  const [count] = scan().out.trim().split('|').map(Number);
   if (count !== N) throw new Error(`expected ${N} rows, the scan counted ${count}`);
-  const json = JSON.parse(report('json'));
+  const json = JSON.parse(report('json').out);
   const points = json.tracers[0].series.reduce((a, s) => a + s.points, 0);
   if (points !== N) throw new Error(`report counted ${points} points, expected ${N}`);
   const baseline = [];
   const scalpels = [];
   for (let i = 0; i < RUNS; i++) {
-    baseline.push(time(scan).ms);
-    scalpels.push(time(() => report('json')).ms);
+    baseline.push(scan());
+    scalpels.push(report('json'));
   }
-  const html = time(() => report('html')).ms;
+  const html = report('html');
+  const med = (xs, k) => median(xs.map((x) => x[k]));
   const result = {
     bench: 'report',
     samples: N,
     series: SERIES,
     dbBytes: statSync(dbPath).size,
     buildMs: Math.round(buildMs),
-    sqlite3ScanMs: Math.round(median(baseline)),
-    reportJsonMs: Math.round(median(scalpels)),
-    reportHtmlMs: Math.round(html),
-    ratio: Number((median(scalpels) / median(baseline)).toFixed(2)),
+    sqlite3ScanMs: Math.round(med(baseline, 'ms')),
+    reportJsonMs: Math.round(med(scalpels, 'ms')),
+    ratio: Number((med(scalpels, 'ms') / med(baseline, 'ms')).toFixed(2)),
     target: '<= 3',
+    // CPU time (user + system) of the same runs: steadier than wall time on a busy machine.
+    sqlite3ScanCpuMs: Math.round(med(baseline, 'cpuMs')),
+    reportJsonCpuMs: Math.round(med(scalpels, 'cpuMs')),
+    cpuRatio: Number((med(scalpels, 'cpuMs') / med(baseline, 'cpuMs')).toFixed(2)),
+    reportHtmlMs: Math.round(html.ms),
+    loadAvg1: Number(loadavg()[0].toFixed(1)),
     runs: RUNS,
   };
   mkdirSync(join(here, 'results'), { recursive: true });
