@@ -94,7 +94,7 @@ async function record(
   writeFileSync(join(dir, 'truth.json'), `${JSON.stringify(truth, null, 2)}\n`);
   writeFileSync(
     join(dir, 'README.md'),
-    `# ${name}\n\nRecorded on ${new Date().toISOString().slice(0, 10)} from the real collector (\`dist/collector.js\`, technique \`${technique}\`) with\n\n    npx tsc -b plugins/sql-queries && npx vitest run -c plugins/sql-queries/test/record.vitest.config.ts\n\nOptions: \`${JSON.stringify(raw)}\`. Workload, run by the real client while the collector ran:\n\n    ${command}\n\n\`truth.json\` holds what the server itself counted for the workload, read by a separate connection\n(before/after deltas); the parser test checks \`expected.json\` against it.\n`,
+    `# ${name}\n\nRecorded on ${new Date().toISOString().slice(0, 10)} from the real collector (\`dist/collector.js\`, technique \`${technique}\`) with\n\n    npx tsc -b plugins/sql-queries && npx vitest run -c plugins/sql-queries/test/record.vitest.config.ts\n\nOptions: \`${JSON.stringify(raw)}\`. Workload, run by the real client while the collector ran\n(\`mysqlWorkload\`/\`pgWorkload\` in test/helpers.ts), in shell terms:\n\n    ${command}\n\n\`truth.json\` holds what the server itself counted for the workload, read by a separate connection\n(before/after deltas); the parser test checks \`expected.json\` against it.\n`,
   );
   const c = loadTestdata(testdata).find((x) => x.name === name)!;
   const out = parseTestdataCase(plugin, c);
