@@ -10,7 +10,7 @@ export const schema: Schema = {
       kind: 'counter',
       unit: 'count',
       description:
-        'System calls completed (counted when they return; exit and exit_group never return and are not counted)',
+        'System calls made, counted when they return (exit and exit_group, which never return, on entry)',
       labels: ['pid', 'comm', 'syscall'],
     },
     'syscalls.errors': {
