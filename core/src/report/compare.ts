@@ -38,7 +38,10 @@ export interface CompareSeriesRow {
    * spread of the per-interval samples of both runs; null when a run has fewer than 3 points.
    */
   noise: number | null;
-  /** The delta is larger than 3 noise deviations (null when noise cannot be estimated). */
+  /**
+   * The delta is larger than 3 noise deviations and than 5% of A (null when the noise cannot be
+   * estimated).
+   */
   significant: boolean | null;
 }
 
@@ -72,6 +75,9 @@ interface Acc {
   minPoints: number;
   seconds: number;
 }
+
+/** Smallest relative change flagged, however steady the runs (a 1% shift of free memory is not news). */
+const MIN_CHANGE = 0.05;
 
 const ratioOf = (b: number, a: number): number | null => (a === 0 ? (b === 0 ? 1 : null) : b / a);
 
@@ -174,16 +180,30 @@ export async function compareTasks(
       ratio: A && B ? ratioOf(B.value, A.value) : null,
       rateRatio: A?.rate != null && B?.rate != null ? ratioOf(B.rate, A.rate) : null,
       noise,
-      significant: noise === null || delta === null ? null : Math.abs(delta) > 3 * noise,
+      significant:
+        noise === null || delta === null
+          ? null
+          : Math.abs(delta) > 3 * noise && Math.abs(delta) > MIN_CHANGE * Math.abs(A!.value),
     });
   }
-  const magnitude = (r: CompareSeriesRow): number =>
-    r.ratio === null ? Infinity : r.ratio <= 0 ? Infinity : Math.abs(Math.log(r.ratio));
+  // Biggest changes first: the delta's share of everything its series name did in both runs
+  // (a series only one run has counts in full), so 40k more getppid calls outrank 1 → 2 clones.
+  const groupTotal = new Map<string, number>();
+  const change = (r: CompareSeriesRow): number => r.delta ?? (r.b?.value ?? 0) - (r.a?.value ?? 0);
+  for (const r of series) {
+    const k = `${r.tracer}\0${r.name}`;
+    groupTotal.set(
+      k,
+      (groupTotal.get(k) ?? 0) + Math.abs(r.a?.value ?? 0) + Math.abs(r.b?.value ?? 0),
+    );
+  }
+  const weight = (r: CompareSeriesRow): number =>
+    Math.abs(change(r)) / (groupTotal.get(`${r.tracer}\0${r.name}`) || 1);
   series.sort(
     (x, y) =>
       x.tracer.localeCompare(y.tracer) ||
       Number(y.significant === true) - Number(x.significant === true) ||
-      magnitude(y) - magnitude(x) ||
+      weight(y) - weight(x) ||
       x.name.localeCompare(y.name),
   );
   const events: CompareEventRow[] = [];
