@@ -321,9 +321,7 @@ export class ConventionParser implements Parser {
         `event "${decl.name}" expects ${decl.fields.length} tab-separated fields (${decl.fields.join(',')}), got ${cells.length}: ${shown(line)}`,
       );
     }
-    const row: Record<string, string> = {};
-    decl.fields.forEach((f, i) => (row[f] = cells[i]!));
-    return buildEvent(decl, row);
+    return buildEvent(decl, cells);
   }
 
   private json(line: string): ParseResult | DroppedNotice {
@@ -510,17 +508,22 @@ function declareEvent(name: string, attrs: Map<string, string>): EventDecl | str
   return decl;
 }
 
-function buildEvent(decl: EventDecl, row: Record<string, string>): ParseResult {
+function buildEvent(decl: EventDecl, cells: readonly string[]): ParseResult {
   const data: Record<string, unknown> = { event: decl.name };
-  for (const [f, v] of Object.entries(row)) data[f] = NUMBER.test(v) ? Number(v) : v;
+  const fields = decl.fields;
+  for (let i = 0; i < fields.length; i++) {
+    const v = cells[i]!;
+    data[fields[i]!] = NUMBER.test(v) ? Number(v) : v;
+  }
+  const cell = (field: string): string => cells[fields.indexOf(field)]!;
   const ev: TraceEvent = {
     kind: 'event',
     type: 'systemtap.event',
-    key: decl.key !== undefined ? row[decl.key]! : decl.name,
+    key: decl.key !== undefined ? cell(decl.key) : decl.name,
     data,
   };
   if (decl.duration) {
-    const raw = row[decl.duration.field]!;
+    const raw = cell(decl.duration.field);
     if (!NUMBER.test(raw))
       return diagnostic(
         `event "${decl.name}": duration field "${decl.duration.field}" is not a number: ${JSON.stringify(raw)}`,
@@ -528,7 +531,7 @@ function buildEvent(decl: EventDecl, row: Record<string, string>): ParseResult {
     ev.durationMs = decl.duration.toMs(Number(raw));
   }
   if (decl.value !== undefined) {
-    const raw = row[decl.value]!;
+    const raw = cell(decl.value);
     if (!NUMBER.test(raw))
       return diagnostic(
         `event "${decl.name}": value field "${decl.value}" is not a number: ${JSON.stringify(raw)}`,
@@ -536,7 +539,7 @@ function buildEvent(decl: EventDecl, row: Record<string, string>): ParseResult {
     ev.value = Number(raw);
   }
   if (decl.ts) {
-    const raw = row[decl.ts.field]!;
+    const raw = cell(decl.ts.field);
     if (!NUMBER.test(raw))
       return diagnostic(
         `event "${decl.name}": ts field "${decl.ts.field}" is not a number: ${JSON.stringify(raw)}`,
