@@ -74,6 +74,8 @@ async function traced() {
     let rest = '';
     let ready = false;
     let calls = 0;
+    let replies = 0;
+    let unmatched = 0;
     child.stdout.on('data', (c) => {
       const text = rest + c.toString();
       const cut = text.lastIndexOf('\n');
@@ -82,6 +84,9 @@ async function traced() {
         const out = parser.line(line);
         for (const r of Array.isArray(out) ? out : out ? [out] : [])
           if (r.kind === 'sample' && r.series === 'rpc.calls') calls += r.value;
+          else if (r.kind === 'sample' && r.series === 'rpc.replies')
+            if (r.labels.method === '(unmatched)') unmatched += r.value;
+            else replies += r.value;
       }
       rest = text.slice(cut + 1);
     });
@@ -93,7 +98,17 @@ async function traced() {
     const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGTERM');
     await exited;
-    return { ms, workerCpuMs: cpu, callsCounted: calls };
+    for (const r of [parser.end()].flat())
+      if (r?.kind === 'sample' && r.series === 'rpc.replies')
+        if (r.labels.method === '(unmatched)') unmatched += r.value;
+        else replies += r.value;
+    return {
+      ms,
+      workerCpuMs: cpu,
+      callsCounted: calls,
+      repliesMatched: replies,
+      repliesUnmatched: unmatched,
+    };
   } finally {
     for (const a of journal.reverse()) await plugin.undo(a, options);
   }
@@ -135,6 +150,8 @@ try {
     tracedMs: withTracer.map((x) => Math.round(x.ms)),
     slowdown: Number((median(withTracer.map((x) => x.ms)) / median(plain)).toFixed(3)),
     callsCounted: withTracer.map((x) => x.callsCounted),
+    repliesMatched: withTracer.map((x) => x.repliesMatched),
+    repliesUnmatched: withTracer.map((x) => x.repliesUnmatched),
     workerCpuUsPerMessage: Number(
       ((median(withTracer.map((x) => x.workerCpuMs)) * 1000) / messages).toFixed(1),
     ),

@@ -25,6 +25,8 @@ interface PendingCall {
 export const UNMATCHED = '(unmatched)';
 /** How many finished call ids are remembered, to tell a late second reply message from a stray one. */
 const FINISHED_MEMORY = 10_000;
+/** How long a reply waits for its call's trace copy before it counts as unmatched. */
+const ORPHAN_WAIT_MS = 2000;
 
 /** Method key of a message: `exchange/topic.method`, `exchange/topic:event_type` for notifications. */
 export function classify(m: WireMessage): {
@@ -121,6 +123,7 @@ export class RpcParser implements Parser {
   }
 
   end(): ParseResult {
+    this.settleOrphans(undefined);
     const out = this.expire(this.lastTs);
     // Calls still waiting when the tracer stops: neither answered nor timed out.
     if (this.events)
@@ -179,6 +182,12 @@ export class RpcParser implements Parser {
           bytes: m.bytes,
           data: this.commonData(m, c.server),
         });
+        const early = this.orphans.get(o!.msgId!);
+        if (early) {
+          this.orphans.delete(o!.msgId!);
+          // Stamped a hair before the call: the latency is then 0, not negative.
+          for (const r of early) this.reply({ ...r, ts: Math.max(r.ts, m.ts) }, out);
+        }
         break;
       }
       case 'cast':
@@ -232,16 +241,21 @@ export class RpcParser implements Parser {
     const o = m.oslo!;
     const call = o.msgId !== undefined ? this.pending.get(o.msgId) : undefined;
     if (!call) {
-      // The closing message of an already answered call (older oslo.messaging sends the result,
-      // then a separate `ending` message) only adds bytes.
-      const known = o.msgId !== undefined && this.finished.has(o.msgId);
-      const key = known ? this.replyKey(o.msgId)! : UNMATCHED;
-      if (!known) {
-        this.count('rpc.replies', { method: key });
-        if (o.failure)
-          this.count('rpc.failures', { method: key, exception: o.failure.class ?? 'unknown' });
+      if (o.msgId !== undefined && this.finished.has(o.msgId)) {
+        // The closing message of an already answered call (older oslo.messaging sends the
+        // result, then a separate `ending` message) only adds bytes.
+        this.count('rpc.bytes', { method: this.replyKey(o.msgId)!, kind: 'reply' }, m.bytes);
+        return;
       }
-      this.count('rpc.bytes', { method: key, kind: 'reply' }, m.bytes);
+      if (o.msgId !== undefined) {
+        // The trace copies of a call and of its reply come from different channels, so a fast
+        // reply can overtake its call on the trace queue: keep it a moment for the call.
+        const early = this.orphans.get(o.msgId);
+        if (early) early.push(m);
+        else this.orphans.set(o.msgId, [m]);
+        return;
+      }
+      this.unmatched(m);
       return;
     }
     this.count('rpc.bytes', { method: call.key, kind: 'reply' }, m.bytes);
@@ -277,6 +291,30 @@ export class RpcParser implements Parser {
   }
 
   private finishedKeys = new Map<string, string>();
+  /** Replies seen before their call, by `_msg_id`. */
+  private readonly orphans = new Map<string, WireMessage[]>();
+
+  private unmatched(m: WireMessage): void {
+    this.count('rpc.replies', { method: UNMATCHED });
+    if (m.oslo?.failure)
+      this.count('rpc.failures', {
+        method: UNMATCHED,
+        exception: m.oslo.failure.class ?? 'unknown',
+      });
+    this.count('rpc.bytes', { method: UNMATCHED, kind: 'reply' }, m.bytes);
+  }
+
+  /** Replies still without their call after ORPHAN_WAIT_MS (or at the end) answered calls we never saw. */
+  private settleOrphans(ts: number | undefined): void {
+    for (const [msgId, replies] of this.orphans) {
+      if (ts !== undefined && replies[0]!.ts + ORPHAN_WAIT_MS > ts) continue;
+      this.orphans.delete(msgId);
+      const last = replies.at(-1)!;
+      this.unmatched(last);
+      for (const r of replies.slice(0, -1))
+        this.count('rpc.bytes', { method: UNMATCHED, kind: 'reply' }, r.bytes);
+    }
+  }
 
   private finish(msgId: string, call: PendingCall): void {
     this.pending.delete(msgId);
@@ -363,6 +401,7 @@ export class RpcParser implements Parser {
 
   private tick(ts: number): TraceRecord[] {
     this.lastTs = Math.max(this.lastTs, ts);
+    this.settleOrphans(ts);
     const out = this.expire(ts);
     this.flush(ts, out);
     return out;

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadTestdata, parseLines, parseTestdataCase } from '@scalpels/core/testing';
+import type { TraceRecord } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { pluginDir } from './helpers.js';
 
@@ -49,5 +50,48 @@ describe('rpc-calls parser on recorded firehose output', () => {
     expect(
       out.records.find((r) => r.kind === 'sample' && r.series === 'rpc.pending'),
     ).toMatchObject({ value: 1 });
+  });
+
+  it('matches a reply whose trace copy overtook its call', () => {
+    const c = cases.find((x) => x.name.endsWith('-oslo-rpc'))!;
+    const lines = c.stdout.trimEnd().split('\n');
+    const callAt = lines.findIndex((l) => l.includes('"method":"build_instances"'));
+    const msgId = (JSON.parse(lines[callAt]!) as { oslo: { msgId: string } }).oslo.msgId;
+    const replyAt = lines.findIndex(
+      (l, i) => i > callAt && l.includes(`"msgId":"${msgId}"`) && l.includes('"isReply"'),
+    );
+    expect(replyAt).toBeGreaterThan(callAt);
+    const swapped = [...lines];
+    const [reply] = swapped.splice(replyAt, 1);
+    swapped.splice(callAt, 0, reply!);
+    const sum = (recs: TraceRecord[], series: string): Record<string, number> => {
+      const out: Record<string, number> = {};
+      for (const r of recs)
+        if (r.kind === 'sample' && r.series === series)
+          out[r.labels!.method!] = (out[r.labels!.method!] ?? 0) + r.value;
+      return out;
+    };
+    const original = parseLines(plugin, lines, c.options).records;
+    const reordered = parseLines(plugin, swapped, c.options).records;
+    for (const series of ['rpc.calls', 'rpc.replies', 'rpc.timeouts', 'rpc.failures'])
+      expect(sum(reordered, series)).toEqual(sum(original, series));
+    expect(JSON.stringify(reordered)).not.toContain('(unmatched)');
+  });
+
+  it('counts a reply whose call was never seen as unmatched', () => {
+    const c = cases.find((x) => x.name.endsWith('-oslo-rpc'))!;
+    const lines = c.stdout.trimEnd().split('\n');
+    const callAt = lines.findIndex((l) => l.includes('"method":"build_instances"'));
+    const out = parseLines(
+      plugin,
+      lines.filter((_, i) => i !== callAt),
+      c.options,
+    ).records;
+    const replies = out.filter((r) => r.kind === 'sample' && r.series === 'rpc.replies');
+    expect(
+      replies
+        .filter((r) => r.kind === 'sample' && r.labels?.method === '(unmatched)')
+        .map((r) => r.kind === 'sample' && r.value),
+    ).toEqual([1]);
   });
 });
