@@ -75,13 +75,19 @@ export function targetConnection(
   if (given) return undefined;
   const { unix, tcp } = listeners(target.pids);
   const engine = engineOf(options);
+  const pgSocket = unix.map((p) => /^(.*)\/\.s\.PGSQL\.(\d+)$/.exec(p)).find((m) => m);
+  const otherSocket = unix.find((p) => !/\.s\.PGSQL\./.test(p));
+  const wrong =
+    engine === 'mysql' ? pgSocket !== undefined : !pgSocket && otherSocket !== undefined;
+  if (wrong)
+    throw new Error(
+      `target ${target.description} is a ${engine === 'mysql' ? 'PostgreSQL' : 'MySQL/MariaDB'} server: set engine=${engine === 'mysql' ? 'postgresql' : 'mysql'}`,
+    );
   if (engine === 'postgresql') {
-    const sock = unix.map((p) => /^(.*)\/\.s\.PGSQL\.(\d+)$/.exec(p)).find((m) => m);
-    if (sock) return { host: sock[1]!, port: Number(sock[2]) };
-    if (tcp.length) return { host: '127.0.0.1', port: tcp[0]! };
+    if (pgSocket) return { host: pgSocket[1]!, port: Number(pgSocket[2]) };
+    if (tcp.length) return { host: '127.0.0.1', port: tcp.includes(5432) ? 5432 : tcp[0]! };
   } else {
-    const sock = unix.find((p) => !/\.s\.PGSQL\./.test(p));
-    if (sock) return { socket: sock };
+    if (otherSocket) return { socket: otherSocket };
     if (tcp.length) return { host: '127.0.0.1', port: tcp.includes(3306) ? 3306 : tcp[0]! };
   }
   throw new Error(

@@ -226,6 +226,21 @@ describe.runIf(up)('the target names the server', () => {
     expect(JSON.stringify(spec.argv) + JSON.stringify(cfg)).not.toMatch(/password/i);
   });
 
+  it('a PostgreSQL server as target of engine=mysql says which engine to set', async () => {
+    const postmaster = Number(
+      execFileSync('pgrep', ['-o', '-x', 'postgres'], { encoding: 'utf8' }).trim(),
+    );
+    expect(() =>
+      plugin.worker(validateOptions(plugin, {}), {
+        target: { kind: 'service', pids: [postmaster], description: 'service postgres' },
+        taskId: 't',
+        tracerId: 1,
+        runtimeDir: '/tmp',
+        pluginDir,
+      }),
+    ).toThrow('target service postgres is a PostgreSQL server: set engine=postgresql');
+  });
+
   it('a target that is not a database server is one clear error', async () => {
     expect(() =>
       plugin.worker(validateOptions(plugin, {}), {
