@@ -46,8 +46,11 @@ export async function agentCommand(args: ServeArgs): Promise<number> {
   const log = (m: string): boolean => process.stderr.write(`scalpels agent: ${m}\n`);
   if (recovered)
     log(`recovered ${recovered} tracer(s) left by a previous agent (marked interrupted)`);
+  // A Redis URL may carry a password: never log it.
+  const storeShown = config.storeUrl.replace(/(\/\/[^:/@]*:)[^@]*@/, '$1***@');
   log(
-    `node ${config.node}, store ${config.storeUrl}, socket ${socketPath}${tcp ? `, tcp ${tcp.host}:${server.address?.port ?? tcp.port}` : ''}`,
+    `node ${config.node}, store ${storeShown}, socket ${socketPath}` +
+      `${tcp ? `, tcp ${tcp.host}:${server.address?.port ?? tcp.port}` : ''}${cluster ? ', cluster member' : ''}`,
   );
   await new Promise<void>((resolve) => {
     let stopping = false;
