@@ -11,6 +11,7 @@ import {
   TRACEFS,
   unmountTracefs,
 } from './tracefs.js';
+import { verify } from './verify.js';
 import { worker } from './worker.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
@@ -77,6 +78,7 @@ export default definePlugin({
   ],
   techniques,
   check: checkChain,
+  verify,
   worker,
   parser: createParser,
   schema,

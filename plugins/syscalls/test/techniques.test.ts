@@ -73,6 +73,18 @@ describe.runIf(tracing)('check()', () => {
     expect(r.detail).toMatch(/bpftrace v\d+\.\d+/);
   });
 
+  it('verify compiles the program of these options, targeted and system-wide', async () => {
+    const stages = await plugin.verify!(
+      { interval: 1000, latency: true, by: 'comm', top: 20, technique: 'auto' },
+      checkContext('full'),
+    );
+    expect(stages.map((s) => [s.stage, s.status])).toEqual([
+      ['technique', 'passed'],
+      ['program (with a target)', 'passed'],
+      ['program (system-wide)', 'passed'],
+    ]);
+  });
+
   it('a forced technique is checked alone', async () => {
     const r = await plugin.check(checkContext('full', { technique: 'strace' }));
     expect(r).toMatchObject({ status: 'ok', technique: 'strace' });

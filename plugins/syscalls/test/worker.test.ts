@@ -103,4 +103,28 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
     expect(total(records, 'syscalls.calls', { comm: name, syscall: 'getppid' })).toBe(30_000);
     expect(samples(records, 'syscalls.calls').every((s) => s.labels?.pid === undefined)).toBe(true);
   });
+
+  for (const by of ['total', 'comm'] as const)
+    it(`by=${by} with latency: same exact count under fewer labels`, async () => {
+      const bin = buildWorkload();
+      const target = startWorkload(bin, 40_000, 100);
+      const { records, outcome } = await runWorker(plugin, {
+        pluginDir,
+        technique: 'bpftrace',
+        options: { by, latency: true },
+        target: { kind: 'pid', pids: [target.pid], description: `pid ${target.pid}` },
+        during: () => target.go(),
+      });
+      expect(outcome.status).toBe('stopped');
+      expect(outcome.parseErrors).toBe(0);
+      const labels =
+        by === 'total' ? { syscall: 'getppid' } : { comm: 'getppid-loop', syscall: 'getppid' };
+      expect(total(records, 'syscalls.calls', labels)).toBe(40_100);
+      expect(total(records, 'syscalls.latency', labels)).toBe(40_100);
+      expect(total(records, 'syscalls.calls', { syscall: 'exit_group' })).toBe(2);
+      const keys = new Set(
+        samples(records, 'syscalls.calls').flatMap((s) => Object.keys(s.labels ?? {})),
+      );
+      expect([...keys].sort()).toEqual(by === 'total' ? ['syscall'] : ['comm', 'syscall']);
+    });
 });
