@@ -111,25 +111,47 @@ export function formatCompareHtml(
         `<tr><td><b style="color:${k === 'a' ? A_COLOR : B_COLOR}">${k.toUpperCase()}</b></td><td>${esc(c[k].id)}</td><td>${esc(c[k].name)}</td><td>${esc(c[k].startedAt.replace('T', ' ').slice(0, 19))}</td><td class="n">${sig(c[k].durationS)} s</td><td>${esc(c[k].target ?? '-')}</td></tr>`,
     ),
     '</tbody></table></div>',
-    '<p class="note">Counters compare their totals over the task, gauges their mean level. Processes are matched by name, not pid. <span class="flag">!</span> marks a change beyond 3 standard deviations of the noise estimated from the per-interval samples of both runs.</p>',
+    '<p class="note">Counters compare their totals over the task, gauges their mean level. Processes are matched by name, not pid. <span class="flag">!</span> marks a change beyond 3 standard deviations of the noise estimated from the per-interval samples of both runs, and beyond 5%.</p>',
   ];
   if (tlA && tlB) {
-    const candidates = c.series
-      .filter((s) => s.kind === 'counter' && s.a && s.b)
-      .sort((x, y) => Number(y.significant === true) - Number(x.significant === true));
-    const seen = new Set<string>();
+    // Charts for the series names that changed most: |ΣB − ΣA| / (ΣA + ΣB) over their series.
+    const groups = new Map<
+      string,
+      { tracer: string; name: string; unit: string; a: number; b: number; sig: boolean }
+    >();
+    for (const s of c.series) {
+      if (s.kind !== 'counter') continue;
+      const k = `${s.tracer}\0${s.name}`;
+      const g = groups.get(k) ?? {
+        tracer: s.tracer,
+        name: s.name,
+        unit: s.unit,
+        a: 0,
+        b: 0,
+        sig: false,
+      };
+      g.a += s.a?.value ?? 0;
+      g.b += s.b?.value ?? 0;
+      g.sig ||= s.significant === true;
+      groups.set(k, g);
+    }
+    // Relative change, damped for tiny totals (0 → 1 major fault is not the headline).
+    const change = (g: { a: number; b: number }): number => {
+      const total = Math.abs(g.a) + Math.abs(g.b);
+      return total > 0 ? (Math.abs(g.b - g.a) / total) * Math.min(1, Math.log10(1 + total) / 3) : 0;
+    };
+    const candidates = [...groups.values()]
+      .filter((g) => g.a !== 0 || g.b !== 0)
+      .sort((x, y) => Number(y.sig) - Number(x.sig) || change(y) - change(x));
     const figs: string[] = [];
     for (const s of candidates) {
-      const k = `${s.tracer}\0${s.name}`;
-      if (seen.has(k)) continue;
-      seen.add(k);
       const a = totalLine(tlA, s.tracer, s.name);
       const b = totalLine(tlB, s.tracer, s.name);
       if (!a.length && !b.length) continue;
       const span = Math.max(tlA.to - tlA.from, tlB.to - tlB.from);
       const unit = `${s.unit}/s`;
       figs.push(
-        `<figure class="card"><figcaption><b>${esc(s.name)}</b> <small>${esc(s.tracer)} · ${esc(unit)}, all series summed</small>` +
+        `<figure class="card"><figcaption><b>${esc(s.name)}</b> <small>${esc(s.tracer)} · ${esc(unit)}, all series summed · totals A ${esc(human(s.a, s.unit))}, B ${esc(human(s.b, s.unit))}, ${ratioText(s.a ? s.b / s.a : null)}</small>` +
           `<span class="sw" style="background:${A_COLOR}"></span>A<span class="sw" style="background:${B_COLOR}"></span>B</figcaption>` +
           `${overlaySvg(a, b, span, unit)}</figure>`,
       );
