@@ -208,6 +208,54 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     expect(vhostQueues(vhost).filter((q) => q.startsWith('scalpels.rpc-calls.'))).toEqual([]);
   });
 
+  it('a monitored call kept alive by heartbeats is a reply; one without heartbeats times out after _timeout', async () => {
+    const raw = { vhost, interval: '200ms', traffic: false };
+    const options = validateOptions(plugin, raw);
+    const { journal } = await runSetup(options, 'test', 'firehose');
+    const server = await OsloServer.start(amqpUrl(vhost), {
+      exchange: 'nova',
+      topic: 'conductor',
+      server: 'h',
+      delayMs: 5,
+      delays: { build_and_run: 1200 },
+      silent: ['never_answers'],
+    });
+    const client = await OsloClient.connect(amqpUrl(vhost), 'nova');
+    let result;
+    try {
+      result = await runWorker(plugin, {
+        options: raw,
+        pluginDir,
+        technique: 'firehose',
+        during: async () => {
+          // _timeout 0.4 s: without the heartbeats sent every 0.2 s, 1.2 s of work would time out.
+          expect(
+            await client.call('conductor', 'build_and_run', {}, context('t'), 60, 0.4),
+          ).not.toBe('timeout');
+          expect(await client.call('conductor', 'never_answers', {}, context('t'), 1, 0.4)).toBe(
+            'timeout',
+          );
+          await new Promise((r) => setTimeout(r, 500));
+        },
+      });
+    } finally {
+      await client.close();
+      await server.close();
+      await runUndo(journal, options);
+    }
+    const { records } = result;
+    expect(sums(records, 'rpc.calls')).toEqual({
+      'nova/conductor.build_and_run': 1,
+      'nova/conductor.never_answers': 1,
+    });
+    expect(sums(records, 'rpc.replies')).toEqual({ 'nova/conductor.build_and_run': 1 });
+    expect(sums(records, 'rpc.timeouts')).toEqual({ 'nova/conductor.never_answers': 1 });
+    expect(last(records, 'rpc.latency.p50', 'nova/conductor.build_and_run')).toBeGreaterThanOrEqual(
+      1199,
+    );
+    expect(vhostTracing(vhost)).toBe(false);
+  });
+
   it('leaves tracing on when it was on before the tracer started', async () => {
     const raw = { vhost, interval: '200ms' };
     const options = validateOptions(plugin, raw);
