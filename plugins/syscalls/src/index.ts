@@ -55,6 +55,14 @@ export default definePlugin({
       description:
         'Per-name breakdown (by=comm): names kept per interval; the others are summed as "(other)"',
     },
+    mapKeys: {
+      type: 'integer',
+      default: 16_384,
+      min: 1024,
+      max: 1_048_576,
+      description:
+        'Capacity of each kernel map (keys: pid x syscall, or name x syscall); per-CPU maps preallocate keys x CPUs x 8 bytes',
+    },
     technique: {
       type: 'string',
       default: 'auto',

@@ -13,13 +13,14 @@ export const OTHER_COMM = '(other)';
 /** Picks the parser of the technique check() chose (bpftrace when none was given). */
 export function createParser(ctx: ParseContext): Parser {
   const top = typeof ctx.options.top === 'number' ? ctx.options.top : 20;
+  const mapKeys = typeof ctx.options.mapKeys === 'number' ? ctx.options.mapKeys : undefined;
   switch (ctx.technique) {
     case 'strace':
       return straceSummaryParser();
     case 'perf':
       return perfSummaryParser();
     default:
-      return bpftraceParser({ top });
+      return bpftraceParser({ top, mapKeys });
   }
 }
 
@@ -45,8 +46,10 @@ type JsonLine = { type?: unknown; data?: unknown };
  * Parses the JSON lines of the program in program.ts. bpftrace prints cumulative maps; this
  * keeps the last value of each key and emits the increase, so counters sum to the exact total.
  */
-export function bpftraceParser(opts: { top: number }): Parser {
+export function bpftraceParser(opts: { top: number; mapKeys?: number }): Parser {
   let header: Header | undefined;
+  /** Maps seen at their capacity: the kernel silently stops adding keys to a full map. */
+  const full = new Set<string>();
   const comms = new Map<string, string>();
   const last = new Map<string, number>();
 
@@ -203,6 +206,7 @@ export function bpftraceParser(opts: { top: number }): Parser {
           for (const [name, data] of Object.entries(maps as Record<string, unknown>)) {
             if (data === null || typeof data !== 'object') return diagnostic(`${name}: not a map`);
             const d = data as Record<string, unknown>;
+            if (opts.mapKeys !== undefined && Object.keys(d).length >= opts.mapKeys) full.add(name);
             let got: Sample[] | string;
             if (name === '@comm') {
               for (const [pid, comm] of Object.entries(d))
@@ -222,6 +226,14 @@ export function bpftraceParser(opts: { top: number }): Parser {
           // attached_probes and anything informational.
           return null;
       }
+    },
+    end() {
+      // Counted as a parse error, so the report shows that some counts are missing.
+      if (full.size > 0)
+        return diagnostic(
+          `kernel map ${[...full].join(', ')} reached mapKeys=${opts.mapKeys}: later keys were not counted (raise mapKeys)`,
+        );
+      return null;
     },
   };
 }

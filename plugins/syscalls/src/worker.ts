@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import type { OptionValues, Target, WorkerContext, WorkerSpec } from '@scalpels/core';
 import { bpftraceProgram, READY_PREFIX, type Grouping } from './program.js';
 
-/** Map capacity in the kernel (pids followed, keys counted); bpftrace's default is 4096. */
-export const MAP_KEYS_MAX = 65_536;
+/** Default capacity of the kernel maps (bpftrace's own default is 4096). */
+export const MAP_KEYS_DEFAULT = 16_384;
 
 export function grouping(options: OptionValues, target: Target): Grouping {
   const by = typeof options.by === 'string' ? options.by : 'auto';
@@ -94,7 +94,11 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
       writeFileSync(file, program);
       return {
         argv: ['bpftrace', '-f', 'json', file],
-        env: { BPFTRACE_MAP_KEYS_MAX: String(MAP_KEYS_MAX) },
+        env: {
+          BPFTRACE_MAP_KEYS_MAX: String(
+            typeof options.mapKeys === 'number' ? options.mapKeys : MAP_KEYS_DEFAULT,
+          ),
+        },
         // SIGINT makes bpftrace detach, run END (the final snapshot) and exit.
         stop: { signal: 'SIGINT', graceMs: 10_000 },
         ready: { stdout: new RegExp(READY_PREFIX), timeoutMs: 60_000 },

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { capability, runWorker } from '@scalpels/core/testing';
 import { describe, expect, it } from 'vitest';
 import plugin from '../src/index.js';
@@ -127,4 +128,25 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
       );
       expect([...keys].sort()).toEqual(by === 'total' ? ['syscall'] : ['comm', 'syscall']);
     });
+
+  it('says so when a kernel map fills up (counted as a parse error)', async () => {
+    // 150 short processes of ~30 distinct calls each: far more pid x syscall keys than 1024.
+    const sh = spawn('sh', ['-c', 'read x; for i in $(seq 150); do /bin/true; done'], {
+      stdio: ['pipe', 'ignore', 'inherit'],
+    });
+    const exited = new Promise((r) => sh.once('exit', r));
+    const { outcome } = await runWorker(plugin, {
+      pluginDir,
+      technique: 'bpftrace',
+      options: { mapKeys: 1024 },
+      target: { kind: 'pid', pids: [sh.pid!], description: `pid ${sh.pid}` },
+      during: async () => {
+        sh.stdin!.end('go\n');
+        await exited;
+      },
+    });
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.parseErrors).toBe(1);
+    expect(outcome.diagnostics[0]).toMatch(/@calls reached mapKeys=1024/);
+  });
 });
