@@ -213,6 +213,24 @@ async function main(argv: string[]): Promise<number> {
         setExit(await nodesCommand(args as unknown as Parameters<typeof nodesCommand>[0]));
       },
     )
+    .command(
+      'collect',
+      'drain task streams from Redis into SQLite (acknowledged after commit; duplicates skipped)',
+      (y) =>
+        y
+          .option('from', { type: 'string', demandOption: true, describe: 'redis://host:port/db' })
+          .option('to', { type: 'string', describe: 'sqlite:///path/to/file.db (default store)' })
+          .option('task', { type: 'string', describe: 'only this task' })
+          .option('follow', { type: 'boolean', describe: 'keep draining until interrupted' })
+          .option('claim-idle', {
+            type: 'string',
+            describe: 'take over batches a dead collector left unacknowledged this long (default 30s)',
+          }),
+      async (args) => {
+        const { collectCommand } = await import('./commands/collect.js');
+        setExit(await collectCommand(args as unknown as Parameters<typeof collectCommand>[0]));
+      },
+    )
     .command('tasks', 'list tasks', {}, async (args) => {
       const { tasksCommand } = await import('./commands/tasks.js');
       setExit(await tasksCommand(args as unknown as Parameters<typeof tasksCommand>[0]));

@@ -90,3 +90,4 @@ export {
   decodeBatch,
   fieldMap,
 } from './store/redis.js';
+export { collect, type CollectOptions, type CollectResult } from './cluster/collector.js';

@@ -61,6 +61,9 @@ const MIGRATIONS: readonly string[] = [
      node TEXT);
    CREATE INDEX markers_task ON markers(task_id, ts);
    CREATE INDEX events_ts ON events(tracer_id, ts);`,
+  `CREATE TABLE imported_tracers (source TEXT NOT NULL, origin_id INTEGER NOT NULL, tracer_id INTEGER NOT NULL,
+     PRIMARY KEY (source, origin_id)) WITHOUT ROWID;
+   CREATE TABLE imported_entries (source TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (source, entry)) WITHOUT ROWID;`,
 ];
 
 export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
@@ -281,6 +284,15 @@ export class SqliteStore implements Store {
   }
 
   recordSink(tracer: TracerRow, schema: Schema): RecordSink {
+    const writeBatch = this.db.transaction(this.batchInserter(tracer, schema));
+    return { write: (batch) => this.write(() => writeBatch(batch)) };
+  }
+
+  /** Inserts one batch of a tracer's records (the caller holds the transaction). */
+  private batchInserter(
+    tracer: TracerRow,
+    schema: Schema,
+  ): (batch: readonly TraceRecord[]) => void {
     const { insertSample, insertSamples, insertEvent, insertSeries, seriesOfTracer } = this.stmts;
     // Series dictionary: name → (labels in the parser's key order → series id).
     const ids = new Map<string, Map<string, number>>();
@@ -309,7 +321,7 @@ export class SqliteStore implements Store {
       return id;
     };
     const params: unknown[] = new Array(SAMPLES_PER_INSERT * 3);
-    const writeBatch = this.db.transaction((batch: TraceRecord[]) => {
+    const insertBatch = (batch: readonly TraceRecord[]): void => {
       let n = 0;
       for (const r of batch) {
         if (r.kind === 'sample') {
@@ -332,8 +344,67 @@ export class SqliteStore implements Store {
           );
       }
       for (let i = 0; i < n; i += 3) insertSample.run(params[i], params[i + 1], params[i + 2]);
-    });
-    return { write: (batch) => this.write(() => writeBatch(batch)) };
+    };
+    return insertBatch;
+  }
+
+  /**
+   * For the collector: writes a batch fetched from elsewhere together with its origin key in one
+   * transaction; a batch whose key was already imported is skipped (false).
+   */
+  importer(
+    tracer: TracerRow,
+    schema: Schema,
+  ): (source: string, entry: string, batch: readonly TraceRecord[]) => boolean {
+    const insertBatch = this.batchInserter(tracer, schema);
+    const mark = this.db.prepare(
+      `INSERT OR IGNORE INTO imported_entries (source, entry) VALUES (?, ?)`,
+    );
+    const tx = this.db.transaction(
+      (source: string, entry: string, batch: readonly TraceRecord[]) => {
+        if (mark.run(source, entry).changes === 0) return false;
+        insertBatch(batch);
+        return true;
+      },
+    );
+    return (source, entry, batch) => this.write(() => tx(source, entry, batch));
+  }
+
+  /** The local tracer id a tracer from another store was imported as, creating it the first time. */
+  importTracer(source: string, origin: TracerRow, task: TaskRow): TracerRow {
+    return this.write(() =>
+      this.db.transaction(() => {
+        if (!this.stmts.taskById.get(task.id))
+          this.db
+            .prepare(
+              `INSERT INTO tasks (id, name, status, started_at, stopped_at, labels, nodes, owner_pid, owner_start, target)
+               VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
+            )
+            .run(
+              task.id,
+              task.name,
+              task.status,
+              task.startedAt,
+              task.stoppedAt,
+              JSON.stringify(task.labels),
+              JSON.stringify(task.nodes),
+              task.target,
+            );
+        const known = this.db
+          .prepare(`SELECT tracer_id FROM imported_tracers WHERE source = ? AND origin_id = ?`)
+          .get(source, origin.id) as Row | undefined;
+        if (known) return toTracer(this.stmts.tracerById.get(Number(known.tracer_id)) as Row);
+        const info = this.stmts.insertTracer.run({
+          ...origin,
+          options: JSON.stringify(origin.options),
+          technique: origin.technique ?? null,
+        });
+        this.db
+          .prepare(`INSERT INTO imported_tracers (source, origin_id, tracer_id) VALUES (?, ?, ?)`)
+          .run(source, origin.id, info.lastInsertRowid);
+        return toTracer(this.stmts.tracerById.get(info.lastInsertRowid) as Row);
+      })(),
+    );
   }
 
   async seriesSummaries(tracerId: number): Promise<SeriesSummary[]> {
