@@ -86,6 +86,8 @@ class MysqlSource implements Source {
   private globalCom: Record<string, bigint> = {};
   private sessionCom: Record<string, bigint> = {};
   private log: LogFollower | undefined;
+  private logKind: 'slow-log' | 'general-log' | undefined;
+  private logWarned = false;
   private matcher: ThreadMatcher | undefined;
 
   constructor(private readonly cfg: CollectorConfig) {}
@@ -167,6 +169,7 @@ class MysqlSource implements Source {
         logKind === 'slow-log' ? v.slow_query_log_file! : v.general_log_file!,
       );
       if (!existsSync(file)) throw new Error(`the server's ${logKind} ${file} is not on this host`);
+      this.logKind = logKind as 'slow-log' | 'general-log';
       const parser = logKind === 'slow-log' ? new SlowLogParser() : new GeneralLogParser();
       this.log = new LogFollower(file, parser, (s) => this.keep(s));
       events = `${logKind} ${file}`;
@@ -185,6 +188,23 @@ class MysqlSource implements Source {
     if (this.matcher) await this.matcher.refresh();
     await this.pollCounters(true);
     this.log?.drain();
+    if (this.logKind && !this.logWarned) {
+      // Someone (an operator, another tool) may switch the log back while we trace.
+      const [v] = await mysqlRows(
+        this.conn,
+        'SELECT @@GLOBAL.slow_query_log AS slow, @@GLOBAL.long_query_time AS lqt, @@GLOBAL.general_log AS general',
+      );
+      const logging =
+        this.logKind === 'slow-log'
+          ? Number(v!.slow) === 1 && Number(v!.lqt) === 0
+          : Number(v!.general) === 1;
+      if (!logging) {
+        this.logWarned = true;
+        warn(
+          `the server's ${this.logKind} settings were changed while tracing: statements are no longer all logged`,
+        );
+      }
+    }
   }
 
   private async pollCounters(emit: boolean): Promise<void> {
@@ -272,6 +292,7 @@ class PgSource implements Source {
   private sql = PGSS_SQL;
   private hasInfo = false;
   private dealloc = 0;
+  private logWarned = false;
   private stats = new Map<string, Record<string, unknown>>();
   private log: LogFollower | undefined;
   private matcher: ThreadMatcher | undefined;
@@ -342,6 +363,17 @@ class PgSource implements Source {
     if (this.matcher) await this.matcher.refresh();
     if (this.cfg.technique === 'pg-stat-statements') await this.pollStats(true);
     this.log?.drain();
+    if (this.log && !this.logWarned) {
+      const r = await this.client.query(
+        "SELECT current_setting('log_min_duration_statement') AS v",
+      );
+      if ((r.rows[0] as { v: string }).v !== '0') {
+        this.logWarned = true;
+        warn(
+          'log_min_duration_statement was changed while tracing: statements are no longer all logged',
+        );
+      }
+    }
   }
 
   private async pollStats(emit: boolean): Promise<void> {
