@@ -105,7 +105,12 @@ export class ManagementAdmin implements BrokerAdmin {
     return `management API ${this.baseUrl}`;
   }
 
-  private async request(method: string, path: string, body?: unknown): Promise<Response> {
+  private async request(
+    method: string,
+    path: string,
+    body?: unknown,
+    missingOk = method === 'DELETE',
+  ): Promise<Response> {
     const auth = Buffer.from(`${this.user}:${this.password}`).toString('base64');
     const res = await fetch(
       new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`),
@@ -116,7 +121,7 @@ export class ManagementAdmin implements BrokerAdmin {
         signal: AbortSignal.timeout(10_000),
       },
     );
-    if (!res.ok && !(method === 'DELETE' && res.status === 404))
+    if (!res.ok && !(missingOk && res.status === 404))
       throw new Error(`${method} ${path}: HTTP ${res.status} ${res.statusText}`);
     return res;
   }
@@ -129,7 +134,9 @@ export class ManagementAdmin implements BrokerAdmin {
   async setTracing(vhost: string, on: boolean): Promise<void> {
     // PUT replaces the vhost's description and tags too: send the current ones back.
     const path = `api/vhosts/${encodeURIComponent(vhost)}`;
-    const current = (await (await this.request('GET', path)).json()) as {
+    const res = await this.request('GET', path, undefined, !on);
+    if (res.status === 404) return; // the vhost is gone, and its tracing with it
+    const current = (await res.json()) as {
       description?: string;
       tags?: string[] | string;
       default_queue_type?: string;
