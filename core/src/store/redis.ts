@@ -152,25 +152,35 @@ function canonicalLabels(labels: Labels | undefined): string {
   return JSON.stringify(out);
 }
 
+/** A key for labels in their own key order: cheap, and the same object shape gives the same key. */
+function fastLabelsKey(labels: Labels | undefined): string {
+  let key = '';
+  if (labels) for (const k in labels) key += `${k}\x01${labels[k]}\x02`;
+  return key;
+}
+
 export function encodeBatch(batch: readonly TraceRecord[]): { json: string; records: number } {
   const enc: EncodedBatch = { s: [], p: [], e: [] };
-  const index = new Map<string, number>();
+  // name → fast labels key → index into enc.s; canonical labels are computed once per series.
+  const index = new Map<string, Map<string, number>>();
+  const now = Date.now();
   for (const r of batch) {
     if (r.kind === 'sample') {
-      const labels = canonicalLabels(r.labels);
-      const k = `${r.series}\0${labels}`;
-      let i = index.get(k);
+      let perName = index.get(r.series);
+      if (!perName) index.set(r.series, (perName = new Map()));
+      const fast = fastLabelsKey(r.labels);
+      let i = perName.get(fast);
       if (i === undefined) {
         i = enc.s.length;
-        index.set(k, i);
-        enc.s.push([r.series, labels]);
+        perName.set(fast, i);
+        enc.s.push([r.series, canonicalLabels(r.labels)]);
       }
-      enc.p.push([i, r.ts ?? Date.now(), r.value]);
+      enc.p.push([i, r.ts ?? now, r.value]);
     } else {
       enc.e.push([
         r.type,
         r.key,
-        r.ts ?? Date.now(),
+        r.ts ?? now,
         r.durationMs ?? null,
         r.value ?? null,
         r.data === undefined ? null : JSON.stringify(r.data),
@@ -521,6 +531,7 @@ export class RedisStore implements Store {
 
   recordSink(tracer: TracerRow, schema: Schema): RecordSink {
     const known = new Set<string>();
+    const knownFast = new Set<string>();
     const stream = this.key.records(tracer.taskId);
     const seriesKey = this.key.series(tracer.id);
     return {
@@ -530,6 +541,9 @@ export class RedisStore implements Store {
         const fresh: string[] = [];
         for (const r of batch) {
           if (r.kind !== 'sample') continue;
+          const fast = `${r.series}\0${fastLabelsKey(r.labels)}`;
+          if (knownFast.has(fast)) continue;
+          knownFast.add(fast);
           const k = `${r.series}\0${canonicalLabels(r.labels)}`;
           if (known.has(k)) continue;
           known.add(k);
@@ -537,9 +551,11 @@ export class RedisStore implements Store {
           fresh.push(k, JSON.stringify({ unit: spec.unit, kind: spec.kind }));
         }
         if (fresh.length)
-          await this.redis
-            .hset(seriesKey, ...fresh)
-            .catch(() => fresh.forEach((k, i) => i % 2 === 0 && known.delete(k)));
+          await this.redis.hset(seriesKey, ...fresh).catch(() => {
+            // Redis away: register these series again with a later batch.
+            fresh.forEach((k, i) => i % 2 === 0 && known.delete(k));
+            knownFast.clear();
+          });
         const { json, records } = encodeBatch(batch);
         this.writer.enqueue({ stream, tracerId: tracer.id, json, records });
       },
