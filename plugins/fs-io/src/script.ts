@@ -84,15 +84,18 @@ export function buildScript(template: string, seed: ScriptSeed, o: ScriptOptions
   }
   const ids = new Map<string, number>();
   for (const f of seed.files) {
+    // bpftrace 0.17 refuses string literals over 64 bytes, but not printf formats: the names of
+    // seeded files are printed as `@names` lines for the parser, and the kernel only keeps ids.
+    // `%` can't be escaped in a format there, so such a path stays unnamed.
     const lit = bpftraceString(f.path);
-    if (!lit) continue;
+    if (!lit || f.path.includes('%')) continue;
     // Seed ids are small numbers from 2 (1 means "not a named file"); ids given in the kernel
     // are nanosecond timestamps, far above.
     let id = ids.get(f.path);
     if (id === undefined) {
       id = ids.size + 2;
       ids.set(f.path, id);
-      seedLines.push(`@pathid[${lit}] = ${id}; @names[${id}] = ${lit};`);
+      seedLines.push(`printf("@names[${id}]: ${lit.slice(1, -1)}\\n");`);
     }
     seedLines.push(`@fdid[${f.pid}, ${f.fd}] = ${id};`);
   }

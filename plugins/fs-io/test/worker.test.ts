@@ -1,5 +1,5 @@
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -225,8 +225,30 @@ assert os.sendfile(t, s, 0, 500) == 500
     expect(total(records, 'fs.read.ops', { pid: pyPid, path: src })).toBe(2);
   });
 
+  it('system-wide (no target): any process is traced', async () => {
+    const out = join(scratch, 'system-wide.out');
+    const { outcome, records } = await runWorker(manifest, {
+      pluginDir,
+      options: { vfs: 'false' },
+      during: async () => {
+        const dd = spawn('dd', ['if=/dev/zero', `of=${out}`, 'bs=4k', 'count=256', 'status=none']);
+        await new Promise((r) => dd.once('exit', r));
+      },
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    expect(total(records, 'fs.write.bytes', { path: out, comm: 'dd' })).toBe(1_048_576);
+    expect(total(records, 'fs.write.ops', { path: out, comm: 'dd' })).toBe(256);
+  });
+
   it('names files a target process opened before tracing started (service-style target)', async () => {
-    const file = join(scratch, 'preopened.log');
+    // Longer than the 64 bytes bpftrace 0.17 allows in a string literal.
+    mkdirSync(join(scratch, 'a-directory-with-a-long-name'), { recursive: true });
+    const file = join(
+      scratch,
+      'a-directory-with-a-long-name',
+      'preopened-file-whose-path-is-longer-than-64-bytes.log',
+    );
+    expect(file.length).toBeGreaterThan(64);
     // Opens the file, says so, then writes 5 x 1000 bytes once told to go.
     const py = spawn(
       'python3',
