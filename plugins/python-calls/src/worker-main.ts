@@ -391,7 +391,8 @@ function processTree(roots: readonly number[]): number[] {
 async function stop(): Promise<void> {
   if (stopping) return;
   stopping = true;
-  execWatcher?.kill('SIGTERM');
+  // Let the exec watcher drain: a process it stopped must still be seen, to be resumed.
+  await stopExecWatcher();
   await Promise.allSettled([...inflight]);
   for (const c of conns) c.write('{"cmd":"stop"}\n');
   const deadline = Date.now() + 4000;
@@ -399,6 +400,19 @@ async function stop(): Promise<void> {
   for (const c of conns) c.destroy();
   cleanup();
   process.exit(0);
+}
+
+function stopExecWatcher(): Promise<void> {
+  const w = execWatcher;
+  if (!w || w.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => w.kill('SIGKILL'), 5000);
+    w.once('close', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    w.kill('SIGTERM');
+  });
 }
 
 function cleanup(): void {

@@ -270,6 +270,23 @@ describe.runIf(can)('profiler technique', () => {
   });
 
   it.runIf(mainPython)(
+    'refuses a process that has its own profile hook and leaves the hook in place',
+    async () => {
+      const child = new Child([mainPython!.path, fixture('work.py'), 'own-hook', '3']);
+      try {
+        await child.waitFor('hooked');
+        await expect(traceAttach(child.pid, { function: 'f' }, async () => {})).rejects.toThrow(
+          /already has a profile hook/,
+        );
+        expect(await child.closed).toBe(0);
+        expect(child.result()).toMatchObject({ ownHookKept: true });
+      } finally {
+        child.kill();
+      }
+    },
+  );
+
+  it.runIf(mainPython)(
     'fails with the reason when the main thread runs no Python code, target untouched',
     async () => {
       const child = new Child([mainPython!.path, fixture('work.py'), 'blocked', '4']);
