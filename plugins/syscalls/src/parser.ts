@@ -6,7 +6,7 @@ import {
   type Sample,
 } from '@scalpels/core';
 import { errnoName, syscallName, syscallTable } from './names.js';
-import { END_LINE, READY_PREFIX, type Grouping } from './program.js';
+import { END_LINE, READY_PREFIX, TICK_LINE, type Grouping } from './program.js';
 
 export const OTHER_COMM = '(other)';
 
@@ -187,7 +187,7 @@ export function bpftraceParser(opts: { top: number; mapKeys?: number }): Parser 
             header = { arch: f.arch, grouping: f.grouping as Grouping };
             return null;
           }
-          if (s === END_LINE) return null;
+          if (s === END_LINE || s === TICK_LINE) return null;
           return diagnostic(`unexpected bpftrace output: ${s.slice(0, 120)}`);
         }
         case 'lost_events': {

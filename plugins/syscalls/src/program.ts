@@ -22,6 +22,7 @@ export interface ProgramSpec {
 /** First line the program prints; bpftrace prints it only once every probe is attached. */
 export const READY_PREFIX = 'scalpels-syscalls ready';
 export const END_LINE = 'scalpels-syscalls end';
+export const TICK_LINE = 'scalpels-syscalls tick';
 
 /** A bpftrace string literal; comm values come from /proc and may hold any byte. */
 function literal(text: string): string {
@@ -147,6 +148,10 @@ export function bpftraceProgram(spec: ProgramSpec): string {
     ...(spec.latency ? ['  print(@time_ns);', '  print(@latency);'] : []),
   ];
   lines.push(`interval:ms:${Math.max(1, Math.round(spec.intervalMs))}`, '{', ...prints, '}', '');
+  // bpftrace notices a stop signal that did not land in its epoll_wait only when it reads its next
+  // event: with a long interval, a tick keeps that delay under a second (the stop grace is 10 s).
+  if (spec.intervalMs > 1000)
+    lines.push('interval:s:1', '{', `  printf("${TICK_LINE}\\n");`, '}', '');
   // END runs after the probes are detached: this last snapshot holds the final totals. The maps
   // are cleared afterwards so bpftrace's automatic dump at exit adds nothing.
   const clears = ['traced', 'comm', 'start', 'calls', 'errors', 'time_ns', 'latency'].filter(

@@ -149,4 +149,22 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
     expect(outcome.parseErrors).toBe(1);
     expect(outcome.diagnostics[0]).toMatch(/@calls reached mapKeys=1024/);
   });
+
+  it('with a long interval, the final snapshot at stop still has every call', async () => {
+    const bin = buildWorkload();
+    const target = startWorkload(bin, 30_000);
+    const { records, outcome } = await runWorker(plugin, {
+      pluginDir,
+      technique: 'bpftrace',
+      options: { interval: '1m' },
+      target: { kind: 'pid', pids: [target.pid], description: `pid ${target.pid}` },
+      during: () => target.go(),
+    });
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.forcedKill).toBe(false);
+    expect(outcome.parseErrors).toBe(0);
+    expect(total(records, 'syscalls.calls', { pid: String(target.pid), syscall: 'getppid' })).toBe(
+      30_000,
+    );
+  });
 });
