@@ -1,6 +1,6 @@
 import type { SeriesKind } from '../api.js';
 import { UserError } from '../errors.js';
-import type { Marker, SeriesTimeline, Store, TaskRow } from '../store/types.js';
+import type { Marker, SeriesTimeline, Store, TaskRow, TimelineBucket } from '../store/types.js';
 import type { ReportV1 } from '../report.js';
 
 /** One line of a chart: [time ms, value] points, in time order. */
@@ -101,11 +101,19 @@ export async function buildTimeline(
     const row = tracerRows.find((r) => r.id === tr.id);
     const tStart = row?.startedAt ?? from;
     const tEnd = row?.stoppedAt ?? to;
-    // Sampling interval estimate: the tracer's running time over its densest series' points.
+    // Sampling interval: the tracer's `interval` option (milliseconds) when it has one, else the
+    // tracer's running time over its densest series' points.
     const maxPoints = Math.max(1, ...tr.series.map((s) => s.points));
-    const interval = (tEnd - tStart) / maxPoints;
-    const step = Math.max(1, Math.ceil(Math.max(span / (opts.buckets ?? 150), interval * 0.999)));
-    const timelines = await store.seriesTimeline(tr.id, from, step);
+    const option = row?.options.interval;
+    const interval =
+      typeof option === 'number' && option > 0 ? option : (tEnd - tStart) / maxPoints;
+    // Buckets of a whole number of sampling intervals, starting half an interval before the
+    // first point: each bucket holds the same number of samples, so rates do not saw-tooth.
+    const per = Math.max(1, Math.round(span / (opts.buckets ?? 150) / interval));
+    const step = Math.max(1, Math.round(interval * per));
+    const first = (await store.tracerSpan?.(tr.id))?.first;
+    const origin = first === undefined ? from : Math.round(first - interval / 2);
+    const timelines = await store.seriesTimeline(tr.id, origin, step);
     const groups = new Map<string, SeriesTimeline[]>();
     for (const t of timelines) {
       let g = groups.get(t.name);
@@ -146,6 +154,8 @@ function chartOf(
   const kind = series[0]!.kind;
   const counter = kind === 'counter';
   const perSecond = 1000 / step;
+  const merged = counter && series.length > maxLines ? mergeProcesses(series) : undefined;
+  if (merged) series = merged;
   // Labels equal across the whole group say nothing on a legend.
   const varying = new Set<string>();
   for (const s of series)
@@ -193,6 +203,44 @@ function chartOf(
     folded: rest.length,
     zero,
   };
+}
+
+/**
+ * Counters of many processes (syscalls per pid and call, files per pid and path): one line per
+ * value of the other labels (per call, per path), summed over the processes, when that leaves at
+ * least two lines. Undefined when the labels do not allow it.
+ */
+function mergeProcesses(series: SeriesTimeline[]): SeriesTimeline[] | undefined {
+  const keys = [...new Set(series.flatMap((s) => Object.keys(s.labels)))];
+  const by = keys.filter((k) => !PROCESS_LABELS.has(k));
+  if (by.length === keys.length || by.length === 0) return undefined;
+  const groups = new Map<
+    string,
+    { labels: Record<string, string>; sums: Map<number, TimelineBucket> }
+  >();
+  for (const s of series) {
+    const labels = Object.fromEntries(
+      by.filter((k) => k in s.labels).map((k) => [k, s.labels[k]!]),
+    );
+    const key = JSON.stringify(labels);
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { labels, sums: new Map() }));
+    for (const b of s.buckets) {
+      const e = g.sums.get(b.ts);
+      if (e) {
+        e.sum += b.sum;
+        e.count += b.count;
+        e.min = Math.min(e.min, b.min);
+        e.max = Math.max(e.max, b.max);
+      } else g.sums.set(b.ts, { ...b });
+    }
+  }
+  if (groups.size < 2) return undefined;
+  return [...groups.values()].map((g) => ({
+    ...series[0]!,
+    labels: g.labels,
+    buckets: [...g.sums.values()].sort((a, b) => a.ts - b.ts),
+  }));
 }
 
 function topTable(

@@ -571,6 +571,11 @@ export class SqliteStore implements Store {
     return [...out.values()];
   }
 
+  async tracerSpan(tracerId: number): Promise<{ first: number; last: number } | undefined> {
+    const r = this.stmts.tracerTsRange.get(tracerId) as Row;
+    return r.lo === null ? undefined : { first: Number(r.lo), last: Number(r.hi) };
+  }
+
   async seriesRange(tracerId: number, fromTs: number, toTs: number): Promise<SeriesRangeSummary[]> {
     return (this.stmts.range.all(fromTs, toTs, tracerId) as Row[]).map((r) => ({
       name: String(r.name),

@@ -184,6 +184,8 @@ export interface ReportQueries {
   listMarkers(taskId: string): Promise<Marker[]>;
   /** Points of every series of a tracer, grouped into buckets of `stepMs` starting at `fromTs`. */
   seriesTimeline(tracerId: number, fromTs: number, stepMs: number): Promise<SeriesTimeline[]>;
+  /** Times of a tracer's first and last points (undefined without points). */
+  tracerSpan(tracerId: number): Promise<{ first: number; last: number } | undefined>;
   /** Aggregates of every series of a tracer over points with fromTs <= ts < toTs. */
   seriesRange(tracerId: number, fromTs: number, toTs: number): Promise<SeriesRangeSummary[]>;
   /** Every record of a tracer: samples (by series, then time), then events (by time). */
@@ -225,5 +227,6 @@ export interface Store {
   listMarkers?: ReportQueries['listMarkers'];
   seriesTimeline?: ReportQueries['seriesTimeline'];
   seriesRange?: ReportQueries['seriesRange'];
+  tracerSpan?: ReportQueries['tracerSpan'];
   records?: ReportQueries['records'];
 }
