@@ -49,6 +49,30 @@ export function brokerPassword(options: OptionValues): string {
   return process.env[PASSWORD_FILE_ENV] ?? 'guest';
 }
 
+// Colour codes (ESC [ ... m) that rabbitmqctl puts in its usage text.
+const ANSI_SGR = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*m`, 'g');
+
+/**
+ * The line that says why rabbitmqctl failed. It may print its whole usage text (ANSI coloured)
+ * before the reason, as it does for a user that is neither root nor rabbitmq.
+ */
+export function ctlReason(stdout: string, stderr: string): string {
+  const lines = `${stderr}\n${stdout}`
+    .replace(ANSI_SGR, '')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  // The reason comes last, after any usage text.
+  const telling = [...lines]
+    .reverse()
+    .find((l) =>
+      /^error|only root|nodedown|unable to|cookie|not found|does not exist|refused|timed out|could not/i.test(
+        l,
+      ),
+    );
+  return (telling ?? lines.at(-1) ?? 'no output').slice(0, 300);
+}
+
 export class RabbitmqctlAdmin implements BrokerAdmin {
   constructor(private readonly ctl: string) {}
 
@@ -58,10 +82,10 @@ export class RabbitmqctlAdmin implements BrokerAdmin {
 
   private async call(args: string[]): Promise<string> {
     const r = await run([this.ctl, ...args]);
-    if (r.exitCode !== 0) {
-      const why = (r.stderr || r.stdout).trim().split('\n').slice(0, 3).join(' ');
-      throw new Error(`${this.ctl} ${args.join(' ')} failed (exit ${r.exitCode}): ${why}`);
-    }
+    if (r.exitCode !== 0)
+      throw new Error(
+        `${this.ctl} ${args.join(' ')} failed (exit ${r.exitCode}): ${ctlReason(r.stdout, r.stderr)}`,
+      );
     return r.stdout;
   }
 

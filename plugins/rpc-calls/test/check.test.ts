@@ -1,10 +1,12 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { capability } from '@scalpels/core/testing';
 import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
+import { ctlReason } from '../src/broker.js';
 import { brokerUp, checkContext, rabbitmqctlWorks } from './helpers.js';
 
 const live =
@@ -79,5 +81,21 @@ describe.runIf(live)('rpc-calls check against the real broker', () => {
     const remote = await check({ host: '192.0.2.1' }, 'quick');
     expect(remote.status).toBe('fixable');
     expect(remote.hint).toContain('rpc-calls.management-url=http://192.0.2.1:15672');
+  });
+
+  it('says why rabbitmqctl refused, not its usage text', () => {
+    const canSwitchUser = capability(
+      'runuser as root',
+      process.getuid?.() === 0 && existsSync('/usr/sbin/runuser'),
+      'needs root and runuser',
+    );
+    if (!canSwitchUser) return;
+    const r = spawnSync('runuser', ['-u', 'nobody', '--', 'rabbitmqctl', '-q', 'list_vhosts'], {
+      env: { ...process.env, HOME: '/tmp' },
+      encoding: 'utf8',
+    });
+    expect(r.status).not.toBe(0);
+    expect(r.stdout + r.stderr).toContain('Usage');
+    expect(ctlReason(r.stdout, r.stderr)).toBe('Only root or rabbitmq should run rabbitmqctl');
   });
 });
