@@ -100,7 +100,12 @@ export const techniques: readonly Technique[] = [
 export async function check(ctx: CheckContext): Promise<CheckResult> {
   const notes: string[] = [];
   let fix: string | undefined;
-  for (const t of techniques) {
+  const forced = ctx.options.technique;
+  const chain =
+    typeof forced === 'string' && forced !== 'auto'
+      ? techniques.filter((t) => t.name === forced)
+      : techniques;
+  for (const t of chain) {
     const r = await t.check(ctx);
     if (r.status === 'ok') {
       if (notes.length === 0) return { ...r, technique: t.name };

@@ -19,6 +19,13 @@ export default definePlugin({
   apiVersion: '>=1.0.0 <2',
   target: 'optional',
   options: {
+    technique: {
+      type: 'string',
+      default: 'auto',
+      choices: ['auto', 'bpftrace', 'proc-io'],
+      description:
+        'auto: the first technique that works here (bpftrace, then proc-io); or force one',
+    },
     interval: {
       type: 'duration',
       default: '1s',

@@ -4,9 +4,18 @@
  *   io PID RCHAR WCHAR SYSCR SYSCW READ_BYTES WRITE_BYTES COMM
  * Usage: node proc-io-sampler.js INTERVAL_MS [PID...]   (no PID: every process)
  */
-import { descendants, listPids, readIo, readStat, type ProcIo } from './procfs.js';
+import { descendants, listPids, readIo, readStat, type ProcIo, type ProcStat } from './procfs.js';
 
 const FIELDS = ['rchar', 'wchar', 'syscr', 'syscw', 'read_bytes', 'write_bytes'] as const;
+type Counts = Record<(typeof FIELDS)[number], number>;
+const zero = (): Counts => ({
+  rchar: 0,
+  wchar: 0,
+  syscr: 0,
+  syscw: 0,
+  read_bytes: 0,
+  write_bytes: 0,
+});
 
 const intervalMs = Number(process.argv[2]);
 const roots = process.argv.slice(3).map(Number);
@@ -19,27 +28,63 @@ if (
   process.exit(2);
 }
 
-const last = new Map<number, { io: ProcIo; comm: string }>();
+interface Tracked {
+  io: ProcIo;
+  ppid: number;
+  /**
+   * How much of this process's counters has been printed already: as its own increases, or
+   * for a descendant whose I/O the kernel folded into these counters when it was reaped.
+   */
+  covered: Counts;
+}
+const tracked = new Map<number, Tracked>();
+/**
+ * When a parent reaps a child, the kernel adds the child's whole I/O (its own and that of the
+ * children it reaped) to the parent's counters. What was already printed of it is taken off the
+ * parent's next increases, so that it is counted once (the child's last, unsampled interval
+ * goes to the parent).
+ */
+const owed = new Map<number, Counts>();
 
-function current(): { pid: number; comm: string }[] {
+function current(): ProcStat[] {
   if (roots.length > 0) return descendants(roots);
   return listPids()
     .filter((pid) => pid !== process.pid)
-    .map((pid) => ({ pid, comm: readStat(pid)?.comm ?? '?' }));
+    .map(readStat)
+    .filter((s): s is ProcStat => s !== undefined);
 }
 
 /** Takes a sample; when `baseline`, records levels without printing (I/O before the start). */
 function sample(baseline: boolean): void {
+  const procs = current();
+  const alive = new Set(procs.map((p) => p.pid));
+  for (const [pid, t] of tracked) {
+    if (alive.has(pid)) continue;
+    tracked.delete(pid);
+    const pending = owed.get(pid);
+    owed.delete(pid);
+    if (!alive.has(t.ppid)) continue;
+    const o = owed.get(t.ppid) ?? zero();
+    for (const f of FIELDS) o[f] += t.covered[f] + (pending?.[f] ?? 0);
+    owed.set(t.ppid, o);
+  }
   const lines: string[] = [];
-  for (const { pid, comm } of current()) {
+  for (const { pid, ppid, comm } of procs) {
     const io = readIo(pid);
     if (!io) continue;
-    const before = last.get(pid);
-    last.set(pid, { io, comm });
+    const before = tracked.get(pid);
+    const t: Tracked = { io, ppid, covered: before?.covered ?? zero() };
+    tracked.set(pid, t);
     // A process born after the start did all its I/O under observation: count from 0.
     if (baseline) continue;
-    const from = before?.io;
-    const inc = FIELDS.map((f) => Math.max(0, io[f] - (from?.[f] ?? 0)));
+    const o = owed.get(pid);
+    const inc = FIELDS.map((f) => {
+      const v = Math.max(0, io[f] - (before?.io[f] ?? 0));
+      const taken = o ? Math.min(o[f], v) : 0;
+      if (o) o[f] -= taken;
+      t.covered[f] += v;
+      return v - taken;
+    });
     if (inc.some((v) => v > 0))
       lines.push(`io ${pid} ${inc.join(' ')} ${comm.replace(/\n/g, ' ')}`);
   }

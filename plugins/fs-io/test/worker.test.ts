@@ -314,4 +314,35 @@ time.sleep(1)
     expect(total(records, 'proc.io.wchar', { pid: String(t.pid) })).toBe(t.wchar + truthBytes);
     expect(total(records, 'proc.io.syscw', { pid: String(t.pid) })).toBe(t.syscw + 1);
   });
+  it('counts a sampled child once although its reaping parent accumulates its I/O', async () => {
+    const file = join(scratch, 'reaped.dat');
+    // The child writes 100 000 bytes and lives through several samples; the parent reaps it
+    // and lives on, so the kernel adds the child's I/O to the parent's /proc/PID/io.
+    const prog = `
+import os, sys, time
+child = os.fork()
+if child == 0:
+    fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b'r' * 100000)
+    time.sleep(0.8)
+    os._exit(0)
+os.waitpid(child, 0)
+time.sleep(0.8)
+`;
+    const { w, target } = run(['python3', '-c', prog, file]);
+    const { outcome, records } = await runWorker(manifest, {
+      pluginDir,
+      target,
+      technique: 'proc-io',
+      options: { interval: '100ms' },
+      during: () => w.go(),
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    const wchar = new Map<string, number>();
+    for (const s of samples(records))
+      if (s.series === 'proc.io.wchar')
+        wchar.set(s.labels!.pid!, (wchar.get(s.labels!.pid!) ?? 0) + s.value);
+    // One process (the child) has the 100 000 bytes; nobody else has them again.
+    expect([...wchar.values()].filter((v) => v >= 100_000)).toEqual([100_000]);
+  });
 });
