@@ -15,6 +15,12 @@ interface Task {
 interface Report {
   task: { id: string; startedAt: string; stoppedAt: string };
   markers: { ts: string; text: string; node: string | null }[];
+  phases?: {
+    label: string;
+    from: string;
+    to: string;
+    totals: { tracer: string; name: string; sum: number }[];
+  }[];
 }
 
 async function runningTask(store: string): Promise<Task> {
@@ -97,6 +103,13 @@ describe('scalpels mark and watch on a running task', () => {
     expect(m.text).toBe('load starts');
     expect(Date.parse(m.ts)).toBeGreaterThan(Date.parse(report.task.startedAt));
     expect(Date.parse(m.ts)).toBeLessThan(Date.parse(report.task.stoppedAt));
+    // Phases: before and after the marker; the CPU time of the traced process splits across them.
+    expect(report.phases?.map((p) => p.label)).toEqual(['(start)', 'load starts']);
+    expect(report.phases![1]!.from).toBe(m.ts);
+    const cpu = (i: number) =>
+      report.phases![i]!.totals.find((t) => t.tracer === 'proc' && t.name === 'proc.cpu.user')
+        ?.sum ?? 0;
+    expect(cpu(1)).toBeGreaterThan(0);
     // The table report lists it too.
     expect(await ok(['report', task.id, '--store', store])).toContain(
       `marker ${m.ts}  load starts`,

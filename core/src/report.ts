@@ -1,6 +1,7 @@
 import type { SeriesKind } from './api.js';
 import type { Store, TaskRow } from './store/types.js';
 import { table } from './table.js';
+import { phasesOf } from './report/timeline.js';
 
 /** The report format name; a change that breaks it is a new name. Documented in docs/report-format.md. */
 export const REPORT_FORMAT = 'scalpels.report/v1';
@@ -61,6 +62,15 @@ export interface ReportV1 {
   tracers: ReportTracer[];
   /** `scalpels mark` notes on the task, in time order (extra field, v1). */
   markers: { ts: string; text: string; node: string | null }[];
+  /**
+   * With markers: counter totals per series name from one marker to the next (extra field, v1).
+   */
+  phases?: {
+    label: string;
+    from: string;
+    to: string;
+    totals: { tracer: string; name: string; unit: string; sum: number }[];
+  }[];
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -74,7 +84,7 @@ export async function buildReport(
   const tracers = await store.listTracers(task.id);
   const now = opts.now ?? Date.now();
   const markers = store.listMarkers ? await store.listMarkers(task.id) : [];
-  return {
+  const report: ReportV1 = {
     format: REPORT_FORMAT,
     task: {
       id: task.id,
@@ -137,6 +147,16 @@ export async function buildReport(
     ),
     markers: markers.map((m) => ({ ts: iso(m.ts)!, text: m.text, node: m.node })),
   };
+  if (markers.length && store.seriesRange) {
+    const end = task.stoppedAt ?? now;
+    report.phases = (await phasesOf(store, report, task.startedAt, end, markers)).map((p) => ({
+      label: p.label,
+      from: iso(p.from)!,
+      to: iso(p.to)!,
+      totals: p.totals,
+    }));
+  }
+  return report;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -161,6 +181,36 @@ export function formatReportTable(r: ReportV1): string {
     `task ${t.id} "${t.name}" ${t.status}  ${t.startedAt} → ${t.stoppedAt ?? 'running'}  target: ${t.target ?? '-'}`,
   ];
   for (const m of r.markers ?? []) out.push(`  marker ${m.ts}  ${m.text}`);
+  if (r.phases?.length) {
+    const keys = [
+      ...new Map(
+        r.phases.flatMap((p) => p.totals.map((x) => [`${x.tracer}\0${x.name}`, x] as const)),
+      ).values(),
+    ].filter((k) =>
+      r.phases!.some((p) =>
+        p.totals.some((x) => x.tracer === k.tracer && x.name === k.name && x.sum !== 0),
+      ),
+    );
+    if (keys.length) {
+      out.push('', 'phases (counter totals between markers)');
+      out.push(
+        table(
+          ['tracer', 'series', 'unit', ...r.phases.map((p) => p.label)],
+          keys.map((k) => [
+            k.tracer,
+            k.name,
+            k.unit,
+            ...r.phases!.map((p) =>
+              num(p.totals.find((x) => x.tracer === k.tracer && x.name === k.name)?.sum ?? null),
+            ),
+          ]),
+        )
+          .split('\n')
+          .map((l) => `  ${l}`)
+          .join('\n'),
+      );
+    }
+  }
   for (const tr of r.tracers) {
     out.push('');
     out.push(

@@ -139,7 +139,11 @@ export async function buildTimeline(
       if (top) tops.push(top);
     }
   }
-  const phases = markers.length ? await phasesOf(store, report, from, to, markers) : [];
+  const phases = report.phases
+    ? report.phases.map((p) => ({ ...p, from: Date.parse(p.from), to: Date.parse(p.to) }))
+    : markers.length
+      ? await phasesOf(store, report, from, to, markers)
+      : [];
   return { from, to, markers, charts, tops, phases };
 }
 
@@ -278,9 +282,10 @@ function topTable(
   };
 }
 
-async function phasesOf(
+/** Counter totals per series name between consecutive markers (SQL range aggregates). */
+export async function phasesOf(
   store: Store,
-  report: ReportV1,
+  report: Pick<ReportV1, 'tracers'>,
   from: number,
   to: number,
   markers: Marker[],
