@@ -14,6 +14,7 @@ import { DEFAULT_CONTEXT_FIELDS } from './oslo.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
 import { createTable, deleteTable, nftTableName } from './nft.js';
+import { verify } from './verify.js';
 import { traceQueueName, workerSpec, type Tools } from './worker.js';
 
 const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -322,6 +323,7 @@ export default definePlugin({
   ],
   techniques,
   check,
+  verify: (_options, ctx) => verify(ctx, techniques),
   validate(options) {
     const fields = (options['context-fields'] as readonly string[] | undefined) ?? [];
     if (fields.length > 50) return 'context-fields: at most 50 keys';

@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,5 +97,34 @@ describe.runIf(live)('rpc-calls check against the real broker', () => {
     expect(r.status).not.toBe(0);
     expect(r.stdout + r.stderr).toContain('Usage');
     expect(ctlReason(r.stdout, r.stderr)).toBe('Only root or rabbitmq should run rabbitmqctl');
+  });
+
+  it('validate: every stage short of changing the broker, and which permission is missing', async () => {
+    const ok = await plugin.verify!(
+      validateOptions(plugin, {}),
+      checkContext(validateOptions(plugin, {}), 'full'),
+    );
+    expect(ok.map((s) => [s.stage, s.status])).toEqual([
+      ['broker', 'passed'],
+      ['firehose exchange', 'passed'],
+      ['trace queue', 'passed'],
+      ['tracing switch', 'passed'],
+      ['traffic', 'passed'],
+    ]);
+    // A user that may read but not configure (declare queues) on the vhost.
+    const user = `scalpels-ro-${process.pid}`;
+    const file = join(scratch, 'ro-password');
+    writeFileSync(file, 'ro-secret\n');
+    execFileSync('rabbitmqctl', ['-q', 'add_user', user, 'ro-secret']);
+    try {
+      execFileSync('rabbitmqctl', ['-q', 'set_permissions', '-p', '/', user, '^$', '^$', '.*']);
+      const options = validateOptions(plugin, { user, 'password-file': file });
+      const stages = await plugin.verify!(options, checkContext(options, 'full'));
+      expect(stages.find((s) => s.stage === 'broker')?.status).toBe('passed');
+      expect(stages.find((s) => s.stage === 'trace queue')).toMatchObject({ status: 'failed' });
+      expect(stages.find((s) => s.stage === 'trace queue')?.detail).toMatch(/ACCESS_REFUSED/);
+    } finally {
+      execFileSync('rabbitmqctl', ['-q', 'delete_user', user]);
+    }
   });
 });
