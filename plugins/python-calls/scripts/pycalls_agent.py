@@ -9,19 +9,46 @@
 # Hooks: sys.monitoring on 3.12+ (interpreter-wide, unmatched code objects are disabled, so they
 # cost nothing after their first call); sys.setprofile/threading.setprofile before that.
 
+import _socket
 import fnmatch
 import json
 import os
-import socket
 import sys
 import threading
 import time
 
 MODULE_NAME = "_scalpels_pycalls"
+AGENT_FILE = "<scalpels-python-calls-agent>"
 _MISS = object()
 CO_GENERATOR_LIKE = 0x20 | 0x80 | 0x200  # generator, coroutine, async generator
 # Histogram bucket bounds of the call duration, in nanoseconds (le labels are in ms).
 BOUNDS_NS = (1_000, 10_000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000, 10_000_000_000)
+
+
+def _native_thread_api():
+    """start_new_thread, allocate_lock, get_ident and sleep of the OS, also when eventlet or gevent
+    monkey-patched them: the agent needs a real thread and real locks whatever green threads the
+    program runs (OpenStack services run eventlet)."""
+    import _thread
+
+    patcher = sys.modules.get("eventlet.patcher")
+    if patcher is not None:
+        try:
+            t, tm = patcher.original("_thread"), patcher.original("time")
+            return t.start_new_thread, t.allocate_lock, t.get_ident, tm.sleep
+        except Exception:
+            pass
+    gmonkey = sys.modules.get("gevent.monkey")
+    if gmonkey is not None:
+        try:
+            start, lock, ident = gmonkey.get_original("_thread", ["start_new_thread", "allocate_lock", "get_ident"])
+            return start, lock, ident, gmonkey.get_original("time", "sleep")
+        except Exception:
+            pass
+    return _thread.start_new_thread, _thread.allocate_lock, _thread.get_ident, time.sleep
+
+
+start_thread, allocate_lock, get_ident, sleep = _native_thread_api()
 
 
 def _opcodes():
@@ -40,8 +67,8 @@ class Agent:
         self.timing = bool(config.get("timing"))
         self.exceptions = bool(config.get("exceptions"))
         self.interval = max(0.05, float(config.get("intervalMs", 1000)) / 1000.0)
-        self.lock = threading.Lock()
-        self.send_lock = threading.Lock()
+        self.lock = allocate_lock()
+        self.send_lock = allocate_lock()
         self.classes = {}  # code object -> (key tuple, generator-like, first offset) or None
         self.threads = []  # per-thread ThreadCounts
         self.active = True
@@ -58,7 +85,9 @@ class Agent:
         name = code.co_name
         qual = getattr(code, "co_qualname", name)
         fname = code.co_filename
-        if self.rules and not any(self._rule_matches(r, module, fname, name, qual) for r in self.rules):
+        if module == MODULE_NAME or fname == AGENT_FILE:
+            result = None  # never count the agent itself
+        elif self.rules and not any(self._rule_matches(r, module, fname, name, qual) for r in self.rules):
             result = None
         else:
             key = ("%s:%s" % (module, qual), fname, code.co_firstlineno)
@@ -95,7 +124,7 @@ class Agent:
 
     def new_thread_counts(self):
         t = threading.current_thread()
-        tc = ThreadCounts(t.name, threading.get_ident())
+        tc = ThreadCounts(t.name, get_ident())
         with self.lock:
             self.threads.append(tc)
         return tc
@@ -194,7 +223,6 @@ class Agent:
         classes_get = self.classes.get
         classify = self.classify
         per_thread = {}
-        get_ident = threading.get_ident
         DISABLE = mon.DISABLE
         agent = self
 
@@ -231,7 +259,7 @@ class Agent:
             mon.free_tool_id(self.tool)
             if wait:
                 # A callback preempted between reading and storing its count finishes first.
-                time.sleep(0.05)
+                sleep(0.05)
             return
         threading.setprofile(None)
         if not wait:
@@ -240,10 +268,10 @@ class Agent:
         deadline = time.monotonic() + 1.0
         while time.monotonic() < deadline:
             with self.lock:
-                pending = [t for t in self.threads if not t.detached and t.ident != threading.get_ident()]
+                pending = [t for t in self.threads if not t.detached and t.ident != get_ident()]
             if not pending:
                 break
-            time.sleep(0.005)
+            sleep(0.005)
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -274,7 +302,7 @@ class Agent:
                     buf += chunk
                     if b'"stop"' in buf:
                         break
-                except socket.timeout:
+                except _socket.timeout:
                     pass
                 if time.monotonic() >= next_send:
                     next_send += self.interval
@@ -331,18 +359,18 @@ class Agent:
             pass
         try:
             # Locks may have been held by a thread that does not exist in the child.
-            self.send_lock = threading.Lock()
-            self.lock = threading.Lock()
+            self.send_lock = allocate_lock()
+            self.lock = allocate_lock()
             with self.lock:
-                keep = [t for t in self.threads if t.ident == threading.get_ident()]
+                keep = [t for t in self.threads if t.ident == get_ident()]
                 for t in keep:
                     t.reset()
                 self.threads = keep
-            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
             self.sock.settimeout(5)
             self.sock.connect(self.path)
             self.send(hello(self.hook, forked=True))
-            threading.Thread(target=self.run, name="scalpels-pycalls", daemon=True).start()
+            start_thread(self.run, ())
         except Exception:
             self.active = False
             self.uninstall()
@@ -426,7 +454,9 @@ def _start(sock, config):
     agent.wrap_exit()
     if hasattr(os, "register_at_fork"):
         os.register_at_fork(after_in_child=agent.after_fork_in_child)
-    threading.Thread(target=agent.run, name="scalpels-pycalls", daemon=True).start()
+    # A bare OS thread: not profiled (threading.setprofile applies to threading.Thread only), not
+    # listed by threading.enumerate(), never joined at exit.
+    start_thread(agent.run, ())
 
 
 _start(_sock, _config)  # noqa: F821 (given by the bootstrap)

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,6 +25,12 @@ const can = capability(
 );
 const pythons = interpreters();
 const debianPython = pythons.find((p) => p.name === 'debian-python3');
+const hasEventlet = capability(
+  'python3-eventlet',
+  debianPython !== undefined &&
+    spawnSync(debianPython.path, ['-c', 'import eventlet'], { stdio: 'ignore' }).status === 0,
+  'eventlet programs (OpenStack services) are tested with Debian python3 and python3-eventlet',
+);
 const mainPython = pythons.find((p) => p.name === 'pyenv-3.11') ?? debianPython;
 
 /** `scalpels run`-like: a launcher (the target's root) starts the command once the tracer is ready. */
@@ -230,6 +237,47 @@ describe.runIf(can)('profiler technique', () => {
       expect(counts).toEqual({ '__main__:a': 50, '__main__:b': 40, '(other)': 62 });
     });
   });
+
+  describe.runIf(hasEventlet)(
+    'an eventlet program (like OpenStack services), Debian python3',
+    () => {
+      it('counts exactly from the start, green threads switching inside the calls', async () => {
+        const { res, out } = await traceRun(
+          [debianPython!.path, fixture('green.py'), '8000', '4000'],
+          {
+            function: 'f,g',
+          },
+        );
+        expect(JSON.parse(out.trim())).toEqual({ f: 8000, g: 4000 });
+        expect(sums(res.records, 'python.calls')).toEqual({
+          '__main__:f': 8000,
+          '__main__:g': 4000,
+        });
+      });
+
+      it('attaches after monkey_patch (the agent keeps a real thread and socket)', async () => {
+        const child = new Child([
+          debianPython!.path,
+          fixture('green.py'),
+          '8000',
+          '4000',
+          '--wait-hook',
+        ]);
+        try {
+          const res = await traceAttach(child.pid, { function: 'f,g' }, () => child.waitFor('"f"'));
+          expect(await child.closed).toBe(0);
+          expect(child.result()).toEqual({ f: 8000, g: 4000 });
+          expect(sums(res.records, 'python.calls')).toEqual({
+            '__main__:f': 8000,
+            '__main__:g': 4000,
+          });
+          expect(sums(res.records, 'python.calls', 'thread')).toEqual({ MainThread: 12000 });
+        } finally {
+          child.kill();
+        }
+      });
+    },
+  );
 
   it.runIf(debianPython)('attaches to a service running as another user (nobody)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pycalls-user-'));
