@@ -109,7 +109,29 @@ export async function watchCommand(args: WatchArgs): Promise<number> {
       const height = tty ? Math.max(5, (out.rows || 24) - 4) : (args.rows ?? 40);
       const maxRows = args.rows ?? height;
       const perName = Math.max(1, Math.min(3, Math.floor(maxRows / Math.max(1, groups.length))));
-      const shown = groups.flatMap((g) => g.slice(0, perName)).slice(0, maxRows);
+      // Every tracer gets its turn: groups are taken round-robin across tracers, then shown in
+      // tracer order.
+      const queues = new Map<string, Row[][]>();
+      for (const g of groups) {
+        const q = queues.get(g[0]!.tracer) ?? [];
+        q.push(g.slice(0, perName));
+        queues.set(g[0]!.tracer, q);
+      }
+      const picked: Row[][] = [];
+      let budget = maxRows;
+      for (let round = 0; budget > 0; round++) {
+        let any = false;
+        for (const q of queues.values()) {
+          const g = q[round];
+          if (!g || budget <= 0) continue;
+          any = true;
+          picked.push(g.slice(0, budget));
+          budget -= Math.min(g.length, budget);
+        }
+        if (!any) break;
+      }
+      const order = new Map(groups.map((g, i) => [g[0]!, i]));
+      const shown = picked.sort((a, b) => order.get(a[0]!)! - order.get(b[0]!)!).flat();
       for (const r of shown) {
         const k = `${r.tracer}\0${r.name}\0${r.labels}`;
         const h = history.get(k) ?? [];
