@@ -1,13 +1,7 @@
 // @scalpels/core/engine: what front ends (the CLI, the agent) drive. Heavy dependencies
 // (better-sqlite3, execa) are still loaded lazily, where they are used.
 export * from './index.js';
-export {
-  discoverPlugins,
-  tracerNameOf,
-  globalNodeModules,
-  type DiscoveredPlugin,
-} from './discovery.js';
-export { PluginRegistry, importManifest, type LoadedPlugin } from './registry.js';
+export * from './plugins.js';
 export { TargetResolver, collapseToRoots, type TargetRequest } from './targets.js';
 export { readStat, isSameProcess } from './procfs.js';
 export { Workload, type WorkloadExit } from './workload.js';

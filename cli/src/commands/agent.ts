@@ -77,7 +77,7 @@ async function client(args: AgentArgs) {
   return new engine.AgentClient(url, token);
 }
 
-interface StartArgs extends AgentArgs {
+export interface StartArgs extends AgentArgs {
   tracer: string[];
   set?: string[];
   pid?: number[];
@@ -88,8 +88,10 @@ interface StartArgs extends AgentArgs {
 }
 
 export async function startCommand(
-  args: StartArgs & { nodes?: string; redis?: string },
+  startArgs: StartArgs & { nodes?: string; redis?: string; preset?: string },
 ): Promise<number> {
+  // --preset: its tracers and options, and its services that run here (says which do not).
+  const args = await (await import('./presets.js')).applyPreset(startArgs, 'start');
   const { redisUrlOf, clusterStartCommand } = await import('./cluster.js');
   if (redisUrlOf(args)) return clusterStartCommand({ ...args, nodes: args.nodes ?? 'all' });
   if (args.nodes) {

@@ -1,6 +1,7 @@
 import { hostname } from 'node:os';
 import type { Cluster, NodeState, Store, TaskStatus } from '@scalpels/core/engine';
 import { loadEngine, paint, type GlobalArgs } from '../context.js';
+import type { StartArgs } from './agent.js';
 import { parseLabels, tracerRequests } from './run.js';
 
 export interface ClusterArgs extends GlobalArgs {
@@ -90,16 +91,7 @@ export async function nodesCommand(args: ClusterArgs): Promise<number> {
   }
 }
 
-interface ClusterStartArgs extends ClusterArgs {
-  nodes: string;
-  tracer: string[];
-  set?: string[];
-  pid?: number[];
-  service?: string[];
-  name?: string;
-  label?: string[];
-  restarts?: number;
-}
+type ClusterStartArgs = StartArgs & ClusterArgs & { nodes: string };
 
 /** One task spanning nodes: created here, joined by each node's agent through Redis. */
 export async function clusterStartCommand(args: ClusterStartArgs): Promise<number> {

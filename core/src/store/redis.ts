@@ -6,6 +6,7 @@ import {
   renameSync,
   rmSync,
   statSync,
+  writeFileSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -221,6 +222,14 @@ export class StreamWriter {
       opts.spillDir,
       `spill-${process.pid}-${randomBytes(4).toString('hex')}.jsonl`,
     );
+    // Back again: catch up now rather than at the end of the current backoff.
+    redis.on('ready', () => {
+      if (!this.retryTimer) return;
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+      this.backoffMs = 100;
+      this.kick();
+    });
   }
 
   get dropped(): number {
@@ -269,36 +278,42 @@ export class StreamWriter {
     });
   }
 
+  /**
+   * Sends what is buffered, oldest first: memory (batches from before spilling began), then the
+   * spill file. While the file is being sent, new batches keep going to a fresh spill file, so
+   * order holds; memory is used again once no spill file is left.
+   */
   private async drain(): Promise<void> {
     try {
-      while (this.memory.length > 0) {
-        const p = this.memory[0]!;
-        await this.send(p);
-        this.memory.shift();
-        this.memoryBytes -= p.json.length;
-      }
-      if (this.spilling) {
-        const draining = `${this.spillFile}.draining`;
-        if (existsSync(this.spillFile)) renameSync(this.spillFile, draining);
-        this.spilling = false;
-        if (existsSync(draining)) {
-          const lines = readFileSync(draining, 'utf8').split('\n').filter(Boolean);
-          for (let i = 0; i < lines.length; i++) {
-            try {
-              await this.send(JSON.parse(lines[i]!) as Pending);
-            } catch (e) {
-              // Put the rest back in front of anything spilled meanwhile, in order.
-              const rest = lines.slice(i).join('\n') + '\n';
-              const newer = existsSync(this.spillFile) ? readFileSync(this.spillFile, 'utf8') : '';
-              appendFileSync(draining + '.tmp', rest + newer, { mode: 0o600 });
-              renameSync(draining + '.tmp', this.spillFile);
-              rmSync(draining, { force: true });
-              this.spilling = true;
-              throw e;
-            }
-          }
-          rmSync(draining, { force: true });
+      for (;;) {
+        while (this.memory.length > 0) {
+          const p = this.memory[0]!;
+          await this.send(p);
+          this.memory.shift();
+          this.memoryBytes -= p.json.length;
         }
+        if (!this.spilling) break;
+        if (!existsSync(this.spillFile)) {
+          this.spilling = false; // nothing left on disk: back to memory
+          continue;
+        }
+        const draining = `${this.spillFile}.draining`;
+        renameSync(this.spillFile, draining);
+        const lines = readFileSync(draining, 'utf8').split('\n').filter(Boolean);
+        for (let i = 0; i < lines.length; i++) {
+          try {
+            await this.send(JSON.parse(lines[i]!) as Pending);
+          } catch (e) {
+            // Put the rest back in front of what was spilled meanwhile, in order.
+            const rest = lines.slice(i).join('\n') + '\n';
+            const newer = existsSync(this.spillFile) ? readFileSync(this.spillFile, 'utf8') : '';
+            writeFileSync(`${draining}.tmp`, rest + newer, { mode: 0o600 });
+            renameSync(`${draining}.tmp`, this.spillFile);
+            rmSync(draining, { force: true });
+            throw e;
+          }
+        }
+        rmSync(draining, { force: true });
       }
       this.backoffMs = 100;
       for (const w of this.waiters.splice(0)) w();

@@ -5,35 +5,13 @@ import { createRequire } from 'node:module';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SqliteStore } from './sqlite.js';
 import { openStore, sqlitePath } from './index.js';
-import { storeSuite } from './store-suite.js';
+import { storeSuite, taskWithTracer } from './store-suite.js';
 
 let dir: string;
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'scalpels-store-'));
 });
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
-
-async function taskWithTracer(store: SqliteStore) {
-  const task = await store.createTask({
-    name: 't',
-    labels: { env: 'ci' },
-    nodes: ['n1'],
-    ownerPid: 1,
-    ownerStart: 1,
-    target: 'x',
-    startedAt: 1000,
-  });
-  const tracer = await store.createTracer({
-    taskId: task.id,
-    tracer: 'demo',
-    pluginPackage: 'p',
-    pluginVersion: '1.0.0',
-    node: 'n1',
-    options: { a: 1 },
-    technique: null,
-  });
-  return { task, tracer };
-}
 
 storeSuite('sqlite', () => new SqliteStore(join(dir, `s-${++seq}.db`)));
 let seq = 0;

@@ -12,7 +12,7 @@ const schema: Schema = {
   events: { query: { description: 'a statement', key: 'fingerprint' } },
 };
 
-async function taskWithTracer(store: Store) {
+export async function taskWithTracer(store: Store) {
   const task = await store.createTask({
     name: 't',
     labels: { env: 'ci' },
