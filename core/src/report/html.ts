@@ -154,8 +154,13 @@ function eventsHtml(tr: ReportTracer): string {
   );
 }
 
+/** Rows of the collapsed all-series table; the rest are in `--format csv|json`. */
+const SERIES_ROWS = 400;
+
 function seriesTableHtml(tr: ReportTracer): string {
+  const more = tr.series.length - SERIES_ROWS;
   const rows = tr.series
+    .slice(0, SERIES_ROWS)
     .map(
       (s) =>
         `<tr><td>${esc(s.name)}</td><td class="key">${esc(
@@ -169,7 +174,7 @@ function seriesTableHtml(tr: ReportTracer): string {
     .join('');
   return (
     `<details><summary>All ${tr.series.length} series of ${esc(tr.tracer)}</summary><div class="scroll"><table>` +
-    `<thead><tr><th>series</th><th>labels</th><th>unit</th><th>kind</th><th>points</th><th>sum</th><th>rate</th><th>min</th><th>mean</th><th>max</th></tr></thead><tbody>${rows}</tbody></table></div></details>`
+    `<thead><tr><th>series</th><th>labels</th><th>unit</th><th>kind</th><th>points</th><th>sum</th><th>rate</th><th>min</th><th>mean</th><th>max</th></tr></thead><tbody>${rows}</tbody></table></div>${more > 0 ? `<p class="note">${more} more series: see <code>--format csv</code> or <code>json</code>.</p>` : ''}</details>`
   );
 }
 

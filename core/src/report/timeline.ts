@@ -69,6 +69,25 @@ export interface TimelineOptions {
 /** Labels that only identify a process: a breakdown drops them when something else is left. */
 const PROCESS_LABELS = new Set(['pid', 'comm']);
 
+/** Hash-like values (a digest, an id): shown only when nothing else tells the series apart. */
+const HASHY = /^[0-9a-f]{16,}$/i;
+
+/**
+ * The labels worth showing: those that vary, without hash-like ones (SQL digests) when the others
+ * still tell every series apart.
+ */
+function telling(all: Record<string, string>[], keys: string[]): string[] {
+  const hashy = keys.filter((k) => all.every((l) => l[k] === undefined || HASHY.test(l[k]!)));
+  if (!hashy.length) return keys;
+  const rest = keys.filter((k) => !hashy.includes(k));
+  const key = (l: Record<string, string>) => JSON.stringify(rest.map((k) => l[k]));
+  return rest.length &&
+    new Set(all.map(key)).size ===
+      new Set(all.map((l) => JSON.stringify(keys.map((k) => l[k])))).size
+    ? rest
+    : keys;
+}
+
 const labelKey = (labels: Record<string, string>, keys?: string[]): string =>
   (keys ?? Object.keys(labels))
     .filter((k) => k in labels)
@@ -165,6 +184,12 @@ function chartOf(
   for (const s of series)
     for (const [k, v] of Object.entries(s.labels))
       if (series.some((o) => o.labels[k] !== v)) varying.add(k);
+  const legendKeys = new Set(
+    telling(
+      series.map((s) => s.labels),
+      [...varying],
+    ),
+  );
   const lines: ChartLine[] = [];
   let zero = 0;
   for (const s of series) {
@@ -179,7 +204,7 @@ function chartOf(
     const weight = counter
       ? s.buckets.reduce((a, b) => a + b.sum, 0)
       : Math.max(...points.map((p) => p[1]));
-    const shown = Object.fromEntries(Object.entries(s.labels).filter(([k]) => varying.has(k)));
+    const shown = Object.fromEntries(Object.entries(s.labels).filter(([k]) => legendKeys.has(k)));
     lines.push({ label: labelKey(shown) || name, labels: s.labels, points, weight });
   }
   lines.sort((a, b) => b.weight - a.weight || a.label.localeCompare(b.label));
@@ -257,7 +282,10 @@ function topTable(
   const keys = [...new Set(series.flatMap((s) => Object.keys(s.labels)))];
   const nonProcess = keys.filter((k) => !PROCESS_LABELS.has(k));
   const distinct = (ks: string[]) => new Set(series.map((s) => labelKey(s.labels, ks))).size;
-  const by = nonProcess.length && distinct(nonProcess) >= 2 ? nonProcess : keys;
+  const by = telling(
+    series.map((s) => s.labels),
+    nonProcess.length && distinct(nonProcess) >= 2 ? nonProcess : keys,
+  );
   const sums = new Map<string, number>();
   for (const s of series) {
     const k = labelKey(s.labels, by) || '(no labels)';
