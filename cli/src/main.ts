@@ -46,19 +46,38 @@ async function main(argv: string[]): Promise<number> {
     })
     .command(
       'plugins <action> [name] [settings..]',
-      'list, describe or validate tracer plugins',
+      'list, describe, validate or create tracer plugins',
       (y) =>
         y
           .positional('action', {
-            choices: ['list', 'info', 'validate'] as const,
-            describe: 'list | info NAME | validate NAME key=value..',
+            choices: ['list', 'info', 'validate', 'new'] as const,
+            describe: 'list | info NAME | validate NAME key=value.. | new NAME [--dir D]',
           })
           .positional('name', { type: 'string' })
           .positional('settings', { type: 'string', array: true })
-          .option('no-check', { type: 'boolean', describe: 'list: skip the availability checks' }),
+          .option('no-check', { type: 'boolean', describe: 'list: skip the availability checks' })
+          .option('dir', {
+            type: 'string',
+            describe:
+              'new: folder to write (default: here when empty, else ./scalpels-plugin-NAME)',
+          }),
       async (args) => {
+        if (args.action === 'new') {
+          const { newPluginCommand } = await import('./commands/scaffold.js');
+          setExit(await newPluginCommand(args as Parameters<typeof newPluginCommand>[0]));
+          return;
+        }
         const { pluginsCommand } = await import('./commands/plugins.js');
         setExit(await pluginsCommand(args as unknown as Parameters<typeof pluginsCommand>[0]));
+      },
+    )
+    .command(
+      'presets [name]',
+      'presets of installed bundles (named sets of tracers, options and services), and which services run here',
+      (y) => y.positional('name', { type: 'string', describe: 'show one preset in detail' }),
+      async (args) => {
+        const { presetsCommand } = await import('./commands/presets.js');
+        setExit(await presetsCommand(args as Parameters<typeof presetsCommand>[0]));
       },
     )
     .command(
@@ -72,7 +91,7 @@ async function main(argv: string[]): Promise<number> {
     )
     .command(
       'run',
-      'trace a workload from its start to its end: scalpels run -t T[,T..] [--set T.key=value].. -- CMD [ARGS..]',
+      'trace a workload from its start to its end: scalpels run -t T[,T..]|--preset P [--set T.key=value].. -- CMD [ARGS..]',
       (y) =>
         y
           .option('tracer', {
@@ -80,7 +99,10 @@ async function main(argv: string[]): Promise<number> {
             type: 'string',
             array: true,
             describe: 'tracers to run (comma-separated or repeated)',
-            demandOption: true,
+          })
+          .option('preset', {
+            type: 'string',
+            describe: 'tracers and options of a preset (scalpels presets); -t adds tracers',
           })
           .option('set', {
             type: 'string',
@@ -141,15 +163,18 @@ async function main(argv: string[]): Promise<number> {
     )
     .command(
       'start',
-      'start tracers on the agent: scalpels start -t T[,T..] [--pid N|--service S] [--set T.key=value]..; prints the task id',
+      'start tracers on the agent: scalpels start -t T[,T..]|--preset P [--pid N|--service S] [--set T.key=value]..; prints the task id',
       (y) =>
         y
           .option('tracer', {
             alias: 't',
             type: 'string',
             array: true,
-            demandOption: true,
             describe: 'tracers to start',
+          })
+          .option('preset', {
+            type: 'string',
+            describe: 'tracers, options and services of a preset (scalpels presets)',
           })
           .option('set', {
             type: 'string',

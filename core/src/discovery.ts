@@ -97,6 +97,13 @@ export function discoverPlugins(opts: DiscoveryOptions): DiscoveredPlugin[] {
             if (tracerNameOf(`${entry}/${sub}`)) visit(join(d, entry, sub), source);
           }
         } else if (tracerNameOf(entry)) visit(join(d, entry), source);
+        // A folder of checkouts (`~/src/hello`, `bundles/openstack`): their package.json names them.
+        else if (
+          source === 'SCALPELS_PLUGIN_PATH' &&
+          d === dir &&
+          existsSync(join(d, entry, 'package.json'))
+        )
+          visit(join(d, entry), source);
       }
     };
     scan(dir);

@@ -4,6 +4,7 @@ import { loadEngine, makeConfig, type GlobalArgs } from '../context.js';
 interface RunArgs extends GlobalArgs {
   tracer: string[];
   set?: string[];
+  preset?: string;
   name?: string;
   label?: string[];
   format: 'table' | 'json' | 'none';
@@ -55,7 +56,9 @@ export async function runCommand(args: RunArgs): Promise<number> {
     throw new UserError(
       'run: give the command to trace after --, e.g. scalpels run -t proc -- sleep 1',
     );
-  const requests = await tracerRequests(args.tracer, args.set);
+  // --preset: its tracers and options first, then -t and --set given here.
+  const { tracer, set } = await (await import('./presets.js')).applyPreset(args, 'run');
+  const requests = await tracerRequests(tracer, set);
   const labels = parseLabels(args.label);
   const config = await makeConfig(args);
   const container = createContainer(config);
