@@ -31,10 +31,15 @@ export function run(
       { timeout: timeoutMs, maxBuffer: 16 << 20 },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 127) : 0;
+        const why = err?.killed
+          ? `error: timed out after ${timeoutMs} ms`
+          : err && typeof err.code !== 'number'
+            ? `error: ${err.message}`
+            : '';
         resolve({
           exitCode: code,
           stdout: String(stdout),
-          stderr: String(stderr || (err && !stderr ? err.message : '')),
+          stderr: `${String(stderr)}${why ? `\n${why}` : ''}`,
         });
       },
     );
@@ -74,14 +79,18 @@ export function ctlReason(stdout: string, stderr: string): string {
 }
 
 export class RabbitmqctlAdmin implements BrokerAdmin {
-  constructor(private readonly ctl: string) {}
+  constructor(
+    private readonly ctl: string,
+    /** Erlang node name (`rabbit@host`); the local node when absent. The firehose is per node. */
+    private readonly node?: string,
+  ) {}
 
   describe(): string {
-    return this.ctl;
+    return this.node ? `${this.ctl} -n ${this.node}` : this.ctl;
   }
 
   private async call(args: string[]): Promise<string> {
-    const r = await run([this.ctl, ...args]);
+    const r = await run([this.ctl, ...(this.node ? ['-n', this.node] : []), ...args]);
     if (r.exitCode !== 0)
       throw new Error(
         `${this.ctl} ${args.join(' ')} failed (exit ${r.exitCode}): ${ctlReason(r.stdout, r.stderr)}`,
@@ -188,9 +197,15 @@ export class ManagementAdmin implements BrokerAdmin {
   }
 }
 
-export function brokerAdmin(options: OptionValues): BrokerAdmin {
+export function brokerAdmin(options: OptionValues, node?: string): BrokerAdmin {
   const url = options['management-url'];
   if (typeof url === 'string' && url !== '')
     return new ManagementAdmin(url, String(options.user ?? 'guest'), brokerPassword(options));
-  return new RabbitmqctlAdmin(String(options.rabbitmqctl ?? 'rabbitmqctl'));
+  return new RabbitmqctlAdmin(String(options.rabbitmqctl ?? 'rabbitmqctl'), node);
+}
+
+/** The nodes whose tracing switch the tracer sets: the option `nodes`, else the local one. */
+export function switchNodes(options: OptionValues): (string | undefined)[] {
+  const nodes = (options.nodes as readonly string[] | undefined) ?? [];
+  return nodes.length > 0 ? [...nodes] : [undefined];
 }

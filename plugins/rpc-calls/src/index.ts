@@ -9,7 +9,7 @@ import {
   type Technique,
   type UndoAction,
 } from '@scalpels/core';
-import { brokerAdmin, brokerPassword } from './broker.js';
+import { brokerAdmin, brokerPassword, switchNodes } from './broker.js';
 import { DEFAULT_CONTEXT_FIELDS } from './oslo.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
@@ -30,6 +30,8 @@ export interface TraceOnData {
   vhost: string;
   /** Tracing state before the tracer turned it on (always false: nothing is journaled when it was on). */
   wasOn: boolean;
+  /** Erlang node (option nodes), when not the local one. */
+  node?: string;
 }
 export const UNDO_NFT_TABLE = 'nft-table';
 export interface NftTableData {
@@ -173,7 +175,7 @@ async function brokerCheck(ctx: CheckContext): Promise<CheckResult> {
     await conn?.close().catch(() => undefined);
   }
   try {
-    await brokerAdmin(o).tracing(vhost);
+    for (const node of switchNodes(o)) await brokerAdmin(o, node).tracing(vhost);
   } catch (e) {
     return {
       status: 'fixable',
@@ -204,7 +206,7 @@ async function undo(action: UndoAction, options: OptionValues): Promise<void> {
   const admin = brokerAdmin(options);
   if (action.kind === UNDO_TRACE_ON) {
     const data = action.data as TraceOnData;
-    if (!data.wasOn) await admin.setTracing(data.vhost, false);
+    if (!data.wasOn) await brokerAdmin(options, data.node).setTracing(data.vhost, false);
   } else if (action.kind === UNDO_TRACE_QUEUE) {
     const data = action.data as TraceQueueData;
     await admin.deleteQueue(data.vhost, data.queue);
@@ -291,6 +293,12 @@ export default definePlugin({
       default: 'rabbitmqctl',
       description: 'rabbitmqctl binary (broker on this host)',
     },
+    nodes: {
+      type: 'list',
+      pattern: /^[^@\s]+@[^@\s]+$/,
+      description:
+        'Erlang nodes (rabbit@host) whose tracing switch rabbitmqctl sets: the firehose is per node, so list every node of a cluster the services publish through (default: the local node)',
+    },
     'management-url': {
       type: 'string',
       pattern: /^https?:\/\//,
@@ -327,10 +335,12 @@ export default definePlugin({
   validate(options) {
     const fields = (options['context-fields'] as readonly string[] | undefined) ?? [];
     if (fields.length > 50) return 'context-fields: at most 50 keys';
+    const nodes = (options.nodes as readonly string[] | undefined) ?? [];
+    if (nodes.length > 0 && typeof options['management-url'] === 'string')
+      return 'nodes: rabbitmqctl only; the management API switches the node it is served by';
     return undefined;
   },
   async setup(options, ctx) {
-    const admin = brokerAdmin(options);
     const vhost = String(options.vhost ?? '/');
     const nftBin = findBinary('nft');
     if (ctx.technique === 'firehose+nft' && options.traffic !== false && nftBin) {
@@ -349,13 +359,17 @@ export default definePlugin({
       data: { vhost, queue: traceQueueName(ctx) } satisfies TraceQueueData,
       description: `delete the trace queue ${traceQueueName(ctx)} on vhost ${vhost}`,
     });
-    if (await admin.tracing(vhost)) return; // On before us: someone else's, left alone.
-    await ctx.journal({
-      kind: UNDO_TRACE_ON,
-      data: { vhost, wasOn: false } satisfies TraceOnData,
-      description: `turn RabbitMQ tracing off again on vhost ${vhost} (${admin.describe()})`,
-    });
-    await admin.setTracing(vhost, true);
+    // The firehose is switched per node: every node the services publish through.
+    for (const node of switchNodes(options)) {
+      const admin = brokerAdmin(options, node);
+      if (await admin.tracing(vhost)) continue; // On before us: someone else's, left alone.
+      await ctx.journal({
+        kind: UNDO_TRACE_ON,
+        data: { vhost, wasOn: false, ...(node ? { node } : {}) } satisfies TraceOnData,
+        description: `turn RabbitMQ tracing off again on vhost ${vhost} (${admin.describe()})`,
+      });
+      await admin.setTracing(vhost, true);
+    }
   },
   undo,
   worker(options, ctx) {

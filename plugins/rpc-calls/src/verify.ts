@@ -4,7 +4,7 @@
  * permissions it needs), read the tracing switch, and pick the traffic technique.
  */
 import type { CheckContext, Technique, VerifyStage } from '@scalpels/core';
-import { brokerAdmin, brokerPassword } from './broker.js';
+import { brokerAdmin, brokerPassword, switchNodes } from './broker.js';
 
 export async function verify(
   ctx: CheckContext,
@@ -78,22 +78,24 @@ export async function verify(
     await conn?.close().catch(() => undefined);
   }
 
-  try {
-    const admin = brokerAdmin(o);
-    const on = await admin.tracing(vhost);
-    stages.push({
-      stage: 'tracing switch',
-      status: 'passed',
-      detail: on
-        ? `tracing is already on for ${vhost}: the tracer will use it and leave it on`
-        : `tracing is off for ${vhost}: the tracer turns it on and back off (${admin.describe()})`,
-    });
-  } catch (e) {
-    stages.push({
-      stage: 'tracing switch',
-      status: 'failed',
-      detail: (e as Error).message.split('\n')[0]!,
-    });
+  for (const node of switchNodes(o)) {
+    const admin = brokerAdmin(o, node);
+    try {
+      const on = await admin.tracing(vhost);
+      stages.push({
+        stage: 'tracing switch',
+        status: 'passed',
+        detail: on
+          ? `tracing is already on for ${vhost} (${admin.describe()}): the tracer will use it and leave it on`
+          : `tracing is off for ${vhost}: the tracer turns it on and back off (${admin.describe()})`,
+      });
+    } catch (e) {
+      stages.push({
+        stage: 'tracing switch',
+        status: 'failed',
+        detail: (e as Error).message.split('\n')[0]!,
+      });
+    }
   }
 
   for (const t of techniques) {

@@ -7,7 +7,8 @@ import { capability } from '@scalpels/core/testing';
 import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { ctlReason } from '../src/broker.js';
-import { brokerUp, checkContext, rabbitmqctlWorks } from './helpers.js';
+import { createVhost, deleteVhost, vhostTracing } from './fixtures/oslo-peer.mjs';
+import { brokerUp, checkContext, rabbitmqctlWorks, runSetup, runUndo } from './helpers.js';
 
 const live =
   capability('rabbitmq', await brokerUp(), 'no RabbitMQ listening on 127.0.0.1:5672') &&
@@ -125,6 +126,29 @@ describe.runIf(live)('rpc-calls check against the real broker', () => {
       expect(stages.find((s) => s.stage === 'trace queue')?.detail).toMatch(/ACCESS_REFUSED/);
     } finally {
       execFileSync('rabbitmqctl', ['-q', 'delete_user', user]);
+    }
+  });
+
+  it('switches tracing on the nodes named in the option nodes, and back off', async () => {
+    const vhost = `scalpels-test-rpc-nodes-${process.pid}`;
+    createVhost(vhost);
+    try {
+      // The broker's own Erlang node name, as `-n` wants it (an atom, maybe quoted).
+      const node = execFileSync('rabbitmqctl', ['-q', 'eval', 'node().'])
+        .toString()
+        .trim()
+        .replace(/^'|'$/g, '');
+      const options = validateOptions(plugin, { vhost, nodes: node });
+      const { journal } = await runSetup(options, `nodes-${process.pid}`, 'firehose');
+      const on = journal.find((a) => a.kind === 'rabbitmq-trace-on')!;
+      expect(on.data).toMatchObject({ vhost, node });
+      expect(on.description).toContain('-n rabbit@');
+      expect(vhostTracing(vhost)).toBe(true);
+      await runUndo(journal, options);
+      expect(vhostTracing(vhost)).toBe(false);
+      expect(() => validateOptions(plugin, { nodes: 'not-a-node' })).toThrow(/nodes/);
+    } finally {
+      deleteVhost(vhost);
     }
   });
 });
