@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { ok, pyWork, scalpels, scratchDir } from './report-helpers.js';
+import { execa } from 'execa';
+import { cli, ok, pyWork, scalpels, scratchDir } from './report-helpers.js';
 
 const dir = scratchDir('scalpels-report-exports-');
 const store = `sqlite://${join(dir, 'store.db')}`;
@@ -116,6 +117,23 @@ describe('report exports of a real task', () => {
     );
     const series = report.tracers.reduce((a, t) => a + t.series.length, 0);
     expect(rows.filter((r) => r.split(',')[3] === 'series')).toHaveLength(series);
+  });
+
+  it('shows progress on a terminal only, and clears it', async () => {
+    const out = join(dir, 'tty.html');
+    // script(1) gives the command a pseudo-terminal.
+    const r = await execa(
+      'script',
+      [
+        '-qec',
+        `"${process.execPath}" "${cli}" report --last --format html -o ${out} --store ${store}`,
+        '/dev/null',
+      ],
+      { reject: false, env: { NO_COLOR: '1' } },
+    );
+    expect(r.exitCode, r.stdout).toBe(0);
+    expect(r.stdout).toContain(`report ${report.task.id}: aggregating in the store`);
+    expect(r.stdout).toMatch(/\r\x1b\[2K$/);
   });
 
   it('the json report lists markers (none here) and progress stays off when piped', async () => {
