@@ -3,6 +3,7 @@ import { basename, delimiter, dirname, join } from 'node:path';
 import satisfies from 'semver/functions/satisfies.js';
 import validRange from 'semver/ranges/valid.js';
 import { PLUGIN_API_VERSION } from './api.js';
+import type { StaticRequires } from './static-check.js';
 
 /** What discovery knows of a plugin package from its package.json alone (nothing imported). */
 export interface DiscoveredPlugin {
@@ -23,6 +24,8 @@ export interface DiscoveredPlugin {
   bundle?: unknown;
   /** Search order (lower wins when several packages offer one name). */
   precedence: number;
+  /** Requirements declared in package.json (`scalpels.requires`), checked without importing. */
+  requires?: StaticRequires;
 }
 
 const OFFICIAL = /^@scalpels\/plugin-(.+)$/;
@@ -144,7 +147,7 @@ function readPlugin(dir: string, source: string): DiscoveredPlugin | undefined {
   const name = tracerNameOf(pkgName);
   if (!name) return undefined; // A folder on SCALPELS_PLUGIN_PATH that is not a plugin.
   const meta = (pkg.scalpels ?? undefined) as
-    { apiVersion?: unknown; name?: unknown; bundle?: unknown } | undefined;
+    { apiVersion?: unknown; name?: unknown; bundle?: unknown; requires?: unknown } | undefined;
   const plugin: DiscoveredPlugin = {
     ...base,
     name: typeof meta?.name === 'string' ? meta.name : name,
@@ -152,6 +155,10 @@ function readPlugin(dir: string, source: string): DiscoveredPlugin | undefined {
     version: typeof pkg.version === 'string' ? pkg.version : '?',
     description: typeof pkg.description === 'string' ? pkg.description : '',
     bundle: meta?.bundle,
+    requires:
+      meta?.requires && typeof meta.requires === 'object'
+        ? (meta.requires as StaticRequires)
+        : undefined,
   };
   if (!meta || typeof meta !== 'object')
     return {

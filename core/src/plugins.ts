@@ -8,3 +8,4 @@ export {
 } from './discovery.js';
 export { PluginRegistry, importManifest, type LoadedPlugin } from './registry.js';
 export { checkContext, which } from './services.js';
+export { staticCheck, type StaticRequires, type StaticAlternative } from './static-check.js';

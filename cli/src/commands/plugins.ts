@@ -60,7 +60,14 @@ async function statusOf(
       status: p.state === 'conflict' ? 'conflict' : 'unchecked',
       detail: conflict.trim(),
     };
-  const { importManifest, checkContext } = await import('@scalpels/core/plugins');
+  const { importManifest, checkContext, staticCheck } = await import('@scalpels/core/plugins');
+  // A quick look at a plugin that declares its requirements in package.json needs no import.
+  if (depth === 'quick' && p.requires) {
+    const r = staticCheck(p.requires);
+    if (p.state === 'conflict')
+      return { ...base, status: 'conflict', detail: `${r.detail}${conflict}`, hint: r.hint };
+    return { ...base, status: r.status, detail: r.detail, hint: r.hint, technique: r.technique };
+  }
   let manifest: PluginManifest;
   try {
     manifest = await importManifest(p);
