@@ -7,5 +7,5 @@ export {
   type DiscoveredPlugin,
 } from './discovery.js';
 export { PluginRegistry, importManifest, type LoadedPlugin } from './registry.js';
-export { checkContext, which } from './services.js';
+export { checkContext, which } from './check-context.js';
 export { staticCheck, type StaticRequires, type StaticAlternative } from './static-check.js';

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import type { CheckResult } from './api.js';
-import { which } from './services.js';
+import { which } from './check-context.js';
 
 /** A way to work, as declared in package.json (`scalpels.requires.anyOf`). */
 export interface StaticAlternative {
