@@ -75,6 +75,9 @@ class Agent:
         self.stopping = False
         self.hook = None
         self.exit_wrapper = None
+        self.thread_states = None
+        self.profiler_ids = set()
+        self.profiler_refs = []
         self.tool = None
         self.returns, self.yield_op, self.resume_op = _opcodes()
 
@@ -133,6 +136,7 @@ class Agent:
         """A sys.setprofile function bound to the calling thread's counters."""
         tc = self.new_thread_counts()
         calls, ns, exc, hist = tc.calls, tc.ns, tc.exc, tc.hist
+        profilers = self.profiler_ids
         classes_get = self.classes.get
         classify = self.classify
         timing, exceptions = self.timing, self.exceptions
@@ -198,6 +202,10 @@ class Agent:
             p(frame, event, arg)
 
         self.first_profile = first_profile
+        # Kept alive, so their ids keep naming them when other threads' hooks are cleared.
+        self.profiler_refs.extend((profile, first_profile))
+        profilers.add(id(profile))
+        profilers.add(id(first_profile))
         return profile
 
     def install(self):
@@ -210,6 +218,11 @@ class Agent:
         sys.setprofile(self.make_profiler())
         threading.setprofile(self.first_profile)
         self.hook = "setprofile"
+        try:
+            self.thread_states = ThreadStates()
+            self.thread_states.apply(self.first_profile)
+        except Exception:
+            self.thread_states = None  # only this thread and the threads started from now on
         return "setprofile"
 
     def _install_monitoring(self, mon):
@@ -262,6 +275,18 @@ class Agent:
                 sleep(0.05)
             return
         threading.setprofile(None)
+        if self.thread_states is not None:
+            try:
+                # Unhook every thread now (ours only); then let a callback preempted between
+                # reading and storing a count finish, so the last snapshot has it.
+                self.thread_states.apply(None, self.profiler_ids)
+                if sys.getprofile() is not None and id(sys.getprofile()) in self.profiler_ids:
+                    sys.setprofile(None)
+                if wait:
+                    sleep(0.05)
+                return
+            except Exception:
+                pass
         if not wait:
             return
         # Wait a little for hooked threads to see the flag, so their last calls are counted.
@@ -374,6 +399,73 @@ class Agent:
         except Exception:
             self.active = False
             self.uninstall()
+
+
+class ThreadStates:
+    """Sets and clears the profile hook of the process's other threads through the C API (what
+    3.12's threading.setprofile_all_threads does): sys.setprofile reaches only the calling thread,
+    and a running service's threads exist before the agent does. Needs the calling thread to hold
+    a profile hook already (its thread state shows where the hook lives)."""
+
+    def __init__(self):
+        import ctypes
+
+        vp = ctypes.c_void_p
+        lib = ctypes.PyDLL(None)  # own function objects: ctypes.pythonapi is shared with the program
+
+        def fn(name, restype, *argtypes):
+            f = getattr(lib, name)
+            f.restype = restype
+            f.argtypes = list(argtypes)
+            return f
+
+        self.current = fn("PyThreadState_Get", vp)
+        self.interp = fn("PyInterpreterState_Get", vp)
+        self.head = fn("PyInterpreterState_ThreadHead", vp, vp)
+        self.next = fn("PyThreadState_Next", vp, vp)
+        self.set = fn("_PyEval_SetProfile", ctypes.c_int, vp, vp, vp)
+        self.words = lambda ts: (vp * 64).from_address(ts)
+        # In PyThreadState (3.8 to 3.13) the profile object comes two words after the profile
+        # function: find our hook object in the calling thread's state to learn both.
+        cur = self.current()
+        obj = id(sys.getprofile())
+        w = self.words(cur)
+        for i in range(2, 64):
+            if w[i] == obj and w[i - 2]:
+                self.obj_index, self.func = i, w[i - 2]
+                break
+        else:
+            raise RuntimeError("profile hook not found in the thread state")
+
+    def others(self):
+        cur = self.current()
+        out = []
+        ts = self.head(self.interp())
+        while ts:
+            if ts != cur:
+                out.append(ts)
+            ts = self.next(ts)
+        return out
+
+    def apply(self, obj, only_if=None):
+        """Hooks every other thread with obj (None: unhooks those whose hook id is in only_if).
+        The switch interval is raised meanwhile so no other thread runs, or exits and frees its
+        state, between the calls (they all need the GIL we hold)."""
+        old = sys.getswitchinterval()
+        sys.setswitchinterval(1000.0)
+        try:
+            n = 0
+            for ts in self.others():
+                if obj is None:
+                    if self.words(ts)[self.obj_index] in only_if:
+                        self.set(ts, None, None)
+                        n += 1
+                else:
+                    self.set(ts, self.func, id(obj))
+                    n += 1
+            return n
+        finally:
+            sys.setswitchinterval(old)
 
 
 class ThreadCounts:

@@ -279,6 +279,52 @@ describe.runIf(can)('profiler technique', () => {
     },
   );
 
+  it.each(pythons.filter((p) => p.name !== 'pyenv-3.8'))(
+    '$name: hooks threads that exist before attaching, and unhooks them all on stop',
+    async ({ path }) => {
+      const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
+      const child = new Child([path, fixture('work.py'), 'prethread', hold]);
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        const res = await traceAttach(child.pid, { function: 'f,g', timing: true }, () =>
+          child.waitFor('called'),
+        );
+        writeFileSync(hold, '');
+        expect(await child.closed).toBe(0);
+        expect(child.result()).toMatchObject({
+          threadHookAfterStop: false,
+          mainHookAfterStop: false,
+        });
+        expect(sums(res.records, 'python.calls', 'thread')).toEqual({
+          MainThread: 300,
+          'pre-existing': 700,
+        });
+      } finally {
+        child.kill();
+      }
+    },
+  );
+
+  it.runIf(mainPython)('attaches to every process of a pre-forked server', async () => {
+    const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
+    const child = new Child([mainPython!.path, fixture('work.py'), 'prefork', hold]);
+    try {
+      await new Promise((r) => setTimeout(r, 500));
+      const res = await traceAttach(child.pid, { function: 'f' }, async () => {
+        while ((child.out.match(/served/g) ?? []).length < 3)
+          await new Promise((r) => setTimeout(r, 20));
+      });
+      writeFileSync(hold, '');
+      expect(await child.closed).toBe(0);
+      const { pid, children } = child.result() as { pid: number; children: number[] };
+      const expected = Object.fromEntries([pid, ...children].map((p) => [String(p), 1000]));
+      expect(sums(res.records, 'python.calls', 'pid')).toEqual(expected);
+      expect(events(res.records, 'attach')).toHaveLength(3);
+    } finally {
+      child.kill();
+    }
+  });
+
   it.runIf(debianPython)('attaches to a service running as another user (nobody)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pycalls-user-'));
     chmodSync(dir, 0o755);
