@@ -249,7 +249,8 @@ async function main(argv: string[]): Promise<number> {
           .option('follow', { type: 'boolean', describe: 'keep draining until interrupted' })
           .option('claim-idle', {
             type: 'string',
-            describe: 'take over batches a dead collector left unacknowledged this long (default 30s)',
+            describe:
+              'take over batches a dead collector left unacknowledged this long (default 30s)',
           }),
       async (args) => {
         const { collectCommand } = await import('./commands/collect.js');
