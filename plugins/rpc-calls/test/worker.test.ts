@@ -250,9 +250,8 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     });
     expect(sums(records, 'rpc.replies')).toEqual({ 'nova/conductor.build_and_run': 1 });
     expect(sums(records, 'rpc.timeouts')).toEqual({ 'nova/conductor.never_answers': 1 });
-    expect(last(records, 'rpc.latency.p50', 'nova/conductor.build_and_run')).toBeGreaterThanOrEqual(
-      1199,
-    );
+    // The whole 1.2 s of work, not the 0.2 s to the first heartbeat (give or take scheduling).
+    expect(last(records, 'rpc.latency.p50', 'nova/conductor.build_and_run')).toBeGreaterThan(1150);
     expect(vhostTracing(vhost)).toBe(false);
   });
 
