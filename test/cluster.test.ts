@@ -96,13 +96,18 @@ const scalpels = (args: string[], redis: string) =>
 
 interface Report {
   task: { status: string; nodes: string[] };
+  combined?: {
+    tracer: string;
+    nodes: string[];
+    series: { name: string; sum: number; points: number }[];
+  }[];
   tracers: {
     node: string;
     status: string;
     records: number;
     dropped: number;
     error: string | null;
-    series: { name: string; points: number }[];
+    series: { name: string; points: number; sum: number }[];
   }[];
 }
 
@@ -146,6 +151,17 @@ describe.runIf(hasRedisServer)('multi-node through Redis', () => {
       expect(t.status).toBe('stopped');
       expect(t.records).toBeGreaterThan(0);
     }
+    // Combined figures: a counter's total over the cluster is the sum of the nodes' totals.
+    const sumOf = (series: Report['tracers'][0]['series']) =>
+      series.find((s) => s.name === 'kernel.context_switches')!.sum;
+    const combined = report.combined!.find((c) => c.tracer === 'proc')!;
+    expect(combined.nodes.sort()).toEqual(['node-a', 'node-b', 'node-c']);
+    expect(sumOf(combined.series)).toBeCloseTo(
+      report.tracers.reduce((a, t) => a + sumOf(t.series), 0),
+      6,
+    );
+    const text = await scalpels(['report', '--last'], redis);
+    expect(text.stdout).toMatch(/combined proc over 3 nodes/);
     for (const a of agents) a.kill('SIGTERM');
     await Promise.all(agents);
   });

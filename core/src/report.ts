@@ -2,6 +2,7 @@ import type { SeriesKind } from './api.js';
 import type { Store, TaskRow } from './store/types.js';
 import { table } from './table.js';
 import { phasesOf } from './report/timeline.js';
+import { combineNodes, type CombinedTracer } from './report/combined.js';
 
 /** The report format name; a change that breaks it is a new name. Documented in docs/report-format.md. */
 export const REPORT_FORMAT = 'scalpels.report/v1';
@@ -71,6 +72,8 @@ export interface ReportV1 {
     to: string;
     totals: { tracer: string; name: string; unit: string; sum: number }[];
   }[];
+  /** A task on several nodes: each tracer's series combined across nodes (extra field, v1). */
+  combined?: CombinedTracer[];
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -147,6 +150,8 @@ export async function buildReport(
     ),
     markers: markers.map((m) => ({ ts: iso(m.ts)!, text: m.text, node: m.node })),
   };
+  if (new Set(report.tracers.map((t) => t.node)).size > 1)
+    report.combined = combineNodes(report.tracers);
   if (markers.length && store.seriesRange) {
     const end = task.stoppedAt ?? now;
     report.phases = (await phasesOf(store, report, task.startedAt, end, markers)).map((p) => ({
@@ -219,41 +224,7 @@ export function formatReportTable(r: ReportV1): string {
         (tr.exitCode !== null && tr.status === 'failed' ? `, exit code ${tr.exitCode}` : ''),
     );
     if (tr.error) out.push(`  error: ${tr.error}`);
-    if (tr.series.length > 0) {
-      out.push(
-        table(
-          [
-            'series',
-            'labels',
-            'unit',
-            'kind',
-            'points',
-            'sum',
-            'rate/s',
-            'min',
-            'mean',
-            'max',
-            'last',
-          ],
-          tr.series.map((s) => [
-            s.name,
-            labelText(s.labels) || '-',
-            s.unit,
-            s.kind,
-            String(s.points),
-            s.kind === 'counter' ? num(s.sum) : '-',
-            num(s.rate),
-            num(s.min),
-            num(s.mean),
-            num(s.max),
-            num(s.last),
-          ]),
-        )
-          .split('\n')
-          .map((l) => `  ${l}`)
-          .join('\n'),
-      );
-    }
+    if (tr.series.length > 0) out.push(seriesTable(tr.series));
     if (tr.events.count > 0) {
       out.push(`  events: ${tr.events.count}`);
       out.push(
@@ -274,7 +245,37 @@ export function formatReportTable(r: ReportV1): string {
       );
     }
   }
+  for (const c of r.combined ?? []) {
+    out.push('');
+    out.push(
+      `combined ${c.tracer} over ${c.nodes.length} nodes (${c.nodes.join(', ')}): ` +
+        `${c.records} records, ${c.parseErrors} parse errors, ${c.dropped} dropped`,
+    );
+    if (c.series.length > 0) out.push(seriesTable(c.series));
+  }
   return out.join('\n') + '\n';
+}
+
+function seriesTable(series: readonly ReportSeries[]): string {
+  return table(
+    ['series', 'labels', 'unit', 'kind', 'points', 'sum', 'rate/s', 'min', 'mean', 'max', 'last'],
+    series.map((s) => [
+      s.name,
+      labelText(s.labels) || '-',
+      s.unit,
+      s.kind,
+      String(s.points),
+      s.kind === 'counter' ? num(s.sum) : '-',
+      num(s.rate),
+      num(s.min),
+      num(s.mean),
+      num(s.max),
+      num(s.last),
+    ]),
+  )
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
 }
 
 function csvCell(v: unknown): string {
