@@ -43,6 +43,8 @@ interface Source {
   close(): Promise<void>;
 }
 
+const FINAL_WAIT_MS = 3000;
+
 class LogFollower {
   private readonly tail: FileTail;
   constructor(
@@ -53,9 +55,24 @@ class LogFollower {
     this.tail = new FileTail(path);
   }
 
-  drain(): void {
-    for (const line of this.tail.read()) for (const s of this.parser.push(line)) this.emit(s);
-    for (const s of this.parser.flush()) this.emit(s);
+  /**
+   * Reads what the server wrote. At the end of tracing it waits (up to FINAL_WAIT_MS) until the
+   * file stops growing and its last entry is whole: a server writes a statement's entry after
+   * answering the client, and a large one takes a while.
+   */
+  async drain(final: boolean): Promise<void> {
+    this.read();
+    if (final) {
+      let size = this.tail.size();
+      for (let waited = 0; waited < FINAL_WAIT_MS; waited += 50) {
+        await new Promise((r) => setTimeout(r, 50));
+        this.read();
+        const now = this.tail.size();
+        if (now === size && this.tail.partial === 0 && !this.parser.incomplete()) break;
+        size = now;
+      }
+    }
+    for (const s of final ? this.parser.flush() : this.parser.flushComplete()) this.emit(s);
     if (this.tail.lostBytes > 0) {
       out({
         t: 'lost',
@@ -68,6 +85,10 @@ class LogFollower {
 
   close(): void {
     this.tail.close();
+  }
+
+  private read(): void {
+    for (const line of this.tail.read()) for (const s of this.parser.push(line)) this.emit(s);
   }
 
   private emit(s: StatementLine): void {
@@ -184,10 +205,10 @@ class MysqlSource implements Source {
     return true;
   }
 
-  async poll(): Promise<void> {
+  async poll(final: boolean): Promise<void> {
     if (this.matcher) await this.matcher.refresh();
     await this.pollCounters(true);
-    this.log?.drain();
+    await this.log?.drain(final);
     if (this.logKind && !this.logWarned) {
       // Someone (an operator, another tool) may switch the log back while we trace.
       const [v] = await mysqlRows(
@@ -359,10 +380,10 @@ class PgSource implements Source {
     return { server: row.v.split(' on ')[0]!, events };
   }
 
-  async poll(): Promise<void> {
+  async poll(final: boolean): Promise<void> {
     if (this.matcher) await this.matcher.refresh();
     if (this.cfg.technique === 'pg-stat-statements') await this.pollStats(true);
-    this.log?.drain();
+    await this.log?.drain(final);
     if (this.log && !this.logWarned) {
       const r = await this.client.query(
         "SELECT current_setting('log_min_duration_statement') AS v",
@@ -466,18 +487,21 @@ async function main(): Promise<void> {
   });
   const interval = Number(cfg.options.interval ?? 1000);
   let failing = false;
-  while (!stopping) {
-    await new Promise<void>((resolve) => {
-      wake = resolve;
-      setTimeout(resolve, interval);
-    });
+  for (;;) {
+    if (!stopping)
+      await new Promise<void>((resolve) => {
+        wake = resolve;
+        setTimeout(resolve, interval);
+      });
     wake = undefined;
+    // Decided before the poll: a stop requested while a poll runs gets a poll of its own after
+    // it, so the statements of the traced period's end are always read.
+    const final = stopping;
     // Servers account a statement (digest, slow log) just after answering the client: give the
     // statements that ended right before the stop request the time to land.
-    if (stopping) await new Promise((r) => setTimeout(r, 100));
-    // The last poll, after the stop request, takes the statements of the traced period's end.
+    if (final) await new Promise((r) => setTimeout(r, 100));
     try {
-      await source.poll(stopping);
+      await source.poll(final);
       if (failing) warn('connected again; counting continues');
       failing = false;
     } catch (e) {
@@ -489,10 +513,11 @@ async function main(): Promise<void> {
         () => true,
         () => false,
       );
-      if (reconnected && stopping) await source.poll(true);
-      else if (stopping)
+      if (reconnected && final) await source.poll(true);
+      else if (final)
         throw new Error(`cannot reach the server for the last poll: ${(e as Error).message}`);
     }
+    if (final) break;
   }
   await source.close();
 }

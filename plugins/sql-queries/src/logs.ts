@@ -19,6 +19,10 @@ export interface LogParser {
   push(line: string): StatementLine[];
   /** Ends the pending entry, if any. */
   flush(): StatementLine[];
+  /** Ends the pending entry only if it looks whole (the rest of it may not be written yet). */
+  flushComplete(): StatementLine[];
+  /** Whether an entry has begun whose statement is not complete yet. */
+  incomplete(): boolean;
 }
 
 /** MariaDB: `# User@Host: u[u] @ host [ip]` then `# Thread_id: N  Schema: s ...`. MySQL 8: `... []  Id: N`. */
@@ -85,6 +89,16 @@ export class SlowLogParser implements LogParser {
     return [];
   }
 
+  flushComplete(): StatementLine[] {
+    return this.incomplete() ? [] : this.flush();
+  }
+
+  incomplete(): boolean {
+    if (!this.inEntry) return false;
+    const last = (this.cur.lines ?? []).findLast((l) => l.trim() !== '');
+    return !last?.trimEnd().endsWith(';');
+  }
+
   flush(): StatementLine[] {
     const cur = this.cur;
     this.cur = {};
@@ -142,6 +156,15 @@ export class GeneralLogParser implements LogParser {
       };
     }
     return out;
+  }
+
+  /** The server writes a general log entry with one write: what is there is whole. */
+  flushComplete(): StatementLine[] {
+    return this.flush();
+  }
+
+  incomplete(): boolean {
+    return false;
   }
 
   flush(): StatementLine[] {
@@ -224,6 +247,15 @@ export class PgLogParser implements LogParser {
       ...(who && who[2] ? { schema: who[2] } : {}),
     };
     return out;
+  }
+
+  /** Continuation lines may still come; the next entry or the end of tracing completes it. */
+  flushComplete(): StatementLine[] {
+    return [];
+  }
+
+  incomplete(): boolean {
+    return false;
   }
 
   flush(): StatementLine[] {

@@ -45,6 +45,20 @@ export class FileTail {
     return all.slice(0, cut).split('\n');
   }
 
+  /** Bytes of a line the server has not finished writing yet. */
+  get partial(): number {
+    return this.rest.length;
+  }
+
+  /** The size of the file now. */
+  size(): number {
+    try {
+      return statSync(this.path).size;
+    } catch {
+      return -1;
+    }
+  }
+
   close(): void {
     closeSync(this.fd);
   }

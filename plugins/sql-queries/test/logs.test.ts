@@ -43,6 +43,22 @@ describe('MariaDB slow log', () => {
     expect(entries[5]!.schema).toBeUndefined();
   });
 
+  it('keeps an entry whose statement is not written yet until it is', () => {
+    const lines = fixture('mariadb-10.11-slow.log').split('\n');
+    const p = new SlowLogParser();
+    const head = lines.slice(0, 9); // through the first entry's `use` line
+    const rest = lines.slice(9);
+    expect(head.flatMap((l) => p.push(l))).toEqual([]);
+    expect(p.flushComplete()).toEqual([]);
+    const out = [...rest.flatMap((l) => p.push(l)), ...p.flushComplete()];
+    expect(out.map((e) => e.text)).toHaveLength(7);
+    expect(out[0]).toMatchObject({
+      text: 'select * from t where id = 1',
+      schema: 'scalpels_probe',
+      thread: 11,
+    });
+  });
+
   it('reads the MySQL 8 header layout (thread id on the User@Host line)', () => {
     const mysql8 = [
       '# Time: 2024-05-01T10:00:00.123456Z',
