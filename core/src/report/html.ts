@@ -309,8 +309,10 @@ export function formatReportHtml(r: ReportV1, tl: ReportTimeline): string {
     const quiet = tl.charts.filter((c) => c.tracerId === tr.id && c.lines.length === 0);
     if (quiet.length)
       out.push(`<p class="note">No activity in: ${esc(quiet.map((c) => c.name).join(', '))}.</p>`);
-    if (!charts.length && !tr.events.count)
+    if (!tr.series.length && !tr.events.count)
       out.push('<p class="note">No records from this tracer.</p>');
+    else if (tr.series.length && !charts.length && !quiet.length)
+      out.push('<p class="note">No timelines: this store cannot group points by time.</p>');
     out.push(eventsHtml(tr));
     if (tops.length) out.push(`<h3>Top keys</h3>${tops.map(topTableHtml).join('')}`);
     if (tr.series.length) out.push(seriesTableHtml(tr));

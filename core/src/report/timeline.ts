@@ -1,5 +1,4 @@
 import type { SeriesKind } from '../api.js';
-import { UserError } from '../errors.js';
 import type { Marker, SeriesTimeline, Store, TaskRow, TimelineBucket } from '../store/types.js';
 import type { ReportV1 } from '../report.js';
 
@@ -104,14 +103,14 @@ export async function buildTimeline(
   report: ReportV1,
   opts: TimelineOptions = {},
 ): Promise<ReportTimeline> {
-  if (!store.seriesTimeline || !store.listMarkers || !store.seriesRange)
-    throw new UserError(`store ${store.url} cannot produce timelines (use a sqlite store)`);
+  // A store without time queries still gets the tables (charts need a store that has them).
+  const timeline = store.seriesTimeline?.bind(store);
   const now = opts.now ?? Date.now();
   const from = task.startedAt;
   const to = Math.max(from + 1, task.stoppedAt ?? now);
   const span = to - from;
   const maxLines = opts.maxLines ?? 6;
-  const markers = await store.listMarkers(task.id);
+  const markers = store.listMarkers ? await store.listMarkers(task.id) : [];
   const charts: Chart[] = [];
   const tops: TopTable[] = [];
   const tracerRows = await store.listTracers(task.id);
@@ -132,7 +131,7 @@ export async function buildTimeline(
     const step = Math.max(1, Math.round(interval * per));
     const first = (await store.tracerSpan?.(tr.id))?.first;
     const origin = first === undefined ? from : Math.round(first - interval / 2);
-    const timelines = await store.seriesTimeline(tr.id, origin, step);
+    const timelines = timeline ? await timeline(tr.id, origin, step) : [];
     const groups = new Map<string, SeriesTimeline[]>();
     for (const t of timelines) {
       let g = groups.get(t.name);
@@ -160,7 +159,7 @@ export async function buildTimeline(
   }
   const phases = report.phases
     ? report.phases.map((p) => ({ ...p, from: Date.parse(p.from), to: Date.parse(p.to) }))
-    : markers.length
+    : markers.length && store.seriesRange
       ? await phasesOf(store, report, from, to, markers)
       : [];
   return { from, to, markers, charts, tops, phases };
