@@ -192,7 +192,7 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
 
       // Descriptors the program could not name (pipes, sockets, inherited from outside the
       // target) stay in the series but are not files to rank.
-      if (path.startsWith('(fd ')) continue;
+      if (path.startsWith('(fd ') || path === UNKNOWN_FILE) continue;
       const readOps = d.readOps ?? 0;
       const writeOps = d.writeOps ?? 0;
       const opens = d.opens ?? 0;
