@@ -62,10 +62,20 @@ export function bpftraceProgram(spec: ProgramSpec): string {
       ...(tracksComm ? ['  @comm[args->child_pid] = comm;'] : []),
       '}',
       '',
+    );
+  }
+  if (targeted || spec.latency) {
+    // A thread that exits inside a call (exit, exit_group, a fatal signal) leaves its entry time.
+    lines.push(
       'tracepoint:sched:sched_process_exit',
       '{',
-      '  if (tid != pid) { delete(@traced[tid]); }',
-      '  if (args->group_dead) { delete(@traced[pid]); }',
+      ...(targeted
+        ? [
+            '  if (tid != pid) { delete(@traced[tid]); }',
+            '  if (args->group_dead) { delete(@traced[pid]); }',
+          ]
+        : []),
+      ...(spec.latency ? ['  delete(@start[tid]);'] : []),
       '}',
       '',
     );
