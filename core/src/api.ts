@@ -152,6 +152,12 @@ export interface Target {
   pids: readonly number[];
   /** For `run`: the command line being traced (for display; never to execute). */
   command?: readonly string[];
+  /**
+   * For `run`: the pid of the core's launcher, which is `pids[0]`. It starts the command once
+   * every tracer is ready and stays until they stopped; it is not part of the workload, so
+   * tracers may leave it out of their figures (its children are the workload).
+   */
+  launcher?: number;
   /** Human description: `pid 1234`, `service nova-api (3 processes)`, `run: python3 x.py`. */
   description: string;
 }
@@ -186,6 +192,8 @@ export interface CheckContext {
   ): Promise<{ exitCode: number; stdout: string; stderr: string }>;
   /** Find a binary on PATH. */
   which(binary: string): Promise<string | undefined>;
+  /** Absolute path of the plugin package's root folder, when the core knows it. */
+  pluginDir?: string;
 }
 
 export interface Requirement {

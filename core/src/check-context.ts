@@ -3,10 +3,15 @@ import { delimiter, join } from 'node:path';
 import type { CheckContext, OptionValues } from './api.js';
 
 /** The CheckContext plugins probe the machine with. */
-export function checkContext(options: OptionValues, depth: 'quick' | 'full'): CheckContext {
+export function checkContext(
+  options: OptionValues,
+  depth: 'quick' | 'full',
+  pluginDir?: string,
+): CheckContext {
   return {
     options,
     depth,
+    pluginDir,
     isRoot: process.getuid?.() === 0,
     which: async (binary) => which(binary),
     exec: async (argv, timeoutMs = 10_000) => {

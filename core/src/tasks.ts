@@ -363,7 +363,7 @@ export class TaskService {
       withOptions.map(async ({ plugin, options }) => {
         let check: CheckResult;
         try {
-          check = await plugin.manifest.check(checkContext(options, 'full'));
+          check = await plugin.manifest.check(checkContext(options, 'full', plugin.info.dir));
         } catch (e) {
           throw new UserError(`${plugin.info.name}: check failed: ${firstLine(errorMessage(e))}`);
         }

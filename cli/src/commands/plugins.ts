@@ -77,7 +77,7 @@ async function statusOf(
   let timer: NodeJS.Timeout | undefined;
   try {
     const r: CheckResult = await Promise.race([
-      manifest.check(checkContext({}, depth)),
+      manifest.check(checkContext({}, depth, p.dir)),
       new Promise<CheckResult>((resolve) => {
         timer = setTimeout(
           () =>
@@ -165,7 +165,7 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
       process.stdout.write(`${info.name}: options valid (this plugin has no deeper validation)\n`);
       return 0;
     }
-    const stages = await manifest.verify(options, checkContext(options, 'full'));
+    const stages = await manifest.verify(options, checkContext(options, 'full', info.dir));
     if (args.json) process.stdout.write(`${JSON.stringify(stages, null, 2)}\n`);
     else
       process.stdout.write(

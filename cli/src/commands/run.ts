@@ -72,6 +72,7 @@ export async function runCommand(args: RunArgs): Promise<number> {
   const target = {
     kind: 'run' as const,
     pids: [workload.pid],
+    launcher: workload.pid,
     command,
     description: `run: ${command.join(' ')}`,
   };
