@@ -90,4 +90,52 @@ describe.runIf(canRun)('fs-io through the scalpels CLI', () => {
     );
     expect(readFileSync(out).subarray(0, 4)).toEqual(Buffer.alloc(4));
   });
+  it('--set fs-io.latency=true: per-file latency histograms count every write', async () => {
+    const store = `sqlite://${join(scratch, 'latency.db')}`;
+    const out = join(scratch, 'lat');
+    const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
+    await exec(
+      process.execPath,
+      [
+        cli,
+        'run',
+        '-t',
+        'fs-io',
+        '--set',
+        'fs-io.latency=true',
+        '--set',
+        'fs-io.vfs=false',
+        '--store',
+        store,
+        '--',
+        'dd',
+        'if=/dev/zero',
+        `of=${out}`,
+        'bs=4k',
+        'count=300',
+        'conv=fdatasync',
+      ],
+      { env, timeout: 120_000 },
+    );
+    const { stdout } = await exec(
+      process.execPath,
+      [cli, 'report', '--last', '--format', 'json', '--store', store],
+      { env, maxBuffer: 64 * 1024 * 1024 },
+    );
+    const t = (JSON.parse(stdout) as Report).tracers.find((x) => x.tracer === 'fs-io')!;
+    const sum = (name: string) =>
+      t.series
+        .filter((s) => s.name === name && s.labels.path === out && s.labels.comm === 'dd')
+        .reduce((a, s) => a + s.sum, 0);
+    expect(sum('fs.write.ops')).toBe(300);
+    expect(sum('fs.write.bytes')).toBe(300 * 4096);
+    expect(sum('fs.write.latency')).toBe(300);
+    expect(sum('fs.write.time')).toBeGreaterThan(0);
+    expect(
+      t.series.filter((s) => s.name === 'fs.fsync.ops' && s.labels.path === out)[0]?.labels.call,
+    ).toBe('fdatasync');
+    expect(t.series.some((s) => s.name.startsWith('vfs.'))).toBe(false);
+    // With latency on, events carry the time spent in reads and writes.
+    expect(t.events.top.find((e) => e.key === out)).toBeDefined();
+  });
 });
