@@ -142,5 +142,39 @@ describe('report --format html of a real task (proc + syscalls), in headless Chr
     const narrow = await open(file, 400, 'report-html-narrow.png');
     expect(narrow.errors).toEqual([]);
     expect(narrow.scrollWidth).toBeLessThanOrEqual(400);
+
+    // compare --format html of this task and a second run: offline too, overlays drawn.
+    await ok([
+      'run',
+      '-t',
+      'proc,syscalls',
+      '--set',
+      'proc.interval=250ms',
+      '--name',
+      'html-report-2',
+      '--store',
+      store,
+      '--format',
+      'none',
+      '--',
+      script,
+    ]);
+    const cmp = join(dir, 'compare.html');
+    await ok([
+      'compare',
+      'html-report',
+      'html-report-2',
+      '--format',
+      'html',
+      '-o',
+      cmp,
+      '--store',
+      store,
+    ]);
+    const c = await open(cmp, 1280, 'compare-html.png');
+    expect(c.errors).toEqual([]);
+    expect(c.requests).toEqual([`file://${cmp}`]);
+    expect(c.charts.length).toBeGreaterThan(0);
+    for (const ch of c.charts) expect(ch.drawn, 'compare chart').toBeGreaterThan(0);
   });
 });

@@ -151,7 +151,7 @@ export function formatCompareHtml(
       const span = Math.max(tlA.to - tlA.from, tlB.to - tlB.from);
       const unit = `${s.unit}/s`;
       figs.push(
-        `<figure class="card"><figcaption><b>${esc(s.name)}</b> <small>${esc(s.tracer)} · ${esc(unit)}, all series summed · totals A ${esc(human(s.a, s.unit))}, B ${esc(human(s.b, s.unit))}, ${ratioText(s.a ? s.b / s.a : null)}</small>` +
+        `<figure class="card" data-series="${esc(s.name)}"><figcaption><b>${esc(s.name)}</b> <small>${esc(s.tracer)} · ${esc(unit)}, all series summed · totals A ${esc(human(s.a, s.unit))}, B ${esc(human(s.b, s.unit))}, ${ratioText(s.a ? s.b / s.a : null)}</small>` +
           `<span class="sw" style="background:${A_COLOR}"></span>A<span class="sw" style="background:${B_COLOR}"></span>B</figcaption>` +
           `${overlaySvg(a, b, span, unit)}</figure>`,
       );
