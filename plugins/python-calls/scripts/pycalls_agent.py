@@ -78,6 +78,7 @@ class Agent:
         self.thread_states = None
         self.profiler_ids = set()
         self.profiler_refs = []
+        self.timed_codes = set()
         self.tool = None
         self.returns, self.yield_op, self.resume_op = _opcodes()
 
@@ -212,9 +213,8 @@ class Agent:
         if sys.getprofile() is not None:
             raise RuntimeError("the thread already has a profile hook (%r)" % (sys.getprofile(),))
         mon = getattr(sys, "monitoring", None)
-        if mon is not None and not self.timing and not self.exceptions:
-            if self._install_monitoring(mon):
-                return "monitoring"
+        if mon is not None and self._install_monitoring(mon):
+            return "monitoring"
         sys.setprofile(self.make_profiler())
         threading.setprofile(self.first_profile)
         self.hook = "setprofile"
@@ -239,24 +239,83 @@ class Agent:
         DISABLE = mon.DISABLE
         agent = self
 
+        ev = mon.events
+        timing, exceptions = self.timing, self.exceptions
+        track_exits = timing or exceptions
+        now = time.perf_counter_ns
+        set_local_events = mon.set_local_events
+        exit_events = ev.PY_RETURN
+
+        def thread_state():
+            tid = get_ident()
+            st = per_thread.get(tid)
+            if st is None:
+                st = per_thread[tid] = (agent.new_thread_counts(), [])
+            return st
+
         def on_start(code, offset):
             c = classes_get(code, _MISS)
             if c is _MISS:
                 f = sys._getframe(1)
                 module = f.f_globals.get("__name__", "?") if f.f_code is code else "?"
                 c = classify(code, module)
+                if c is not None and track_exits and not c[1]:
+                    # Exits of this code only; generators and coroutines are counted, not timed.
+                    set_local_events(tool, code, exit_events)
+                    timed.add(code)
             if c is None:
                 return DISABLE
-            tid = get_ident()
-            tc = per_thread.get(tid)
-            if tc is None:
-                tc = per_thread[tid] = agent.new_thread_counts()
+            tc, stack = per_thread.get(get_ident()) or thread_state()
             calls = tc.calls
             k = c[0]
             calls[k] = calls.get(k, 0) + 1
+            if track_exits and not c[1]:
+                stack.append((code, k, now()))
 
-        mon.register_callback(tool, mon.events.PY_START, on_start)
-        mon.set_events(tool, mon.events.PY_START)
+        def leave(code, raised):
+            st = per_thread.get(get_ident())
+            if not st or not st[1]:
+                return
+            tc, stack = st
+            # The innermost entry of this code (entries above it missed their exit event).
+            for i in range(len(stack) - 1, -1, -1):
+                if stack[i][0] is code:
+                    break
+            else:
+                return
+            _, k, t0 = stack[i]
+            del stack[i:]
+            if raised and exceptions:
+                tc.exc[k] = tc.exc.get(k, 0) + 1
+            if timing:
+                d = now() - t0
+                tc.ns[k] = tc.ns.get(k, 0) + d
+                b = 0
+                for bound in BOUNDS_NS:
+                    if d <= bound:
+                        break
+                    b += 1
+                hk = (k, b)
+                tc.hist[hk] = tc.hist.get(hk, 0) + 1
+
+        def on_return(code, offset, retval):
+            leave(code, False)
+
+        def on_unwind(code, offset, exc):
+            if code in timed:
+                leave(code, True)
+
+        timed = self.timed_codes = set()
+
+        mon.register_callback(tool, ev.PY_START, on_start)
+        events = ev.PY_START
+        if track_exits:
+            mon.register_callback(tool, ev.PY_RETURN, on_return)
+            # PY_UNWIND cannot be enabled per code object: it fires for every frame an exception
+            # leaves, so it is only on when timing or exceptions are asked for.
+            mon.register_callback(tool, ev.PY_UNWIND, on_unwind)
+            events |= ev.PY_UNWIND
+        mon.set_events(tool, events)
         self.hook = "monitoring"
         return True
 
@@ -268,7 +327,15 @@ class Agent:
         if self.hook == "monitoring":
             mon = sys.monitoring
             mon.set_events(self.tool, 0)
-            mon.register_callback(self.tool, mon.events.PY_START, None)
+            for e in (mon.events.PY_START, mon.events.PY_RETURN, mon.events.PY_UNWIND):
+                mon.register_callback(self.tool, e, None)
+            # free_tool_id clears the per-code events too (and the DISABLEd locations) on 3.14+;
+            # on 3.12/3.13 it only releases the id, so clear the codes we set events on.
+            for code in list(self.timed_codes):
+                try:
+                    mon.set_local_events(self.tool, code, 0)
+                except Exception:
+                    pass
             mon.free_tool_id(self.tool)
             if wait:
                 # A callback preempted between reading and storing its count finishes first.

@@ -31,6 +31,10 @@ const hasEventlet = capability(
     spawnSync(debianPython.path, ['-c', 'import eventlet'], { stdio: 'ignore' }).status === 0,
   'eventlet programs (OpenStack services) are tested with Debian python3 and python3-eventlet',
 );
+// setprofile (3.11) and sys.monitoring (3.12+) measure time differently: both are checked.
+const timingPythons = pythons.filter((p) =>
+  ['debian-python3', 'pyenv-3.11', 'pyenv-3.12', 'pyenv-3.13'].includes(p.name),
+);
 const mainPython = pythons.find((p) => p.name === 'pyenv-3.11') ?? debianPython;
 
 /** `scalpels run`-like: a launcher (the target's root) starts the command once the tracer is ready. */
@@ -149,34 +153,37 @@ describe.runIf(can)('profiler technique', () => {
   describe.runIf(mainPython)(`details (${mainPython?.path})`, () => {
     const py = mainPython!.path;
 
-    it('measures inclusive time and counts exceptions', async () => {
-      const { res } = await traceRun([py, fixture('work.py'), 'timing'], {
-        function: 'slow,fails,f',
-        timing: true,
-        exceptions: true,
-      });
-      expect(sums(res.records, 'python.calls')).toEqual({
-        '__main__:slow': 5,
-        '__main__:fails': 7,
-        '__main__:f': 100,
-      });
-      expect(sums(res.records, 'python.exceptions')).toEqual({ '__main__:fails': 7 });
-      const time = sums(res.records, 'python.call.time');
-      // 5 calls of time.sleep(0.02): at least 100 ms in total.
-      expect(time['__main__:slow']).toBeGreaterThanOrEqual(100);
-      const slow = res.records.filter(
-        (r) =>
-          r.kind === 'sample' &&
-          r.series === 'python.call.duration' &&
-          r.labels?.function === '__main__:slow',
-      );
-      const bucket = (le: string): number =>
-        slow
-          .filter((r) => r.kind === 'sample' && r.labels?.le === le)
-          .reduce((a, r) => a + (r.kind === 'sample' ? r.value : 0), 0);
-      expect(bucket('10')).toBe(0);
-      expect(bucket('+Inf')).toBe(5);
-    });
+    it.each(timingPythons)(
+      '$name: measures inclusive time and counts exceptions',
+      async ({ path }) => {
+        const { res } = await traceRun([path, fixture('work.py'), 'timing'], {
+          function: 'slow,fails,f',
+          timing: true,
+          exceptions: true,
+        });
+        expect(sums(res.records, 'python.calls')).toEqual({
+          '__main__:slow': 5,
+          '__main__:fails': 7,
+          '__main__:f': 100,
+        });
+        expect(sums(res.records, 'python.exceptions')).toEqual({ '__main__:fails': 7 });
+        const time = sums(res.records, 'python.call.time');
+        // 5 calls of time.sleep(0.02): at least 100 ms in total.
+        expect(time['__main__:slow']).toBeGreaterThanOrEqual(100);
+        const slow = res.records.filter(
+          (r) =>
+            r.kind === 'sample' &&
+            r.series === 'python.call.duration' &&
+            r.labels?.function === '__main__:slow',
+        );
+        const bucket = (le: string): number =>
+          slow
+            .filter((r) => r.kind === 'sample' && r.labels?.le === le)
+            .reduce((a, r) => a + (r.kind === 'sample' ? r.value : 0), 0);
+        expect(bucket('10')).toBe(0);
+        expect(bucket('+Inf')).toBe(5);
+      },
+    );
 
     it('follows a fork: the child gets its own connection and counts', async () => {
       const { res, out } = await traceRun([py, fixture('work.py'), 'fork'], { function: 'f' });
