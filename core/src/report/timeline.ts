@@ -138,7 +138,13 @@ export async function buildTimeline(
       if (!g) groups.set(t.name, (g = []));
       g.push(t);
     }
-    for (const [name, series] of groups) {
+    // The traced processes' series first (they carry pid/comm), then the node's, by name.
+    const perProcess = (g: SeriesTimeline[]): boolean =>
+      g.some((t) => 'pid' in t.labels || 'comm' in t.labels);
+    const ordered = [...groups].sort(
+      ([a, ga], [b, gb]) => Number(perProcess(gb)) - Number(perProcess(ga)) || a.localeCompare(b),
+    );
+    for (const [name, series] of ordered) {
       const kind = series[0]!.kind;
       if (kind === 'histogram') continue;
       charts.push(chartOf(tr.tracer, tr.id, name, series, step, maxLines));
