@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
+import { execa, execaSync } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 
 const cli = fileURLToPath(new URL('../cli/dist/main.js', import.meta.url));
@@ -218,6 +218,42 @@ describe('scalpels run', () => {
     expect(proc.error).toBe('worker killed by SIGKILL');
     expect(proc.records).toBeGreaterThan(0);
     expect(proc.series.length).toBeGreaterThan(0);
+  });
+
+  it('SIGINT stops the command, then the tracers, and still writes the report', async () => {
+    const store = freshStore();
+    const child = execa(
+      process.execPath,
+      [
+        cli,
+        'run',
+        '-t',
+        'proc',
+        '--set',
+        'proc.interval=200ms',
+        '--store',
+        `sqlite://${store}`,
+        '--',
+        'sleep',
+        '30.25',
+      ],
+      { reject: false, env: { XDG_DATA_HOME: join(scratch, 'xdg'), NO_COLOR: '1' } },
+    );
+    // Once the command runs (tracers attached), interrupt scalpels alone, as `kill -INT` would.
+    const started = Date.now();
+    while (
+      Date.now() - started < 30_000 &&
+      !execaSync('pgrep', ['-f', '^sleep 30.25$'], { reject: false }).stdout
+    )
+      await new Promise((r) => setTimeout(r, 100));
+    child.kill('SIGINT');
+    const r = await child;
+    expect(r.exitCode).toBe(130); // 128 + SIGINT: the command was interrupted
+    expect(r.stderr).toMatch(/command killed by SIGINT/);
+    const rep = await report(store);
+    expect(rep.task.status).toBe('stopped');
+    expect(rep.tracers[0]).toMatchObject({ status: 'stopped' });
+    expect(rep.tracers[0]!.records).toBeGreaterThan(0);
   });
 
   it('csv and table reports come from the same task', async () => {

@@ -4,7 +4,8 @@
 //
 // Protocol on fd 3 (a socket to the core), one line per message:
 //   launcher → core: "ready", "started PID", "exited CODE SIGNAL", "error MESSAGE"
-//   core → launcher: "go" (start the workload), "release" (exit now)
+//   core → launcher: "go" (start the workload), "signal NAME" (pass a signal to the workload),
+//                    "release" (exit now)
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 
@@ -16,13 +17,10 @@ let finished = false;
 
 const send = (line) => control.write(`${line}\n`);
 
-// Signals meant for the workload (Ctrl-C reaches the whole foreground group; a `kill` may only
-// reach us): forward them, and stay alive until the core releases us.
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']) {
-  process.on(sig, () => {
-    if (child && !finished) child.kill(sig);
-  });
-}
+// Ctrl-C reaches the whole foreground group, the workload included: the launcher must only
+// survive it (to keep the workload's CPU accounting until the tracers are done). Signals the
+// core wants to pass on arrive as "signal NAME" on the control socket.
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT']) process.on(sig, () => {});
 
 let buffered = '';
 control.on('data', (chunk) => {
@@ -32,6 +30,7 @@ control.on('data', (chunk) => {
     const cmd = buffered.slice(0, nl);
     buffered = buffered.slice(nl + 1);
     if (cmd === 'go' && !child) start();
+    else if (cmd.startsWith('signal ') && child && !finished) child.kill(cmd.slice(7));
     else if (cmd === 'release') process.exit(exitCode);
   }
 });

@@ -75,13 +75,9 @@ export class Workload {
     }
   }
 
-  /** Forwards a signal to the command (through the launcher). */
+  /** Passes a signal to the command (the launcher sends it; SIGKILL included). */
   signal(sig: NodeJS.Signals): void {
-    try {
-      this.launcher.kill(sig);
-    } catch {
-      // already gone
-    }
+    if (!this.control.destroyed) this.control.write(`signal ${sig}\n`);
   }
 
   /** Lets the launcher exit, and waits until it has. */

@@ -68,7 +68,27 @@ export async function runCommand(args: RunArgs): Promise<number> {
   const prepared = await tasks.prepare(requests, true);
   await tasks.recover();
 
-  const workload = await Workload.launch(command);
+  // Ctrl-C on a terminal reaches the whole foreground group, the command included; a signal sent
+  // to us alone is forwarded (a second one in any case, a third as SIGKILL). Before the command
+  // has started, a signal cancels it. Either way the tracers are stopped and the report written.
+  let signals = 0;
+  let workload: Awaited<ReturnType<typeof Workload.launch>> | undefined;
+  let started = false;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    signals++;
+    if (started && (signals > 1 || !process.stdin.isTTY))
+      workload?.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onSignal);
+  const unhook = (): void => {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onSignal);
+  };
+
+  workload = await Workload.launch(command);
   const target = {
     kind: 'run' as const,
     pids: [workload.pid],
@@ -84,35 +104,31 @@ export async function runCommand(args: RunArgs): Promise<number> {
     });
   } catch (e) {
     await workload.release();
+    unhook();
     throw e;
   }
 
-  // Ctrl-C on a terminal reaches the whole foreground group, the command included; a signal sent
-  // to us alone is forwarded. Either way the tracers are stopped and the report written.
-  let signals = 0;
-  const onSignal = (sig: NodeJS.Signals): void => {
-    signals++;
-    if (signals > 1 || !process.stdin.isTTY)
-      workload.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
-  };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  process.on('SIGHUP', onSignal);
-
-  let startError: string | undefined;
-  try {
-    await workload.go();
-  } catch (e) {
-    startError = (e as Error).message;
+  let exit: { exitCode: number | null; signal: string | null; error?: string };
+  if (signals > 0) {
+    exit = { exitCode: null, signal: 'SIGINT', error: undefined };
+  } else {
+    try {
+      await workload.go();
+      started = true;
+      exit = await workload.exited();
+    } catch (e) {
+      exit = { exitCode: 127, signal: null, error: (e as Error).message };
+    }
   }
-  const exit = startError
-    ? { exitCode: 127, signal: null, error: startError }
-    : await workload.exited();
   await running.stop();
   await workload.release();
-  process.off('SIGINT', onSignal);
-  process.off('SIGTERM', onSignal);
-  process.off('SIGHUP', onSignal);
+  unhook();
+  if (!started && signals > 0) {
+    await stores.close();
+    throw new UserError(
+      `run: interrupted before the command started (task ${running.task.id} kept)`,
+    );
+  }
 
   const store = stores.get();
   const task = (await store.findTask(running.task.id))!;
