@@ -72,12 +72,11 @@ export async function runCommand(args: RunArgs): Promise<number> {
   // to us alone is forwarded (a second one in any case, a third as SIGKILL). Before the command
   // has started, a signal cancels it. Either way the tracers are stopped and the report written.
   let signals = 0;
-  let workload: Awaited<ReturnType<typeof Workload.launch>> | undefined;
   let started = false;
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
     if (started && (signals > 1 || !process.stdin.isTTY))
-      workload?.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
+      workload.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -88,7 +87,7 @@ export async function runCommand(args: RunArgs): Promise<number> {
     process.off('SIGHUP', onSignal);
   };
 
-  workload = await Workload.launch(command);
+  const workload = await Workload.launch(command);
   const target = {
     kind: 'run' as const,
     pids: [workload.pid],
