@@ -13,7 +13,7 @@ const cli = join(root, 'cli/dist/main.js');
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-scaffold-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-const INSTALL_MS = 15 * 60_000;
+const INSTALL_MS = 30 * 60_000;
 
 function scalpels(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
   return execa(process.execPath, [cli, ...args], {

@@ -55,7 +55,11 @@ async function main(argv: string[]): Promise<number> {
           })
           .positional('name', { type: 'string' })
           .positional('settings', { type: 'string', array: true })
-          .option('no-check', { type: 'boolean', describe: 'list: skip the availability checks' })
+          .option('check', {
+            type: 'boolean',
+            default: true,
+            describe: 'list: run the quick availability checks (--no-check skips them)',
+          })
           .option('dir', {
             type: 'string',
             describe:
