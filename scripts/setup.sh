@@ -43,7 +43,27 @@ fi
 if ! up 5672 && command -v rabbitmq-server >/dev/null; then
   log "starting RabbitMQ"; rabbitmq-server -detached; wait_up 5672
 fi
-if [ -x .ci/services.sh ]; then .ci/services.sh; fi
+
+# --- Server settings the sql-queries tests rely on (both need a restart to change) -----------
+# MariaDB: performance_schema is a start option.
+if up 3306 && [ "$(mysql -N -B -e 'SELECT @@performance_schema' 2>/dev/null)" = "0" ]; then
+  log "enabling MariaDB performance_schema (restart)"
+  grep -q '^performance_schema *= *ON' /etc/mysql/my.cnf 2>/dev/null ||
+    printf '\n[mysqld]\nperformance_schema = ON\n' >> /etc/mysql/my.cnf
+  mysqladmin shutdown
+  for _ in $(seq 1 30); do up 3306 || break; sleep 1; done
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+  wait_up 3306
+fi
+# PostgreSQL: pg_stat_statements must be preloaded.
+if up 5432 && ! psql -h 127.0.0.1 -U postgres -Atc 'SHOW shared_preload_libraries' 2>/dev/null | grep -q pg_stat_statements; then
+  log "preloading pg_stat_statements in PostgreSQL (restart)"
+  version=$(ls /etc/postgresql | head -1)
+  mkdir -p "/etc/postgresql/$version/main/conf.d"
+  echo "shared_preload_libraries = 'pg_stat_statements'" > "/etc/postgresql/$version/main/conf.d/scalpels-pg-stat-statements.conf"
+  pg_ctlcluster --skip-systemctl-redirect "$version" main restart
+  wait_up 5432
+fi
 
 # --- Node workspace ---------------------------------------------------------------------------
 command -v pnpm >/dev/null || { log "installing pnpm"; npm i -g pnpm@10 >/dev/null; }
