@@ -135,6 +135,30 @@ describe('presets', () => {
     service.kill('SIGKILL');
   });
 
+  it('a malformed bundle is reported with what is wrong; the other presets stay usable', async () => {
+    const broken = join(scratch, 'broken');
+    mkdirSync(join(broken, 'scalpels-bundle-broken'), { recursive: true });
+    writeFileSync(
+      join(broken, 'scalpels-bundle-broken', 'package.json'),
+      JSON.stringify({
+        name: 'scalpels-bundle-broken',
+        version: '0.0.1',
+        scalpels: { apiVersion: '>=1.0.0 <2', bundle: { presets: { empty: { tracers: {} } } } },
+      }),
+    );
+    const r = await execa(process.execPath, [cli, 'presets', '--json'], {
+      reject: false,
+      env: { ...env, SCALPELS_PLUGIN_PATH: `${bundles}:${broken}` },
+    });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const out = JSON.parse(r.stdout) as { presets: { name: string }[]; problems: string[] };
+    expect(out.problems).toHaveLength(1);
+    expect(out.problems[0]).toMatch(
+      /^scalpels-bundle-broken@0\.0\.1 \(.*\): preset "empty": "tracers" must name at least one tracer$/,
+    );
+    expect(out.presets.map((p) => p.name)).toContain('site-web');
+  });
+
   it('an unknown preset is refused in one line', async () => {
     const r = await scalpels(['run', '--preset', 'nope', '--', 'true']);
     expect(r.exitCode).toBe(1);
