@@ -43,7 +43,7 @@ interface Source {
   close(): Promise<void>;
 }
 
-const FINAL_WAIT_MS = 3000;
+const FINAL_WAIT_MS = 2000;
 
 class LogFollower {
   private readonly tail: FileTail;
@@ -207,6 +207,7 @@ class MysqlSource implements Source {
 
   async poll(final: boolean): Promise<void> {
     if (this.matcher) await this.matcher.refresh();
+    if (final && this.cfg.technique === 'mysql-digest' && !this.matcher) await this.settleDigests();
     await this.pollCounters(true);
     await this.log?.drain(final);
     if (this.logKind && !this.logWarned) {
@@ -225,6 +226,31 @@ class MysqlSource implements Source {
           `the server's ${this.logKind} settings were changed while tracing: statements are no longer all logged`,
         );
       }
+    }
+  }
+
+  /**
+   * A statement reaches its digest after the client has its answer, later still on a loaded
+   * server: before the last read, wait (up to a second) until no other connection is running a
+   * statement and the digest totals stopped moving. Statement counters (Com_*) count at a
+   * statement's start and need no such wait.
+   */
+  private async settleDigests(): Promise<void> {
+    const state = async (): Promise<{ running: number; total: string }> => {
+      const [r] = await mysqlRows(
+        this.conn,
+        `SELECT (SELECT COUNT(*) FROM information_schema.PROCESSLIST
+                 WHERE COMMAND = 'Query' AND ID <> CONNECTION_ID()) AS running,
+                (SELECT SUM(COUNT_STAR) FROM performance_schema.events_statements_summary_by_digest) AS total`,
+      );
+      return { running: Number(r!.running), total: String(r!.total) };
+    };
+    let last = await state();
+    for (let waited = 0; waited < 1000; waited += 50) {
+      await new Promise((r) => setTimeout(r, 50));
+      const now = await state();
+      if (now.running === 0 && now.total === last.total) return;
+      last = now;
     }
   }
 
