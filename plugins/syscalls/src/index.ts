@@ -40,6 +40,12 @@ export default definePlugin({
       description:
         'Also measure time per call: a log2 histogram and the total (bpftrace; costs a second probe per call)',
     },
+    exits: {
+      type: 'boolean',
+      default: false,
+      description:
+        'Also count exit and exit_group, which never return, on entry (bpftrace; about 10% more cost per call)',
+    },
     by: {
       type: 'string',
       default: 'auto',

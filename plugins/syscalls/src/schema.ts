@@ -10,7 +10,7 @@ export const schema: Schema = {
       kind: 'counter',
       unit: 'count',
       description:
-        'System calls made, counted when they return (exit and exit_group, which never return, on entry)',
+        'System calls made, counted when they return (exit and exit_group never return: counted on entry with exits=true)',
       labels: ['pid', 'comm', 'syscall'],
     },
     'syscalls.errors': {

@@ -43,6 +43,7 @@ export async function verify(options: OptionValues, ctx: CheckContext): Promise<
         grouping: grouping(options, { kind: v.target, pids: [], description: v.what }),
         roots: v.roots,
         latency: options.latency === true,
+        exits: options.exits === true,
         intervalMs: typeof options.interval === 'number' ? options.interval : 1000,
         arch: process.arch,
       });

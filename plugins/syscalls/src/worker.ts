@@ -87,6 +87,7 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
         grouping: grouping(options, ctx.target),
         roots: pids.map((pid) => ({ pid, comm: comm(pid) })),
         latency: options.latency === true,
+        exits: options.exits === true,
         intervalMs: typeof options.interval === 'number' ? options.interval : 1000,
         arch: process.arch,
       });
