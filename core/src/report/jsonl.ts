@@ -41,35 +41,34 @@ export async function* reportJsonl(
       records: t.records,
     })}\n`;
     let chunk = '';
-    for await (const r of store.records(t.id)) {
-      chunk += `${JSON.stringify(
-        r.kind === 'sample'
-          ? {
-              record: 'sample',
-              tracerId: t.id,
-              ts: r.ts,
-              series: r.series,
-              labels: r.labels,
-              unit: r.unit,
-              kind: r.seriesKind,
-              value: r.value,
-            }
-          : {
-              record: 'event',
-              tracerId: t.id,
-              ts: r.ts,
-              type: r.type,
-              key: r.key,
-              durationMs: r.durationMs,
-              value: r.value,
-              data: r.data,
-            },
-      )}\n`;
-      if (++n % 4096 === 0) {
-        onRecord?.(n);
-        yield chunk;
-        chunk = '';
+    // The series part of a sample line is the same for every point of a series: serialized once
+    // (the store hands the same labels object for every point of a series).
+    const fragments = new WeakMap<object, string>();
+    for await (const batch of store.records(t.id)) {
+      for (const r of batch) {
+        if (r.kind === 'sample') {
+          let frag = fragments.get(r.labels);
+          if (frag === undefined) {
+            frag = `"series":${JSON.stringify(r.series)},"labels":${JSON.stringify(r.labels)},"unit":${JSON.stringify(r.unit)},"kind":${JSON.stringify(r.seriesKind)}`;
+            fragments.set(r.labels, frag);
+          }
+          chunk += `{"record":"sample","tracerId":${t.id},"ts":${r.ts},${frag},"value":${Number.isFinite(r.value) ? r.value : 'null'}}\n`;
+        } else
+          chunk += `${JSON.stringify({
+            record: 'event',
+            tracerId: t.id,
+            ts: r.ts,
+            type: r.type,
+            key: r.key,
+            durationMs: r.durationMs,
+            value: r.value,
+            data: r.data,
+          })}\n`;
+        n++;
       }
+      onRecord?.(n);
+      yield chunk;
+      chunk = '';
     }
     if (chunk) yield chunk;
   }

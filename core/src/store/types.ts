@@ -188,8 +188,8 @@ export interface ReportQueries {
   tracerSpan(tracerId: number): Promise<{ first: number; last: number } | undefined>;
   /** Aggregates of every series of a tracer over points with fromTs <= ts < toTs. */
   seriesRange(tracerId: number, fromTs: number, toTs: number): Promise<SeriesRangeSummary[]>;
-  /** Every record of a tracer: samples (by series, then time), then events (by time). */
-  records(tracerId: number): AsyncIterable<StoredRecord>;
+  /** Every record of a tracer, in batches: samples (by series, then time), then events (by time). */
+  records(tracerId: number): AsyncIterable<StoredRecord[]>;
 }
 
 /**
