@@ -8,6 +8,8 @@
 //   bare           the loop alone
 //   bpftrace       the classic one-liner, bare bpftrace aggregation on the same tracepoint family:
 //                  tracepoint:raw_syscalls:sys_enter /pid == PID/ { @[args->id] = count(); }
+//   bpftrace exit  bare bpftrace aggregation of the same data as Scalpels (counts and errors,
+//                  counted on return): sys_exit /pid == PID/ { @calls[id] = count(); @errors... }
 //   scalpels       scalpels run -t syscalls -- LOOP   (the whole tool: CLI, core, store, parser)
 //   perf trace -s  perf trace -s -- LOOP
 //   strace -c -f   strace -c -f -- LOOP
@@ -72,12 +74,13 @@ async function bare() {
 }
 
 /** The loop waits on stdin while bpftrace attaches, filtered on its pid. */
-async function bareBpftrace() {
+/** Bare bpftrace aggregation: `probe` is the one-liner's probe and body, filtered on the loop's pid. */
+async function bareBpftrace(probe) {
   const child = spawn(loop, [String(calls)], { stdio: ['pipe', 'ignore', 'pipe'] });
   let err = '';
   child.stderr.on('data', (c) => (err += c));
   const exited = new Promise((r) => child.once('exit', r));
-  const prog = `tracepoint:raw_syscalls:sys_enter /pid == ${child.pid}/ { @[args->id] = count(); } BEGIN { printf("ready\\n"); }`;
+  const prog = `${probe(child.pid)} BEGIN { printf("ready\\n"); }`;
   const bt = spawn('bpftrace', ['-e', prog], { stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   await new Promise((resolve, reject) => {
@@ -96,7 +99,7 @@ async function bareBpftrace() {
   bt.kill('SIGINT');
   await btExit;
   clearInterval(again);
-  const counted = /@\[110\]: (\d+)/.exec(out)?.[1];
+  const counted = /^@(?:calls)?\[110\]: (\d+)/m.exec(out)?.[1];
   if (Number(counted) !== calls)
     throw new Error(`bpftrace counted ${counted} getppid, expected ${calls}`);
   const m = /loop-ns (\d+) cpu-ns (\d+)/.exec(err);
@@ -137,7 +140,17 @@ async function straceC() {
 
 const variants = {
   bare,
-  bpftrace: bareBpftrace,
+  // The classic syscount one-liner.
+  bpftrace: () =>
+    bareBpftrace(
+      (pid) => `tracepoint:raw_syscalls:sys_enter /pid == ${pid}/ { @[args->id] = count(); }`,
+    ),
+  // The same data as Scalpels (counts and errors, on return): the equivalent bare aggregation.
+  'bpftrace exit': () =>
+    bareBpftrace(
+      (pid) =>
+        `tracepoint:raw_syscalls:sys_exit /pid == ${pid}/ { @calls[args->id] = count(); if (args->ret < 0) { @errors[args->id, -args->ret] = count(); } }`,
+    ),
   scalpels,
   'perf trace -s': perfTrace,
   'strace -c -f': straceC,
@@ -182,7 +195,7 @@ for (const [label, x] of [
   ['loop CPU, min', cpuMin],
 ]) {
   console.log(
-    `[${label}] scalpels slowdown / bare bpftrace slowdown: ${(x.slowdown.scalpels / x.slowdown.bpftrace).toFixed(3)} (target <= 1.10); overhead per call, strace / scalpels: ${(x.overhead('strace -c -f') / x.overhead('scalpels')).toFixed(1)}x, perf / scalpels: ${(x.overhead('perf trace -s') / x.overhead('scalpels')).toFixed(1)}x`,
+    `[${label}] scalpels slowdown / bare bpftrace slowdown: ${(x.slowdown.scalpels / x.slowdown.bpftrace).toFixed(3)} (one-liner), ${(x.slowdown.scalpels / x.slowdown['bpftrace exit']).toFixed(3)} (same data; target <= 1.10); overhead per call, strace / scalpels: ${(x.overhead('strace -c -f') / x.overhead('scalpels')).toFixed(1)}x, perf / scalpels: ${(x.overhead('perf trace -s') / x.overhead('scalpels')).toFixed(1)}x`,
   );
 }
 rmSync(dir, { recursive: true, force: true });
