@@ -72,6 +72,8 @@ export function gdbPendingCallScript(bootstrapFile: string): string {
   return `${GDB_COMMON}
 try:
     scalpels_setup()
+    if int(gdb.parse_and_eval("((int (*)(void)) Py_IsInitialized)()")) != 1:
+        raise RuntimeError("the Python interpreter of this process is not initialized")
     buf = scalpels_buffer(open(${pyString(bootstrapFile)}, "rb").read())
     rc = int(gdb.parse_and_eval("((int (*)(void *, void *)) Py_AddPendingCall)((void *) PyRun_SimpleString, (void *) %d)" % buf))
     scalpels_out("RESULT" if rc == 0 else "ERROR", "queued" if rc == 0 else "Py_AddPendingCall returned %d" % rc)

@@ -216,12 +216,23 @@ function exeOf(pid: number): string | undefined {
   }
 }
 
+/** An interpreter started as `python*` (directly, through a shebang or a venv link). */
 function isPython(pid: number): boolean {
   const exe = exeOf(pid);
   return (
     exe !== undefined &&
     /^python\d*(\.\d+)?[dmu]*$/.test(basename(exe).replace(/ \(deleted\)$/, ''))
   );
+}
+
+/** A running process with CPython in it: a python* executable, or one embedding libpython (uwsgi, mod_wsgi). */
+function hasPython(pid: number): boolean {
+  if (isPython(pid)) return true;
+  try {
+    return /\/libpython3\.\d+[a-z]*\.so/.test(readFileSync(`/proc/${pid}/maps`, 'utf8'));
+  } catch {
+    return false;
+  }
 }
 
 /** Runs gdb on a pid with a script; resolves with its `SCALPELS-` result line or an error. */
@@ -439,7 +450,7 @@ async function main(): Promise<void> {
       fail((e as Error).message);
     }
   }
-  const pythons = processTree(roots).filter(isPython);
+  const pythons = processTree(roots).filter(hasPython);
   if (cfg.target.kind !== 'run' && pythons.length === 0)
     fail(`no Python interpreter in the target (${cfg.target.description})`);
   const results = await Promise.all(

@@ -1,8 +1,8 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { capability, runWorker, type RunWorkerResult } from '@scalpels/core/testing';
 import type { Target } from '@scalpels/core';
 import plugin from '../src/index.js';
@@ -35,6 +35,13 @@ const hasEventlet = capability(
 const timingPythons = pythons.filter((p) =>
   ['debian-python3', 'pyenv-3.11', 'pyenv-3.12', 'pyenv-3.13'].includes(p.name),
 );
+const embedConfig = capability(
+  'cc and pyenv python3.11-config',
+  hasBinary('cc') && existsSync('/root/.pyenv/versions/3.11.7/bin/python3.11-config'),
+  'the embedding test builds a small C host against libpython3.11',
+)
+  ? '/root/.pyenv/versions/3.11.7/bin/python3.11-config'
+  : undefined;
 const mainPython = pythons.find((p) => p.name === 'pyenv-3.11') ?? debianPython;
 
 /** `scalpels run`-like: a launcher (the target's root) starts the command once the tracer is ready. */
@@ -330,6 +337,58 @@ describe.runIf(can)('profiler technique', () => {
     } finally {
       child.kill();
     }
+  });
+
+  describe.runIf(embedConfig)('a program embedding CPython (like uwsgi), pyenv 3.11', () => {
+    let host = '';
+    beforeAll(() => {
+      host = join(mkdtempSync(join(tmpdir(), 'pycalls-embed-')), 'embed-host');
+      const flags = spawnSync(embedConfig!, ['--includes', '--ldflags', '--embed'], {
+        encoding: 'utf8',
+      }).stdout;
+      const cc = spawnSync(
+        'cc',
+        ['-O1', '-o', host, fixture('embed.c'), ...flags.trim().split(/\s+/)],
+        {
+          encoding: 'utf8',
+        },
+      );
+      if (cc.status !== 0) throw new Error(`cannot build the embedding fixture: ${cc.stderr}`);
+    });
+
+    it('attaches to it (libpython mapped, interpreter initialized) and counts', async () => {
+      const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
+      const child = new Child([host, 'run', '3000', '2000', hold]);
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
+          child.waitFor('holding'),
+        );
+        writeFileSync(hold, '');
+        expect(await child.closed).toBe(0);
+        expect(child.result()).toEqual({ f: 3000, g: 2000, hookAfterStop: false });
+        expect(sums(res.records, 'python.calls')).toEqual({
+          '__main__:f': 3000,
+          '__main__:g': 2000,
+        });
+      } finally {
+        child.kill();
+      }
+    });
+
+    it('refuses it while its interpreter is not initialized, and leaves it running', async () => {
+      const child = new Child([host, 'idle', '3']);
+      try {
+        await new Promise((r) => setTimeout(r, 300));
+        await expect(traceAttach(child.pid, { function: 'f' }, async () => {})).rejects.toThrow(
+          /interpreter of this process is not initialized/,
+        );
+        expect(await child.closed).toBe(0);
+        expect(child.result()).toEqual({ idle: true, initialized: 0 });
+      } finally {
+        child.kill();
+      }
+    });
   });
 
   it.runIf(debianPython)('attaches to a service running as another user (nobody)', async () => {
