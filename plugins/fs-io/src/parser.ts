@@ -83,6 +83,7 @@ const RE_COMM = /^@comm\[(\d+)\]: (.*)$/;
 const RE_NAME = /^@names\[(\d+)\]: (.*)$/;
 const RE_VFS = /^@(vfs_\w+): (\d+)$/;
 const RE_LOST = /^Lost (\d+) events$/;
+const RE_REGS_MISS = /^@regs_miss: (\d+)$/;
 
 const SUFFIX: Readonly<Record<string, number>> = {
   K: 2 ** 10,
@@ -306,6 +307,11 @@ export function createBpftraceParser(_ctx: ParseContext): Parser {
       if ((m = RE_NAME.exec(text))) {
         names.set(m[1]!, m[2]!);
         return;
+      }
+      if ((m = RE_REGS_MISS.exec(text))) {
+        // Reads/writes whose fd could not be found: lost to the per-file figures.
+        const inc = increase('regs_miss', Number(m[1]));
+        return inc > 0 ? { kind: 'dropped', count: inc } : undefined;
       }
       if ((m = RE_VFS.exec(text))) {
         const series = VFS_SERIES[m[1]!];

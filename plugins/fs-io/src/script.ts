@@ -43,8 +43,6 @@ const STATE_MAPS = [
   '@fdpair',
   '@xin',
   '@xout',
-  '@rfd',
-  '@wfd',
 ];
 const LATENCY_STATE = ['@rts', '@wts'];
 
@@ -62,6 +60,36 @@ export interface ScriptOptions {
   intervalMs: number;
   latency: boolean;
   vfs: boolean;
+  /**
+   * Read the fd of reads and writes from the user registers saved at syscall entry (x86-64
+   * layout) instead of saving it in an entry probe. Not with latency, which needs entry times.
+   */
+  regs: boolean;
+}
+
+/**
+ * Keeps the template lines that apply: `// #if entry` / `// #else` / `// #endif` blocks, and
+ * lines ending in `// latency` or `// vfs`.
+ */
+export function selectLines(
+  template: string,
+  o: Pick<ScriptOptions, 'latency' | 'vfs' | 'regs'>,
+): string {
+  const out: string[] = [];
+  let keep = true;
+  for (const line of template.split('\n')) {
+    const directive = /^\s*\/\/ #(if entry|else|endif)\s*$/.exec(line)?.[1];
+    if (directive === 'if entry') keep = !o.regs;
+    else if (directive === 'else') keep = o.regs;
+    else if (directive === 'endif') keep = true;
+    else if (
+      keep &&
+      (o.latency || !/\/\/ latency\s*$/.test(line)) &&
+      (o.vfs || !/\/\/ vfs\s*$/.test(line))
+    )
+      out.push(line);
+  }
+  return out.join('\n');
 }
 
 /** A string literal bpftrace accepts; undefined when the text can't be written safely. */
@@ -71,8 +99,13 @@ export function bpftraceString(text: string): string | undefined {
   return `"${text.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
 }
 
-export function printedMaps(o: Pick<ScriptOptions, 'latency' | 'vfs'>): string[] {
-  return [...BASE_MAPS, ...(o.latency ? LATENCY_MAPS : []), ...(o.vfs ? VFS_MAPS : [])];
+export function printedMaps(o: Pick<ScriptOptions, 'latency' | 'vfs' | 'regs'>): string[] {
+  return [
+    ...BASE_MAPS,
+    ...(o.latency ? LATENCY_MAPS : []),
+    ...(o.vfs ? VFS_MAPS : []),
+    ...(o.regs ? ['@regs_miss'] : []),
+  ];
 }
 
 export function buildScript(template: string, seed: ScriptSeed, o: ScriptOptions): string {
@@ -101,16 +134,15 @@ export function buildScript(template: string, seed: ScriptSeed, o: ScriptOptions
   }
   const maps = printedMaps(o);
   const print = maps.map((m) => `print(${m});`).join(' ');
-  const clear = [...maps, ...STATE_MAPS, ...(o.latency ? LATENCY_STATE : [])]
+  const clear = [
+    ...maps,
+    ...STATE_MAPS,
+    ...(o.latency ? LATENCY_STATE : []),
+    ...(o.regs ? [] : ['@rfd', '@wfd']),
+  ]
     .map((m) => `clear(${m});`)
     .join(' ');
-  return template
-    .split('\n')
-    .filter(
-      (line) =>
-        (o.latency || !/\/\/ latency\s*$/.test(line)) && (o.vfs || !/\/\/ vfs\s*$/.test(line)),
-    )
-    .join('\n')
+  return selectLines(template, o)
     .replaceAll('@@TRACKED@@', o.systemWide ? '1' : '@tracked[pid]')
     .replace('@@SEED@@', seedLines.join('\n  '))
     .replace('@@INTERVAL_MS@@', String(Math.max(1, Math.round(o.intervalMs))))

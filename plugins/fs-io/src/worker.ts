@@ -42,6 +42,7 @@ export function bpftraceWorker(options: OptionValues, ctx: WorkerContext): Worke
     intervalMs: options.interval as number,
     latency: options.latency as boolean,
     vfs: options.vfs as boolean,
+    regs: process.arch === 'x64' && !(options.latency as boolean),
   });
   const path = join(ctx.runtimeDir, 'fs-io.bt');
   writeFileSync(path, script, { mode: 0o600 });

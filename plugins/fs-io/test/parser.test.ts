@@ -9,7 +9,12 @@ const cases = loadTestdata(testdataDir);
 
 describe('fs-io parser on recorded output', () => {
   it('has recorded cases for each technique', () => {
-    expect(cases.map((c) => c.technique).sort()).toEqual(['bpftrace', 'bpftrace', 'proc-io']);
+    expect(cases.map((c) => c.technique).sort()).toEqual([
+      'bpftrace',
+      'bpftrace',
+      'bpftrace',
+      'proc-io',
+    ]);
   });
 
   for (const c of cases) {
@@ -32,6 +37,30 @@ describe('fs-io parser on recorded output', () => {
     expect(total(records, 'fs.fsync.ops', { path: file, call: 'fsync' })).toBe(1);
     expect(total(records, 'fs.open.ops', { path: file })).toBe(1);
     expect(total(records, 'vfs.fsyncs')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('python-mixed (no latency): the same exact figures', () => {
+    const c = cases.find((x) => x.name.endsWith('-python-mixed'))!;
+    const { records } = parseTestdataCase(manifest, c);
+    const file = events(records).find((e) => e.key.endsWith('/mixed.dat'))!.key;
+    const byWrites = [
+      ...new Set(
+        events(records)
+          .filter((e) => e.key === file)
+          .map((e) => String(e.data!.pid)),
+      ),
+    ].sort(
+      (a, b) =>
+        total(records, 'fs.write.ops', { pid: b }) - total(records, 'fs.write.ops', { pid: a }),
+    );
+    const p = { pid: byWrites[0]!, path: file };
+    expect(total(records, 'fs.write.ops', p)).toBe(EXPECTED_MIXED.parent.writeOps);
+    expect(total(records, 'fs.write.bytes', p)).toBe(EXPECTED_MIXED.parent.writeBytes);
+    expect(total(records, 'fs.read.bytes', p)).toBe(EXPECTED_MIXED.parent.readBytes);
+    expect(total(records, 'fs.write.bytes', { pid: byWrites[1]!, path: file })).toBe(
+      EXPECTED_MIXED.child.writeBytes,
+    );
+    expect(total(records, 'fs.read.latency', p)).toBe(0);
   });
 
   it('python-mixed-latency: exact per-process figures, errno names, histograms adding up', () => {
@@ -108,6 +137,18 @@ describe('fs-io parser edge cases', () => {
     expect(
       out.records.filter((r) => r.kind === 'sample').map((r) => (r as { value: number }).value),
     ).toEqual([100, 150]);
+  });
+
+  it('reports reads/writes whose fd was not found in the saved registers as dropped', () => {
+    const out = parseLines(manifest, [
+      '@regs_miss: 0',
+      '@@flush',
+      '@regs_miss: 5',
+      '@@flush',
+      '@regs_miss: 7',
+    ]);
+    expect(out.dropped).toBe(7);
+    expect(out.diagnostics).toEqual([]);
   });
 
   it('reads histogram bounds with binary suffixes', () => {

@@ -35,6 +35,14 @@ const SCENARIOS = {
       'A Python program: 10 writes of 4096 B, fsync, dup2 to fd 100, 1 write and fdatasync there, a forked child ' +
       'writing 7 B on the inherited fd, 10 preads of 4096 B, 3 failed opens (ENOENT). latency=true.',
   },
+  'python-mixed': {
+    technique: 'bpftrace',
+    options: { interval: '1s' },
+    argv: ['python3', '-c', MIXED_PY, join(work, 'mixed.dat')],
+    about:
+      'The Python program of python-mixed-latency with latency off (on x86-64 the fd of reads and writes then ' +
+      'comes from the saved user registers on exit, not from an entry probe).',
+  },
   'python-mixed-proc-io': {
     technique: 'proc-io',
     options: { interval: '200ms' },
