@@ -185,11 +185,27 @@ class MysqlSource implements Source {
         warn(`the ${logKind} is off on the server: no statement events (setup was not run?)`);
       if (logKind === 'slow-log' && Number(v.long_query_time) > 0)
         warn(`long_query_time is ${v.long_query_time}: only slower statements are logged`);
+      if (logKind === 'slow-log') {
+        // A session copies long_query_time when it connects: older connections (pools of
+        // long-running services) keep their threshold and are missing from the events.
+        const [old] = await mysqlRows(
+          this.conn,
+          `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
+            WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Binlog Dump') AND USER <> 'system user'`,
+        );
+        if (Number(old!.n) > 0)
+          warn(
+            `${Number(old!.n)} connection(s) opened before tracing keep their own long_query_time: their statements are not events (digest counts include them; events-source=general-log covers them, without durations)`,
+          );
+      }
       const file = resolveServerPath(
         String(info.datadir),
         logKind === 'slow-log' ? v.slow_query_log_file! : v.general_log_file!,
       );
-      if (!existsSync(file)) throw new Error(`the server's ${logKind} ${file} is not on this host`);
+      if (!existsSync(file))
+        throw new Error(
+          `the server's ${logKind} ${file} does not exist here (is the server on another host, or the log off?)`,
+        );
       this.logKind = logKind as 'slow-log' | 'general-log';
       const parser = logKind === 'slow-log' ? new SlowLogParser() : new GeneralLogParser();
       this.log = new LogFollower(file, parser, (s) => this.keep(s));
