@@ -39,7 +39,23 @@ export function nftRuleset(table: string, port: number): string {
 `;
 }
 
-export function nft(
+/**
+ * Runs nft, again after a short pause when the kernel answered busy or interrupted: netlink
+ * transactions of several nft processes at once (several tracers starting) can collide.
+ */
+export async function nft(
+  bin: string,
+  args: readonly string[],
+  stdin?: string,
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  for (let attempt = 1; ; attempt++) {
+    const r = await nftOnce(bin, args, stdin);
+    if (r.exitCode === 0 || attempt >= 5 || !/busy|interrupted|try again/i.test(r.stderr)) return r;
+    await new Promise((resolve) => setTimeout(resolve, 50 * attempt));
+  }
+}
+
+function nftOnce(
   bin: string,
   args: readonly string[],
   stdin?: string,

@@ -18,6 +18,9 @@ import {
 } from './wire.js';
 
 const TRACE_EXCHANGE = 'amq.rabbitmq.trace';
+/** Longest a stop waits for trace copies still in flight, and the quiet time that ends it. */
+const DRAIN_MS = 2000;
+const QUIET_MS = 150;
 
 function now(): number {
   return performance.timeOrigin + performance.now();
@@ -113,6 +116,7 @@ async function main(): Promise<void> {
   for (const pattern of bindings) await channel.bindQueue(config.queue, TRACE_EXCHANGE, pattern);
 
   const contextFields = config.contextFields;
+  let lastMessageAt = 0;
   await channel.consume(
     config.queue,
     (m) => {
@@ -121,6 +125,7 @@ async function main(): Promise<void> {
         return;
       }
       const headers = (m.properties.headers ?? {}) as FirehoseHeaders;
+      lastMessageAt = performance.now();
       emit(summarizeTraced(now(), m.fields.routingKey, headers, m.content, contextFields));
     },
     { noAck: true, exclusive: true },
@@ -148,6 +153,18 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     clearInterval(timer);
+    // Trace copies of the workload's last messages may still be on their way (`scalpels run`
+    // stops the tracers as soon as the workload exits): drain until the trace queue is empty
+    // and nothing arrived for a moment, at most DRAIN_MS.
+    const drainUntil = performance.now() + DRAIN_MS;
+    while (performance.now() < drainUntil) {
+      const queued = await channel.checkQueue(config.queue).then(
+        (q) => q.messageCount,
+        () => 0,
+      );
+      if (queued === 0 && performance.now() - lastMessageAt >= QUIET_MS) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
     await sampleTraffic();
     await traffic.close();
     emit({ type: 'tick', ts: now() });
