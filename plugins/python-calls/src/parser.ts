@@ -37,7 +37,7 @@ export function createParser(ctx: ParseContext): Parser {
           if (typeof pid !== 'number' || typeof how !== 'string')
             return diagnostic(`malformed ${m.t} line: ${cut(text)}`);
           const data: Record<string, unknown> = { pid };
-          for (const f of ['python', 'hook', 'executable', 'reason'] as const)
+          for (const f of ['python', 'hook', 'executable', 'reason', 'attachMs'] as const)
             if (m[f] !== undefined) data[f] = m[f];
           // The report groups events by key alone: say which kind of event it is.
           const ev: TraceRecord = { kind: 'event', type: m.t, key: `${m.t}:${how}`, data };

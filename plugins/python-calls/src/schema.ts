@@ -55,6 +55,8 @@ export const schema: Schema = {
         python: 'interpreter version',
         hook: 'setprofile or monitoring',
         executable: 'interpreter path',
+        attachMs:
+          'milliseconds from the exec (start) or from attaching (pending-call) until the profiler ran',
       },
     },
     detach: {

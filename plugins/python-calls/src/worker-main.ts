@@ -39,6 +39,8 @@ const conns = new Set<Socket>();
 const waiters = new Map<number, (error: string | undefined) => void>();
 /** How each pid got its agent (for the attach event). */
 const via = new Map<number, string>();
+/** When getting the agent into each pid began (for the attach event's `attachMs`). */
+const attachStart = new Map<number, number>();
 const totals = new Map<string, number>();
 const inflight = new Set<Promise<unknown>>();
 let execWatcher: ReturnType<typeof spawn> | undefined;
@@ -128,6 +130,7 @@ function onMessage(
     }
     case 'hello': {
       const how = m.forked ? 'fork' : (via.get(pid!) ?? 'unknown');
+      const began = m.forked ? undefined : attachStart.get(pid!);
       emit({
         t: 'attach',
         pid,
@@ -135,6 +138,7 @@ function onMessage(
         python: m.python,
         hook: m.hook,
         executable: m.executable,
+        ...(began !== undefined ? { attachMs: Date.now() - began } : {}),
       });
       waiters.get(pid!)?.(undefined);
       if (stopping) sock.write('{"cmd":"stop"}\n');
@@ -299,6 +303,7 @@ function waitHello(pid: number, timeoutMs: number): Promise<string | undefined> 
 /** A running interpreter: queue the bootstrap for its main thread. */
 async function attachRunning(pid: number): Promise<string | undefined> {
   via.set(pid, 'pending-call');
+  attachStart.set(pid, Date.now());
   const hello = waitHello(pid, cfg.attachTimeoutMs);
   const r = await runGdb(pid, gdbPendingCallScript(bootFile), 15_000);
   if (!r.ok) {
@@ -314,6 +319,7 @@ async function onExec(pid: number): Promise<void> {
   try {
     if (!isPython(pid) || stopping) return;
     via.set(pid, 'start');
+    attachStart.set(pid, Date.now());
     const hello = waitHello(pid, 10_000);
     const r = await runGdb(pid, gdbStartScript(bootFile), 15_000);
     if (!r.ok) waiters.get(pid)?.(r.detail);
