@@ -206,14 +206,17 @@ export async function expandPreset(
   for (const t of preset.tracers) {
     if (t.optional && !explicit.has(t.name)) {
       let why: string | undefined;
-      try {
-        const { manifest } = await registry.load(t.name);
-        const options = validateOptions(manifest, t.options);
-        const r = await manifest.check(checkContext(options, 'full'));
-        if (r.status !== 'ok') why = `${r.detail}${r.hint ? ` (fix: ${r.hint})` : ''}`;
-      } catch (e) {
-        why = (e as Error).message.split('\n')[0];
-      }
+      if (!registry.tracerNames().includes(t.name))
+        why = `not installed (npm i -g scalpels-plugin-${t.name} or @scalpels/plugin-${t.name})`;
+      else
+        try {
+          const { manifest } = await registry.load(t.name);
+          const options = validateOptions(manifest, t.options);
+          const r = await manifest.check(checkContext(options, 'full'));
+          if (r.status !== 'ok') why = `${r.detail}${r.hint ? ` (fix: ${r.hint})` : ''}`;
+        } catch (e) {
+          why = (e as Error).message.split('\n')[0];
+        }
       if (why) {
         notes.push(`optional tracer ${t.name} left out: ${why}`);
         continue;
