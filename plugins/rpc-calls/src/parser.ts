@@ -57,6 +57,16 @@ export function classify(m: WireMessage): {
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 
 /**
+ * oslo.messaging before reply queues (no `_reply_q` on the call) sent a reply without `_msg_id`
+ * to a direct exchange named after the call's msg id: take the id from there.
+ */
+function withReplyId(m: WireMessage): WireMessage {
+  if (m.oslo?.msgId !== undefined) return m;
+  const destination = m.exchange || m.routingKeys[0] || '';
+  return /^[0-9a-f]{32}$/.test(destination) ? { ...m, oslo: { ...m.oslo, msgId: destination } } : m;
+}
+
+/**
  * Turns the worker's lines into records. Counts accumulate between the worker's tick lines and
  * are emitted as counter increases at each tick; calls wait for their reply (matched on
  * `_msg_id`) or their deadline.
@@ -237,7 +247,8 @@ export class RpcParser implements Parser {
     return out;
   }
 
-  private reply(m: WireMessage, out: TraceRecord[]): void {
+  private reply(received: WireMessage, out: TraceRecord[]): void {
+    const m = withReplyId(received);
     const o = m.oslo!;
     const call = o.msgId !== undefined ? this.pending.get(o.msgId) : undefined;
     if (!call) {

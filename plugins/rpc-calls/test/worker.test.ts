@@ -209,7 +209,7 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     expect(vhostQueues(vhost).filter((q) => q.startsWith('scalpels.rpc-calls.'))).toEqual([]);
   });
 
-  it('a monitored call kept alive by heartbeats is a reply; one without heartbeats times out after _timeout', async () => {
+  it('heartbeats keep a monitored call alive, a silent one times out after _timeout, a pre-reply-queue reply is matched', async () => {
     const raw = { vhost, interval: '200ms', traffic: false };
     const options = validateOptions(plugin, raw);
     const { journal } = await runSetup(options, 'test', 'firehose');
@@ -236,6 +236,10 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
           expect(await client.call('conductor', 'never_answers', {}, context('t'), 1, 0.4)).toBe(
             'timeout',
           );
+          // And a call the way oslo.messaging did before reply queues.
+          expect(await client.legacyCall('conductor', 'ping', {}, context('t'))).toMatchObject({
+            result: { ok: true },
+          });
           await new Promise((r) => setTimeout(r, 500));
         },
       });
@@ -248,8 +252,12 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     expect(sums(records, 'rpc.calls')).toEqual({
       'nova/conductor.build_and_run': 1,
       'nova/conductor.never_answers': 1,
+      'nova/conductor.ping': 1,
     });
-    expect(sums(records, 'rpc.replies')).toEqual({ 'nova/conductor.build_and_run': 1 });
+    expect(sums(records, 'rpc.replies')).toEqual({
+      'nova/conductor.build_and_run': 1,
+      'nova/conductor.ping': 1,
+    });
     expect(sums(records, 'rpc.timeouts')).toEqual({ 'nova/conductor.never_answers': 1 });
     // The whole 1.2 s of work, not the 0.2 s to the first heartbeat (give or take scheduling).
     expect(last(records, 'rpc.latency.p50', 'nova/conductor.build_and_run')).toBeGreaterThan(1150);
