@@ -43,6 +43,10 @@ const via = new Map<number, string>();
 const attachStart = new Map<number, number>();
 const totals = new Map<string, number>();
 const inflight = new Set<Promise<unknown>>();
+const gdbs = new Set<ReturnType<typeof spawn>>();
+/** Processes the exec watcher stopped and we resumed; and when it started (see sweepStopped). */
+const resumed = new Set<number>();
+let watcherStartedAt = 0;
 let execWatcher: ReturnType<typeof spawn> | undefined;
 
 function emit(obj: Record<string, unknown>): void {
@@ -248,29 +252,42 @@ function runGdb(
   const file = join(dir, `gdb-${pid}.py`);
   writeFileSync(file, script, { mode: 0o600 });
   return new Promise((resolve) => {
+    // gdb runs in its own process group, under timeout(1): the stop signal the core sends to
+    // the worker's group must not reach a gdb in the middle of a call into the target, and gdb
+    // must end even if this worker is killed. timeout sends SIGINT first: gdb then abandons a
+    // call into the target, restores its registers (unwindonsignal) and detaches.
+    const seconds = String(Math.max(1, Math.round(timeoutMs / 1000)));
     const child = spawn(
-      cfg.gdb,
-      ['-p', String(pid), '-batch', '-nx', '-iex', 'set auto-load off', '-x', file],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      'timeout',
+      [
+        '-k',
+        '5',
+        '-s',
+        'INT',
+        seconds,
+        cfg.gdb,
+        '-p',
+        String(pid),
+        '-batch',
+        '-nx',
+        '-iex',
+        'set auto-load off',
+        '-x',
+        file,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
+    gdbs.add(child);
     let out = '';
     let err = '';
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
-    // gdb interrupted by SIGINT abandons a call into the target and restores its registers
-    // (unwindonsignal), then detaches; SIGKILL of gdb detaches too (the kernel does it).
-    const soft = setTimeout(() => child.kill('SIGINT'), timeoutMs);
-    const hard = setTimeout(() => child.kill('SIGKILL'), timeoutMs + 5000);
     child.on('error', (e) => {
-      clearTimeout(soft);
-      clearTimeout(hard);
+      gdbs.delete(child);
       resolve({ ok: false, detail: `cannot run gdb: ${e.message}` });
     });
     child.on('close', (code) => {
-      clearTimeout(soft);
-      clearTimeout(hard);
+      gdbs.delete(child);
       rmSync(file, { force: true });
       const m = /^SCALPELS-(RESULT|ERROR) (.*)$/m.exec(out);
       if (m) resolve({ ok: m[1] === 'RESULT', detail: m[2]! });
@@ -326,6 +343,7 @@ async function onExec(pid: number): Promise<void> {
     const error = await hello;
     if (error) emit({ t: 'attach-failed', pid, reason: error });
   } finally {
+    resumed.add(pid);
     try {
       process.kill(pid, 'SIGCONT');
     } catch {
@@ -337,7 +355,14 @@ async function onExec(pid: number): Promise<void> {
 function startExecWatcher(rootPids: readonly number[]): Promise<void> {
   const prog = join(dir, 'exec-stop.bt');
   writeFileSync(prog, execStopProgram(rootPids), { mode: 0o600 });
-  const child = spawn(cfg.bpftrace, ['--unsafe', prog], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, so the core's stop signal to the worker's group does not end it
+  // before it has printed every process it stopped; --pdeathsig ends it with the worker, so it
+  // never stops processes with nobody left to resume them.
+  watcherStartedAt = bootTicksNow();
+  const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', cfg.bpftrace, '--unsafe', prog], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
   execWatcher = child;
   let err = '';
   child.stderr.on('data', (c: Buffer) => (err += c.toString()));
@@ -411,6 +436,7 @@ async function stop(): Promise<void> {
   // Let the exec watcher drain: a process it stopped must still be seen, to be resumed.
   await stopExecWatcher();
   await Promise.allSettled([...inflight]);
+  sweepStopped();
   for (const c of conns) c.write('{"cmd":"stop"}\n');
   const deadline = Date.now() + 4000;
   while (conns.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -436,12 +462,42 @@ function cleanup(): void {
   rmSync(dir, { recursive: true, force: true });
 }
 
-function fail(message: string): never {
+async function fail(message: string): Promise<never> {
   log(message);
-  execWatcher?.kill('SIGTERM');
+  stopping = true;
+  await stopExecWatcher();
+  await Promise.allSettled([...inflight]);
+  sweepStopped();
   for (const c of conns) c.write('{"cmd":"stop"}\n');
   cleanup();
   process.exit(1);
+}
+
+/** Clock ticks since boot now, as in /proc/PID/stat's starttime. */
+function bootTicksNow(): number {
+  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+  return Math.floor(uptime * 100); // USER_HZ is 100 on Linux
+}
+
+/**
+ * After the exec watcher has ended: a process of the target that is stopped, was started after
+ * the watcher and was never resumed by us can only be one whose exec line was lost; resume it.
+ */
+function sweepStopped(): void {
+  if (!watcherStartedAt) return;
+  for (const pid of processTree(cfg.target.pids)) {
+    if (resumed.has(pid)) continue;
+    try {
+      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (fields[0] === 'T' && Number(fields[19]) >= watcherStartedAt) {
+        process.kill(pid, 'SIGCONT');
+        log(`resumed pid ${pid}, stopped at exec while the tracer was ending`);
+      }
+    } catch {
+      // gone
+    }
+  }
 }
 
 async function main(): Promise<void> {
@@ -453,19 +509,24 @@ async function main(): Promise<void> {
     try {
       await startExecWatcher(roots);
     } catch (e) {
-      fail((e as Error).message);
+      return fail((e as Error).message);
     }
   }
   const pythons = processTree(roots).filter(hasPython);
   if (cfg.target.kind !== 'run' && pythons.length === 0)
-    fail(`no Python interpreter in the target (${cfg.target.description})`);
-  const results = await Promise.all(
+    return fail(`no Python interpreter in the target (${cfg.target.description})`);
+  const attaching = Promise.all(
     pythons.map(async (pid) => ({ pid, error: await attachRunning(pid) })),
   );
+  // A stop during attaching waits for it: gdb must not be left in the middle of its work.
+  inflight.add(attaching);
+  const results = await attaching;
+  inflight.delete(attaching);
+  if (stopping) return;
   const failed = results.filter((r) => r.error !== undefined);
   for (const r of failed) emit({ t: 'attach-failed', pid: r.pid, reason: r.error });
   if (failed.length > 0 && failed.length === results.length)
-    fail(failed.map((r) => `pid ${r.pid}: ${r.error}`).join('; '));
+    return fail(failed.map((r) => `pid ${r.pid}: ${r.error}`).join('; '));
   emit({ t: 'ready', attached: results.length - failed.length, follow: cfg.follow });
 }
 
