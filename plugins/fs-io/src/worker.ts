@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
 import { descendants, openFiles } from './procfs.js';
@@ -42,7 +42,11 @@ export function bpftraceWorker(options: OptionValues, ctx: WorkerContext): Worke
     intervalMs: options.interval as number,
     latency: options.latency as boolean,
     vfs: options.vfs as boolean,
-    regs: process.arch === 'x64' && !(options.latency as boolean),
+    // The register layout is x86-64's, and reaching it needs the kernel's BTF (task_struct).
+    regs:
+      process.arch === 'x64' &&
+      !(options.latency as boolean) &&
+      existsSync('/sys/kernel/btf/vmlinux'),
   });
   const path = join(ctx.runtimeDir, 'fs-io.bt');
   writeFileSync(path, script, { mode: 0o600 });
