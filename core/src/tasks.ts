@@ -443,10 +443,16 @@ export class TaskService {
    * them `interrupted`. Returns how many tracers were recovered.
    */
   async recover(): Promise<number> {
+    return (await this.recoverDetailed()).tracers;
+  }
+
+  private async recoverDetailed(): Promise<{ tracers: number; undone: number; failed: string[] }> {
     const store = this.stores.get();
     const live = await store.liveTracers();
     const tasks = new Map<string, TaskRow | undefined>();
     let recovered = 0;
+    let undone = 0;
+    const failed: string[] = [];
     for (const t of live) {
       // A shared store (Redis) holds other nodes' tracers: only this node's are ours to reap.
       if (t.node !== this.config.node) continue;
@@ -460,7 +466,9 @@ export class TaskService {
           `killed orphaned worker ${t.workerPid} of tracer ${t.tracer} (task ${t.taskId})`,
         );
       }
-      await undoJournal(store, t.id, (name) => this.registry.load(name), this.log);
+      const u = await undoJournal(store, t.id, (name) => this.registry.load(name), this.log);
+      undone += u.undone;
+      failed.push(...u.failed);
       await store.updateTracer(t.id, {
         status: 'interrupted',
         error: 'owner process died',
@@ -474,16 +482,17 @@ export class TaskService {
       if (tracers.every((t) => !['starting', 'running', 'stopping'].includes(t.status)))
         await store.updateTask(id, { status: 'interrupted', stoppedAt: this.clock.now() });
     }
-    return recovered;
+    return { tracers: recovered, undone, failed };
   }
 
   /** `scalpels recover`: recover dead owners' tracers, then retry every pending undo. */
   async recoverAll(): Promise<{ tracers: number; undone: number; failed: string[] }> {
-    const tracers = await this.recover();
+    const first = await this.recoverDetailed();
+    const tracers = first.tracers;
     const store = this.stores.get();
     const liveIds = new Set((await store.liveTracers()).map((t) => t.id));
-    let undone = 0;
-    const failed: string[] = [];
+    let undone = first.undone;
+    const failed: string[] = [...first.failed];
     const pendingTracers = new Set((await store.pendingJournal()).map((e) => e.tracerId));
     for (const tracerId of pendingTracers) {
       if (liveIds.has(tracerId)) continue; // a running tracer still needs its change
