@@ -102,30 +102,32 @@ export async function checkUsdt(ctx: CheckContext): Promise<CheckResult> {
   }
   const python = await resolvePython(ctx, option);
   if (!python) return { status: 'unavailable', technique, detail: `cannot run ${option}` };
+  const own = await usdtVerdict(ctx, python);
+  if (own.ok) return { status: 'ok', technique, detail: own.detail };
+  // Also say what the system interpreter does, when it is another one: it is the one that has
+  // markers on Debian, and the reason they are not used is worth knowing.
+  const system = realpath('/usr/bin/python3');
+  const extra =
+    system !== python && hasUsdtMarkers(system)
+      ? `; ${(await usdtVerdict(ctx, system)).detail}`
+      : '';
+  return { status: 'unavailable', technique, detail: `${option} → ${own.detail}${extra}` };
+}
+
+async function usdtVerdict(
+  ctx: CheckContext,
+  python: string,
+): Promise<{ ok: boolean; detail: string }> {
   if (!hasUsdtMarkers(python))
-    return {
-      status: 'unavailable',
-      technique,
-      detail: `${python} has no USDT markers (built without --with-dtrace)`,
-    };
+    return { ok: false, detail: `${python} has no USDT markers (built without --with-dtrace)` };
   const t = await usdtSelfTest(ctx, python);
-  if (t.error)
-    return {
-      status: 'unavailable',
-      technique,
-      detail: `USDT self-test failed on ${python}: ${t.error}`,
-    };
+  if (t.error) return { ok: false, detail: `USDT self-test failed on ${python}: ${t.error}` };
   if (t.seen !== SELFTEST_CALLS)
     return {
-      status: 'unavailable',
-      technique,
+      ok: false,
       detail: `${python} has USDT markers but they do not fire without a profile hook (self-test saw ${t.seen} of ${SELFTEST_CALLS} calls)`,
     };
-  return {
-    status: 'ok',
-    technique,
-    detail: `USDT probes of ${python} fire (self-test saw ${t.seen} calls)`,
-  };
+  return { ok: true, detail: `USDT probes of ${python} fire (self-test saw ${t.seen} calls)` };
 }
 
 export async function checkProfiler(ctx: CheckContext): Promise<CheckResult> {
@@ -146,6 +148,17 @@ export async function checkProfiler(ctx: CheckContext): Promise<CheckResult> {
       detail: 'bpftrace is needed to catch new interpreters of the target at start',
       hint: 'apt-get install bpftrace',
     };
+  for (const [tool, pkg] of [
+    ['setpriv', 'util-linux'],
+    ['timeout', 'coreutils'],
+  ] as const)
+    if (!(await ctx.which(tool)))
+      return {
+        status: 'fixable',
+        technique,
+        detail: `${tool} is needed to run gdb and bpftrace safely`,
+        hint: `apt-get install ${pkg}`,
+      };
   if (!ctx.isRoot)
     return {
       status: 'fixable',

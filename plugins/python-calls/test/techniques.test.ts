@@ -70,6 +70,16 @@ describe('check', () => {
   );
 });
 
+describe.runIf(canUsdt)('check with default options (what scalpels doctor shows)', () => {
+  it('explains the system interpreter’s probes even when python3 is another interpreter', async () => {
+    const r = await plugin.check(context('full'));
+    expect(r.technique).toBe('profiler');
+    expect(r.detail).toContain(
+      `${debian} has USDT markers but they do not fire without a profile hook`,
+    );
+  });
+});
+
 describe.runIf(canUsdt)('usdt technique', () => {
   it('counts f and g through bpftrace when the probes fire (the script holds a hook itself)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pycalls-usdt-'));
