@@ -138,4 +138,46 @@ describe.runIf(canRun)('fs-io through the scalpels CLI', () => {
     // With latency on, events carry the time spent in reads and writes.
     expect(t.events.top.find((e) => e.key === out)).toBeDefined();
   });
+  it('--set fs-io.technique=proc-io: per-process bytes from /proc/PID/io, counted once', async () => {
+    const store = `sqlite://${join(scratch, 'procio.db')}`;
+    const out = join(scratch, 'procio');
+    const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
+    // Writes 1 MiB and stays alive past a few samples, so the sampler sees it itself.
+    const prog = `import os, sys, time\nfd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)\nfor i in range(16):\n    os.write(fd, b'q' * 65536)\ntime.sleep(0.6)\n`;
+    await exec(
+      process.execPath,
+      [
+        cli,
+        'run',
+        '-t',
+        'fs-io',
+        '--set',
+        'fs-io.technique=proc-io',
+        '--set',
+        'fs-io.interval=100ms',
+        '--store',
+        store,
+        '--',
+        'python3',
+        '-c',
+        prog,
+        out,
+      ],
+      { env, timeout: 120_000 },
+    );
+    const { stdout } = await exec(
+      process.execPath,
+      [cli, 'report', '--last', '--format', 'json', '--store', store],
+      { env, maxBuffer: 64 * 1024 * 1024 },
+    );
+    const t = (JSON.parse(stdout) as Report).tracers.find((x) => x.tracer === 'fs-io')!;
+    expect(t.status).toBe('stopped');
+    const wchar = t.series.filter((s) => s.name === 'proc.io.wchar');
+    const python = wchar.filter((s) => s.labels.comm === 'python3');
+    expect(python.reduce((a, s) => a + s.sum, 0)).toBeGreaterThanOrEqual(1_048_576);
+    // The launcher reaps the workload: its share must not be counted again on the launcher.
+    const total = wchar.reduce((a, s) => a + s.sum, 0);
+    expect(total).toBeLessThan(2 * 1_048_576);
+    expect(t.series.some((s) => s.name.startsWith('fs.'))).toBe(false);
+  });
 });
