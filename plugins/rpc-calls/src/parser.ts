@@ -82,13 +82,18 @@ export class RpcParser implements Parser {
   private readonly latencyChanged = new Set<string>();
   /** Publish time of messages by `_unique_id`, to measure how long a delivered message waited. */
   private readonly published = new Map<string, number>();
+  /** How long requests waited in their queue (publish to delivery), per method key (option deliver). */
+  private readonly queueWaits = new Map<string, Quantiles>();
+  private readonly queueWaitChanged = new Set<string>();
   private lastPending = -1;
   private lastTs = 0;
   private readonly events: boolean;
+  private readonly deliver: boolean;
   private readonly callTimeoutMs: number;
 
   constructor(ctx: Pick<ParseContext, 'options'>) {
     this.events = ctx.options.events === true;
+    this.deliver = ctx.options.deliver === true;
     this.callTimeoutMs =
       typeof ctx.options['call-timeout'] === 'number' ? ctx.options['call-timeout'] : 60_000;
   }
@@ -157,10 +162,17 @@ export class RpcParser implements Parser {
     const c = classify(m);
     const o = m.oslo;
     if (m.dir === 'deliver') {
-      const key = c.kind === 'reply' ? (this.replyKey(o?.msgId) ?? UNMATCHED) : c.key;
+      const key =
+        c.kind === 'reply' ? (this.replyKey(withReplyId(m).oslo?.msgId) ?? UNMATCHED) : c.key;
       this.count('rpc.deliveries', { method: key, kind: c.kind });
+      const sent = o?.uniqueId !== undefined ? this.published.get(o.uniqueId) : undefined;
+      if (sent !== undefined && (c.kind === 'call' || c.kind === 'cast' || c.kind === 'fanout')) {
+        let q = this.queueWaits.get(key);
+        if (!q) this.queueWaits.set(key, (q = new Quantiles()));
+        q.add(Math.max(0, m.ts - sent));
+        this.queueWaitChanged.add(key);
+      }
       if (this.events) {
-        const sent = o?.uniqueId !== undefined ? this.published.get(o.uniqueId) : undefined;
         out.push({
           kind: 'event',
           type: 'rpc.delivery',
@@ -173,7 +185,8 @@ export class RpcParser implements Parser {
       }
       return out;
     }
-    if (this.events && o?.uniqueId !== undefined) this.rememberPublish(o.uniqueId, m.ts);
+    if ((this.events || this.deliver) && o?.uniqueId !== undefined)
+      this.rememberPublish(o.uniqueId, m.ts);
     switch (c.kind) {
       case 'call': {
         this.count('rpc.calls', { method: c.key });
@@ -435,6 +448,18 @@ export class RpcParser implements Parser {
         });
     }
     this.latencyChanged.clear();
+    for (const key of this.queueWaitChanged) {
+      const q = this.queueWaits.get(key)!;
+      for (const p of [50, 95] as const)
+        out.push({
+          kind: 'sample',
+          series: `rpc.queue_wait.p${p}`,
+          labels: { method: key },
+          value: round3(q.percentile(p)!),
+          ts,
+        });
+    }
+    this.queueWaitChanged.clear();
     if (this.pending.size !== this.lastPending) {
       this.lastPending = this.pending.size;
       out.push({ kind: 'sample', series: 'rpc.pending', value: this.pending.size, ts });

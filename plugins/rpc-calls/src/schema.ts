@@ -80,6 +80,20 @@ export const schema: Schema = {
       description: '99th percentile call latency since the tracer started',
       labels: ['method'],
     },
+    'rpc.queue_wait.p50': {
+      kind: 'gauge',
+      unit: 'ms',
+      description:
+        'Median time calls and casts waited in their queue, from publication to delivery to the server (option deliver), since the tracer started',
+      labels: ['method'],
+    },
+    'rpc.queue_wait.p95': {
+      kind: 'gauge',
+      unit: 'ms',
+      description:
+        '95th percentile of the time calls and casts waited in their queue (option deliver)',
+      labels: ['method'],
+    },
     'rpc.pending': {
       kind: 'gauge',
       unit: 'count',

@@ -168,6 +168,10 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     expect(p50).toBeGreaterThanOrEqual(DELAY_MS - 1);
     expect(p50).toBeLessThanOrEqual(clientP50 + 3);
     expect(p99).toBeGreaterThanOrEqual(p50);
+    // With deliver: the time calls waited in their queue, a part of their latency.
+    const queueWait = last(records, 'rpc.queue_wait.p50', build)!;
+    expect(queueWait).toBeGreaterThanOrEqual(0);
+    expect(queueWait).toBeLessThan(p50);
     const buckets = sums(
       records.filter((r) => r.kind === 'sample' && r.labels?.method === build),
       'rpc.latency',
