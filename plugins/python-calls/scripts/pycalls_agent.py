@@ -331,7 +331,8 @@ class Agent:
         return True
 
     def uninstall(self, wait=True):
-        """Removes every hook. Profiler hooks of other threads go at their next event."""
+        """Removes every hook, in every thread. Without the C API (3.8, or ctypes missing), the
+        profile hook of each thread removes itself at its next call instead (counted)."""
         self.stopping = True
         if getattr(os._exit, "__wrapped__", None) is not None and os._exit is self.exit_wrapper:
             os._exit = os._exit.__wrapped__

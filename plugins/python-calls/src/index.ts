@@ -14,7 +14,7 @@ const techniques = [
   {
     name: 'usdt',
     description:
-      "CPython's USDT probes (python:function__entry/__return) through bpftrace, when the interpreter has them and a self-test shows they fire without a hook",
+      "CPython's USDT probe python:function__entry counted in the kernel by bpftrace, when the interpreter has it and a self-test shows it fires without a hook",
     check: checkUsdt,
   },
   {
@@ -92,7 +92,8 @@ export default definePlugin({
     python: {
       type: 'string',
       default: 'python3',
-      description: 'Interpreter the USDT self-test checks (the one the target runs)',
+      description:
+        'Interpreter the USDT technique self-tests and attaches to (the one the target runs)',
     },
   },
   requires: [
@@ -104,6 +105,11 @@ export default definePlugin({
     },
     { kind: 'binary', what: 'bpftrace', why: 'catches new interpreters at exec; USDT probes' },
     { kind: 'binary', what: 'CPython 3.8 or newer', why: 'the traced interpreter' },
+    {
+      kind: 'binary',
+      what: 'setpriv, timeout',
+      why: 'run gdb and bpftrace so that a stop never leaves the target stopped',
+    },
   ],
   techniques,
   async check(ctx): Promise<CheckResult> {
