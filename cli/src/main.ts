@@ -64,6 +64,11 @@ async function main(argv: string[]): Promise<number> {
             type: 'string',
             describe:
               'new: folder to write (default: here when empty, else ./scalpels-plugin-NAME)',
+          })
+          .option('core', {
+            type: 'string',
+            describe:
+              'new: npm spec of @scalpels/core for devDependencies (default ^ this core; e.g. file:/path/scalpels-core-0.1.0.tgz)',
           }),
       async (args) => {
         if (args.action === 'new') {

@@ -82,6 +82,8 @@ export async function scaffoldPlugin(opts: ScaffoldOptions): Promise<ScaffoldRes
 interface NewArgs extends GlobalArgs {
   name?: string;
   dir?: string;
+  /** npm spec of @scalpels/core for devDependencies (a tarball while core is not published). */
+  core?: string;
 }
 
 /**
@@ -94,7 +96,7 @@ export async function newPluginCommand(args: NewArgs): Promise<number> {
   const cwd = process.cwd();
   const dir =
     args.dir ?? (readdirSync(cwd).length === 0 ? cwd : join(cwd, `scalpels-plugin-${args.name}`));
-  const r = await scaffoldPlugin({ name: args.name, dir });
+  const r = await scaffoldPlugin({ name: args.name, dir, coreSpec: args.core });
 
   const { PluginRegistry } = await import('@scalpels/core/plugins');
   const clash = new PluginRegistry([cliDir]).list().find((p) => p.name === args.name && !p.bundle);
