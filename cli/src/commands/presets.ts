@@ -171,6 +171,8 @@ export interface PresetArgs {
   set?: string[];
   service?: string[];
   pid?: number[];
+  /** Cluster mode (`--redis`): services live on other nodes. */
+  redis?: string;
 }
 
 export interface ExpandedPreset {
@@ -240,6 +242,12 @@ export async function expandPreset(
   }
   if (args.service?.length || args.pid?.length) {
     notes.push('--service/--pid given: they replace the preset\u2019s services');
+    return out;
+  }
+  if (args.redis ?? process.env.SCALPELS_REDIS) {
+    notes.push(
+      `with --redis its services (${preset.services.map((s) => s.name).join(', ')}) are not looked up (they run on the nodes, not here): give --service for them, else the tracers run system-wide`,
+    );
     return out;
   }
   const matches = await matchServices(preset.services);
