@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { release } from 'node:os';
 import type { CheckResult } from './api.js';
 import { which } from './check-context.js';
 
@@ -25,9 +26,12 @@ export interface StaticRequires extends StaticAlternative {
   anyOf?: StaticAlternative[];
 }
 
+/** `{release}` in a declared path or hint stands for the running kernel's release (`uname -r`). */
+const expand = (text: string): string => text.replaceAll('{release}', release());
+
 function missing(a: StaticAlternative, isRoot: boolean): string | undefined {
   if (a.root && !isRoot) return 'needs root';
-  const file = a.files?.find((f) => !existsSync(f));
+  const file = a.files?.map(expand).find((f) => !existsSync(f));
   if (file) return `${file} is missing`;
   const bin = a.binaries?.find((b) => !which(b));
   if (bin) return `${bin} is not on PATH`;
@@ -39,7 +43,7 @@ export function staticCheck(req: StaticRequires, isRoot = process.getuid?.() ===
   const base = missing(req, isRoot);
   if (base)
     return req.install
-      ? { status: 'fixable', detail: base, hint: req.install }
+      ? { status: 'fixable', detail: base, hint: expand(req.install) }
       : { status: 'unavailable', detail: base };
   if (!req.anyOf?.length)
     return { status: 'ok', detail: 'requirements met (scalpels doctor runs the full check)' };
@@ -52,6 +56,6 @@ export function staticCheck(req: StaticRequires, isRoot = process.getuid?.() ===
   }
   const fix = req.anyOf.find((a) => a.install && !(a.root && !isRoot));
   return fix
-    ? { status: 'fixable', detail: why.join('; '), hint: fix.install }
+    ? { status: 'fixable', detail: why.join('; '), hint: expand(fix.install!) }
     : { status: 'unavailable', detail: why.join('; ') };
 }
