@@ -1,7 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { OptionValues, PluginManifest, Target, TraceRecord } from '../api.js';
+import type { OptionValues, PluginManifest, Target, TraceRecord, UndoAction } from '../api.js';
 import { validateOptions } from '../options.js';
 import { WorkerRunner, type TracerOutcome } from '../runner.js';
 import { ExecaSpawner } from '../spawner.js';
@@ -17,12 +17,19 @@ export interface RunWorkerOptions {
   during?: () => Promise<unknown>;
   /** Stop after this long when `during` is not given. Default 2000 ms. */
   durationMs?: number;
+  /**
+   * Run the plugin's `setup()` first (its journal kept in `RunWorkerResult.journal`) and undo every
+   * journaled change after the worker stopped, newest first, as the core does.
+   */
+  setup?: boolean;
 }
 
 export interface RunWorkerResult {
   outcome: TracerOutcome;
   records: TraceRecord[];
   options: OptionValues;
+  /** What setup() journaled (with `setup: true`), all undone by the time this returns. */
+  journal: UndoAction[];
 }
 
 /** Runs a plugin's real worker through the core's runner, collecting its records in memory. */
@@ -42,7 +49,10 @@ export async function runWorker(
     pluginDir: run.pluginDir,
   };
   const records: TraceRecord[] = [];
+  const journal: UndoAction[] = [];
   try {
+    if (run.setup && manifest.setup)
+      await manifest.setup(options, { ...ctx, journal: async (a) => void journal.push(a) });
     const spec = await manifest.worker(options, ctx);
     const parser = manifest.parser({ options, technique: run.technique, startedAt: Date.now() });
     const runner = new WorkerRunner(new ExecaSpawner(), spec, parser, manifest.schema, {
@@ -55,8 +65,9 @@ export async function runWorker(
     } finally {
       await runner.stop();
     }
-    return { outcome: await runner.done, records, options };
+    return { outcome: await runner.done, records, options, journal };
   } finally {
+    for (const action of [...journal].reverse()) await manifest.undo?.(action, options);
     rmSync(runtimeDir, { recursive: true, force: true });
   }
 }
