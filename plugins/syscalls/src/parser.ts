@@ -287,13 +287,19 @@ export function straceSummaryParser(): Parser {
 // ---------------------------------------------------------------------------------------------
 // perf trace -s
 
-/** Parses perf trace's summary: a block per thread (`comm (tid), N events, P%`), a row per syscall. */
+/**
+ * Parses perf trace's summary: a block per thread (`comm (tid), N events, P%`), a row per
+ * syscall; `LOST N events!` lines are the kernel's drops.
+ */
 export function perfSummaryParser(): Parser {
   let who: { pid: string; comm: string } | undefined;
   return {
     line(text) {
       const t = text.trim();
       if (t === '' || t === 'Summary of events:') return null;
+      // Records the kernel could not write to perf's ring buffers.
+      const lost = /^LOST (\d+) events!$/.exec(t);
+      if (lost) return { kind: 'dropped', count: Number(lost[1]) };
       const thread = /^(.*) \((\d+)\), (\d+) events, [\d.]+%$/.exec(t);
       if (thread) {
         who = { pid: thread[2]!, comm: thread[1]! };

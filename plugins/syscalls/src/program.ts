@@ -11,8 +11,10 @@ export type Grouping = 'process' | 'comm' | 'total';
 
 export interface ProgramSpec {
   grouping: Grouping;
-  /** Root pids to follow (with their descendants); empty means system-wide. */
+  /** Root pids to follow (with their descendants); empty (and no launcher) means system-wide. */
   roots: readonly { pid: number; comm: string }[];
+  /** `scalpels run`'s launcher: its descendants are the workload, its own calls are left out. */
+  launcher?: number;
   latency: boolean;
   /** Count exit and exit_group on entry (they never return); costs a probe on every call's entry. */
   exits: boolean;
@@ -38,7 +40,7 @@ function literal(text: string): string {
 }
 
 export function bpftraceProgram(spec: ProgramSpec): string {
-  const targeted = spec.roots.length > 0;
+  const targeted = spec.roots.length > 0 || spec.launcher !== undefined;
   const filter = targeted ? ' /@traced[pid]/' : '';
   const key = spec.grouping === 'process' ? 'pid, ' : spec.grouping === 'comm' ? 'comm, ' : '';
   const lines: string[] = [];
@@ -58,7 +60,7 @@ export function bpftraceProgram(spec: ProgramSpec): string {
   const tracksComm = spec.grouping === 'process';
   if (targeted) {
     lines.push(
-      'tracepoint:sched:sched_process_fork /@traced[pid]/',
+      `tracepoint:sched:sched_process_fork /@traced[pid]${spec.launcher !== undefined ? ` || pid == ${spec.launcher}` : ''}/`,
       '{',
       '  @traced[args->child_pid] = 1;',
       ...(tracksComm ? ['  @comm[args->child_pid] = comm;'] : []),

