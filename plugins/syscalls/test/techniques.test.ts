@@ -163,3 +163,43 @@ describe.runIf(tracing && capability('perf', which('perf'), 'perf is not install
     });
   },
 );
+
+describe.runIf(capability('root', isRoot, 'mounting tracefs needs root'))('setup and undo', () => {
+  it('undo unmounts a tracefs it mounted, and is idempotent', async () => {
+    // A private mount point: the shared /sys/kernel/tracing stays as it is for other tests.
+    const dir = mkdtempSync(join(tmpdir(), 'scalpels-tracefs-'));
+    try {
+      execFileSync('mount', ['-t', 'tracefs', 'nodev', dir]);
+      expect(isMountPoint(dir)).toBe(true);
+      const action: UndoAction = {
+        kind: 'mount-tracefs',
+        data: { path: dir },
+        description: 'test',
+      };
+      await plugin.undo!(action, {});
+      expect(isMountPoint(dir)).toBe(false);
+      await plugin.undo!(action, {});
+      expect(isMountPoint(dir)).toBe(false);
+    } finally {
+      if (isMountPoint(dir)) execFileSync('umount', [dir]);
+      rmdirSync(dir);
+    }
+  });
+
+  it('setup journals nothing and changes nothing when tracefs is mounted already', async () => {
+    const journal: UndoAction[] = [];
+    await plugin.setup!(
+      {},
+      {
+        target: { kind: 'none', pids: [], description: 'system-wide' },
+        taskId: 't',
+        tracerId: 1,
+        technique: 'bpftrace',
+        runtimeDir: tmpdir(),
+        pluginDir,
+        journal: async (a) => void journal.push(a),
+      },
+    );
+    if (tracefsMounted) expect(journal).toEqual([]);
+  });
+});
