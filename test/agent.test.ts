@@ -342,6 +342,8 @@ describe('scalpels agent', () => {
         tasks: { tracers: { pid: number }[] }[];
       };
       const workerPid = status.tasks[0]!.tracers[0]!.pid;
+      const runtimeDir = join(tmpdir(), `scalpels-${taskId}-1`);
+      expect(existsSync(runtimeDir)).toBe(true);
       first.proc.kill('SIGKILL');
       await first.proc;
       expect(alive(workerPid)).toBe(true); // its own process group: it outlived the agent
@@ -354,6 +356,7 @@ describe('scalpels agent', () => {
       const second = await startAgent({ store: first.store, socket: first.socket });
       try {
         expect(alive(workerPid)).toBe(false);
+        expect(existsSync(runtimeDir)).toBe(false); // its scratch folder is gone too
         const report = JSON.parse(
           (await scalpels(['report', taskId, '--format', 'json'], second)).stdout,
         ) as {

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { inject, injectable, type DependencyContainer } from 'tsyringe';
@@ -100,7 +100,9 @@ export class TracerRun {
     const { prepared, row, task, target } = this.spec;
     const { manifest, info } = prepared.plugin;
     const store = this.stores.get();
-    this.runtimeDir = mkdtempSync(join(tmpdir(), `scalpels-${row.tracer}-`));
+    this.runtimeDir = tracerRuntimeDir(task.id, row.id);
+    rmSync(this.runtimeDir, { recursive: true, force: true });
+    mkdirSync(this.runtimeDir, { recursive: true, mode: 0o700 });
     this.ctx = {
       target,
       taskId: task.id,
@@ -256,6 +258,11 @@ export class TracerRun {
     if (this.runtimeDir) rmSync(this.runtimeDir, { recursive: true, force: true });
     this.runtimeDir = undefined;
   }
+}
+
+/** A tracer's scratch folder: named after task and tracer, so that recovery can remove it. */
+export function tracerRuntimeDir(taskId: string, tracerId: number): string {
+  return join(tmpdir(), `scalpels-${taskId}-${tracerId}`);
 }
 
 /** Undoes the pending journal entries of one tracer (or of all, when tracerId is undefined). */
@@ -467,6 +474,7 @@ export class TaskService {
         );
       }
       const u = await undoJournal(store, t.id, (name) => this.registry.load(name), this.log);
+      rmSync(tracerRuntimeDir(t.taskId, t.id), { recursive: true, force: true });
       undone += u.undone;
       failed.push(...u.failed);
       await store.updateTracer(t.id, {
