@@ -118,7 +118,7 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
       });
       expect(outcome.status).toBe('stopped');
       expect(outcome.parseErrors).toBe(0);
-      const labels =
+      const labels: Record<string, string> =
         by === 'total' ? { syscall: 'getppid' } : { comm: 'getppid-loop', syscall: 'getppid' };
       expect(total(records, 'syscalls.calls', labels)).toBe(40_100);
       expect(total(records, 'syscalls.latency', labels)).toBe(40_100);
