@@ -4,6 +4,7 @@
  *   io PID RCHAR WCHAR SYSCR SYSCW READ_BYTES WRITE_BYTES COMM
  * Usage: node proc-io-sampler.js INTERVAL_MS [PID...]   (no PID: every process)
  */
+import { existsSync } from 'node:fs';
 import { descendants, listPids, readIo, readStat, type ProcIo, type ProcStat } from './procfs.js';
 
 const FIELDS = ['rchar', 'wchar', 'syscr', 'syscw', 'read_bytes', 'write_bytes'] as const;
@@ -54,24 +55,34 @@ function current(): ProcStat[] {
     .filter((s): s is ProcStat => s !== undefined);
 }
 
+/** A tracked process is gone (reaped): what was counted of it is owed by its parent. */
+function fold(pid: number, t: Tracked): void {
+  tracked.delete(pid);
+  const pending = owed.get(pid);
+  owed.delete(pid);
+  if (!tracked.has(t.ppid)) return;
+  const o = owed.get(t.ppid) ?? zero();
+  for (const f of FIELDS) o[f] += t.covered[f] + (pending?.[f] ?? 0);
+  owed.set(t.ppid, o);
+}
+
 /** Takes a sample; when `baseline`, records levels without printing (I/O before the start). */
 function sample(baseline: boolean): void {
   const procs = current();
   const alive = new Set(procs.map((p) => p.pid));
-  for (const [pid, t] of tracked) {
-    if (alive.has(pid)) continue;
-    tracked.delete(pid);
-    const pending = owed.get(pid);
-    owed.delete(pid);
-    if (!alive.has(t.ppid)) continue;
-    const o = owed.get(t.ppid) ?? zero();
-    for (const f of FIELDS) o[f] += t.covered[f] + (pending?.[f] ?? 0);
-    owed.set(t.ppid, o);
-  }
+  for (const [pid, t] of tracked) if (!alive.has(pid)) fold(pid, t);
+  const children = new Map<number, number[]>();
+  for (const [pid, t] of tracked) children.set(t.ppid, [...(children.get(t.ppid) ?? []), pid]);
   const lines: string[] = [];
   for (const { pid, ppid, comm } of procs) {
     const io = readIo(pid);
     if (!io) continue;
+    // A child reaped since the listing above may already be in these counters: settle it now,
+    // before the parent's increase is printed.
+    for (const child of children.get(pid) ?? []) {
+      const c = tracked.get(child);
+      if (c && child !== pid && !existsSync(`/proc/${child}/io`)) fold(child, c);
+    }
     const before = tracked.get(pid);
     const t: Tracked = { io, ppid, covered: before?.covered ?? zero() };
     tracked.set(pid, t);

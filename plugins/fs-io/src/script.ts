@@ -62,32 +62,39 @@ export interface ScriptOptions {
   vfs: boolean;
   /**
    * Read the fd of reads and writes from the user registers saved at syscall entry (x86-64
-   * layout) instead of saving it in an entry probe. Not with latency, which needs entry times.
+   * layout, found through BTF) instead of saving it in an entry probe.
    */
   regs: boolean;
 }
 
 /**
- * Keeps the template lines that apply: `// #if entry` / `// #else` / `// #endif` blocks, and
- * lines ending in `// latency` or `// vfs`.
+ * Keeps the template lines that apply: `// #if fdentry|enterprobe` / `// #else` / `// #endif`
+ * blocks (not nested), and lines ending in tags (`// latency`, `// vfs fdentry`) whose tags all
+ * apply.
  */
 export function selectLines(
   template: string,
   o: Pick<ScriptOptions, 'latency' | 'vfs' | 'regs'>,
 ): string {
+  const on: Record<string, boolean> = {
+    latency: o.latency,
+    vfs: o.vfs,
+    fdentry: !o.regs,
+    enterprobe: !o.regs || o.latency,
+  };
   const out: string[] = [];
   let keep = true;
+  let condition = true;
   for (const line of template.split('\n')) {
-    const directive = /^\s*\/\/ #(if entry|else|endif)\s*$/.exec(line)?.[1];
-    if (directive === 'if entry') keep = !o.regs;
-    else if (directive === 'else') keep = o.regs;
-    else if (directive === 'endif') keep = true;
-    else if (
-      keep &&
-      (o.latency || !/\/\/ latency\s*$/.test(line)) &&
-      (o.vfs || !/\/\/ vfs\s*$/.test(line))
-    )
-      out.push(line);
+    const directive = /^\s*\/\/ #(if (\w+)|else|endif)\s*$/.exec(line);
+    if (directive) {
+      if (directive[2] !== undefined) condition = on[directive[2]] ?? false;
+      if (directive[1] === 'else') condition = !condition;
+      keep = directive[1] === 'endif' ? true : condition;
+      continue;
+    }
+    const tags = /\/\/ ((?:latency|vfs|fdentry)(?: (?:latency|vfs|fdentry))*)\s*$/.exec(line)?.[1];
+    if (keep && (tags === undefined || tags.split(' ').every((t) => on[t]))) out.push(line);
   }
   return out.join('\n');
 }
