@@ -40,8 +40,8 @@ const SCENARIOS = {
     options: { interval: '1s' },
     argv: ['python3', '-c', MIXED_PY, join(work, 'mixed.dat')],
     about:
-      'The Python program of python-mixed-latency with latency off (on x86-64 the fd of reads and writes then ' +
-      'comes from the saved user registers on exit, not from an entry probe).',
+      'The Python program of python-mixed-latency with latency off (on x86-64 reads and writes then have ' +
+      'exit probes only).',
   },
   'python-mixed-proc-io': {
     technique: 'proc-io',
