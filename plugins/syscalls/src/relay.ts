@@ -8,7 +8,7 @@
  * stays until the tool has written its summary.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 
 const [file, sep, ...argv] = process.argv.slice(2);
 if (!file || sep !== '--' || argv.length === 0) {
@@ -16,8 +16,10 @@ if (!file || sep !== '--' || argv.length === 0) {
   process.exit(2);
 }
 const tool = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
+let stopRequested = false;
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
   process.on(sig, () => {
+    stopRequested = true;
     if (tool.exitCode === null && tool.signalCode === null) tool.kill(sig);
   });
 tool.once('error', (e) => {
@@ -25,6 +27,12 @@ tool.once('error', (e) => {
   process.exit(127);
 });
 tool.once('exit', (code, signal) => {
-  if (existsSync(file)) process.stdout.write(readFileSync(file));
-  process.exitCode = code ?? (signal ? 128 : 1);
+  // The tool creates the file when it starts; the summary is in it only once it is not empty.
+  const written = existsSync(file) && statSync(file).size > 0;
+  if (written) process.stdout.write(readFileSync(file));
+  // A tool already leaving (its target gone) when the stop signal came may die of it after its
+  // summary is written: that is a normal stop.
+  if (signal && stopRequested && written) process.exitCode = 0;
+  else process.exitCode = code ?? 128;
+  if (!written) process.stderr.write(`relay: ${argv[0]} wrote no summary\n`);
 });
