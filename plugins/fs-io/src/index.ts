@@ -46,6 +46,13 @@ export default definePlugin({
       description:
         'also count read/write/open/create/unlink/fsync calls of the whole node (like vfsstat)',
     },
+    registers: {
+      type: 'boolean',
+      default: true,
+      description:
+        'on x86-64 with BTF, take the fd of reads and writes from the registers saved at syscall entry ' +
+        '(no entry probe); false: save it in an entry probe',
+    },
     maxKeys: {
       type: 'integer',
       default: 16384,

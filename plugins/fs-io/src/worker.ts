@@ -43,7 +43,10 @@ export function bpftraceWorker(options: OptionValues, ctx: WorkerContext): Worke
     latency: options.latency as boolean,
     vfs: options.vfs as boolean,
     // The register layout is x86-64's, and reaching it needs the kernel's BTF (task_struct).
-    regs: process.arch === 'x64' && existsSync('/sys/kernel/btf/vmlinux'),
+    regs:
+      (options.registers as boolean) &&
+      process.arch === 'x64' &&
+      existsSync('/sys/kernel/btf/vmlinux'),
   });
   const path = join(ctx.runtimeDir, 'fs-io.bt');
   writeFileSync(path, script, { mode: 0o600 });

@@ -117,59 +117,65 @@ describe.runIf(canBpftrace)('fs-io bpftrace worker (real bpftrace, real workload
     expect(total(records, 'vfs.fsyncs')).toBeGreaterThanOrEqual(1);
   });
 
-  it('follows forks, dup2 and inherited fds; open errors with errno; latency histograms add up', async () => {
-    const file = join(scratch, 'mixed.dat');
-    const { w, target } = run(['python3', '-c', MIXED_PY, file]);
-    const { outcome, records } = await runWorker(manifest, {
-      pluginDir,
-      target,
-      options: { latency: 'true', interval: '200ms', vfs: 'false' },
-      during: () => w.go(),
-    });
-    expect(outcome.status, outcome.stderrTail).toBe('stopped');
-    const pids = [
-      ...new Set(
-        samples(records)
-          .filter((s) => s.labels?.path === file)
-          .map((s) => s.labels!.pid!),
-      ),
-    ];
-    expect(pids).toHaveLength(2);
-    const byWrites = pids.sort(
-      (a, b) =>
-        total(records, 'fs.write.ops', { pid: b }) - total(records, 'fs.write.ops', { pid: a }),
-    );
-    const p = { pid: byWrites[0]!, path: file };
-    const c = { pid: byWrites[1]!, path: file };
-    expect(total(records, 'fs.write.ops', p)).toBe(EXPECTED_MIXED.parent.writeOps);
-    expect(total(records, 'fs.write.bytes', p)).toBe(EXPECTED_MIXED.parent.writeBytes);
-    expect(total(records, 'fs.read.ops', p)).toBe(EXPECTED_MIXED.parent.readOps);
-    expect(total(records, 'fs.read.bytes', p)).toBe(EXPECTED_MIXED.parent.readBytes);
-    expect(total(records, 'fs.open.ops', p)).toBe(EXPECTED_MIXED.parent.opens);
-    expect(total(records, 'fs.fsync.ops', { ...p, call: 'fsync' })).toBe(
-      EXPECTED_MIXED.parent.fsync,
-    );
-    expect(total(records, 'fs.fsync.ops', { ...p, call: 'fdatasync' })).toBe(
-      EXPECTED_MIXED.parent.fdatasync,
-    );
-    expect(total(records, 'fs.write.ops', c)).toBe(EXPECTED_MIXED.child.writeOps);
-    expect(total(records, 'fs.write.bytes', c)).toBe(EXPECTED_MIXED.child.writeBytes);
-    expect(total(records, 'fs.open.errors', { path: `${file}.missing`, errno: 'ENOENT' })).toBe(
-      EXPECTED_MIXED.missingOpens,
-    );
-    expect(total(records, 'fs.read.latency', p)).toBe(EXPECTED_MIXED.parent.readOps);
-    expect(total(records, 'fs.write.latency', p)).toBe(EXPECTED_MIXED.parent.writeOps);
-    expect(total(records, 'fs.read.time', p)).toBeGreaterThan(0);
-    expect(samples(records).some((s) => s.series.startsWith('vfs.'))).toBe(false);
-    const ev = events(records).filter((e) => e.key === file && String(e.data?.pid) === p.pid);
-    expect(ev.reduce((a, e) => a + (e.value ?? 0), 0)).toBe(
-      EXPECTED_MIXED.parent.writeBytes + EXPECTED_MIXED.parent.readBytes,
-    );
-    // Time in reads and writes comes with the intervals that had some (not those with only an open).
-    const rw = ev.filter((e) => Number(e.data!.readOps) + Number(e.data!.writeOps) > 0);
-    expect(rw.length).toBeGreaterThan(0);
-    expect(rw.every((e) => typeof e.durationMs === 'number' && e.durationMs > 0)).toBe(true);
-  });
+  it.each([
+    ['the saved registers', 'true'],
+    ['entry probes', 'false'],
+  ])(
+    'follows forks, dup2 and inherited fds; open errors with errno; latency histograms add up (fd from %s)',
+    async (_how, registers) => {
+      const file = join(scratch, 'mixed.dat');
+      const { w, target } = run(['python3', '-c', MIXED_PY, file]);
+      const { outcome, records } = await runWorker(manifest, {
+        pluginDir,
+        target,
+        options: { latency: 'true', interval: '200ms', vfs: 'false', registers },
+        during: () => w.go(),
+      });
+      expect(outcome.status, outcome.stderrTail).toBe('stopped');
+      const pids = [
+        ...new Set(
+          samples(records)
+            .filter((s) => s.labels?.path === file)
+            .map((s) => s.labels!.pid!),
+        ),
+      ];
+      expect(pids).toHaveLength(2);
+      const byWrites = pids.sort(
+        (a, b) =>
+          total(records, 'fs.write.ops', { pid: b }) - total(records, 'fs.write.ops', { pid: a }),
+      );
+      const p = { pid: byWrites[0]!, path: file };
+      const c = { pid: byWrites[1]!, path: file };
+      expect(total(records, 'fs.write.ops', p)).toBe(EXPECTED_MIXED.parent.writeOps);
+      expect(total(records, 'fs.write.bytes', p)).toBe(EXPECTED_MIXED.parent.writeBytes);
+      expect(total(records, 'fs.read.ops', p)).toBe(EXPECTED_MIXED.parent.readOps);
+      expect(total(records, 'fs.read.bytes', p)).toBe(EXPECTED_MIXED.parent.readBytes);
+      expect(total(records, 'fs.open.ops', p)).toBe(EXPECTED_MIXED.parent.opens);
+      expect(total(records, 'fs.fsync.ops', { ...p, call: 'fsync' })).toBe(
+        EXPECTED_MIXED.parent.fsync,
+      );
+      expect(total(records, 'fs.fsync.ops', { ...p, call: 'fdatasync' })).toBe(
+        EXPECTED_MIXED.parent.fdatasync,
+      );
+      expect(total(records, 'fs.write.ops', c)).toBe(EXPECTED_MIXED.child.writeOps);
+      expect(total(records, 'fs.write.bytes', c)).toBe(EXPECTED_MIXED.child.writeBytes);
+      expect(total(records, 'fs.open.errors', { path: `${file}.missing`, errno: 'ENOENT' })).toBe(
+        EXPECTED_MIXED.missingOpens,
+      );
+      expect(total(records, 'fs.read.latency', p)).toBe(EXPECTED_MIXED.parent.readOps);
+      expect(total(records, 'fs.write.latency', p)).toBe(EXPECTED_MIXED.parent.writeOps);
+      expect(total(records, 'fs.read.time', p)).toBeGreaterThan(0);
+      expect(samples(records).some((s) => s.series.startsWith('vfs.'))).toBe(false);
+      const ev = events(records).filter((e) => e.key === file && String(e.data?.pid) === p.pid);
+      expect(ev.reduce((a, e) => a + (e.value ?? 0), 0)).toBe(
+        EXPECTED_MIXED.parent.writeBytes + EXPECTED_MIXED.parent.readBytes,
+      );
+      // Time in reads and writes comes with the intervals that had some (not those with only an open).
+      const rw = ev.filter((e) => Number(e.data!.readOps) + Number(e.data!.writeOps) > 0);
+      expect(rw.length).toBeGreaterThan(0);
+      expect(rw.every((e) => typeof e.durationMs === 'number' && e.durationMs > 0)).toBe(true);
+    },
+  );
 
   it('pipes are not taken for an inherited file; redirections, copy_file_range and sendfile are attributed', async () => {
     const file = join(scratch, 'inherited.dat');
