@@ -62,7 +62,9 @@ export async function scaffoldPlugin(opts: ScaffoldOptions): Promise<ScaffoldRes
     __NAME__: opts.name,
     __DESCRIPTION__: `${opts.name} samples of the node and of target process trees (a starting point)`,
     __API_RANGE__: `>=${PLUGIN_API_VERSION} <${major + 1}`,
-    __CORE_RANGE__: `^${version}`,
+    // Compatibility is the plugin API range (scalpels.apiVersion), checked by the core; a caret
+    // range on a 0.x core would make npm refuse the plugin beside the next minor CLI.
+    __CORE_RANGE__: `>=${version}`,
     __CORE_SPEC__: opts.coreSpec ?? `^${version}`,
   };
   const files: string[] = [];
