@@ -64,8 +64,8 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
           'syscalls: perf trace cannot follow the children of `scalpels run`; install bpftrace or use --set syscalls.technique=strace',
         );
       const scope = pids.length ? ['-p', pids.join(',')] : ['-a'];
-      // -v prints "mmap size" once the ring buffers are mapped, just before the events are
-      // enabled: the only sign perf trace gives that it is attached.
+      // -v prints "mmap size" once the ring buffers are mapped, before the events are enabled:
+      // the only sign perf trace gives. Calls in the first moments after it can be missed.
       return {
         argv: relay(ctx, 'perf-trace.txt', (file) => [
           'perf',

@@ -146,7 +146,10 @@ describe.runIf(tracing && capability('perf', which('perf'), 'perf is not install
         target: { kind: 'pid', pids: [w.pid], description: `pid ${w.pid}` },
         // perf trace -p leaves by itself once its target is gone, after reading what its ring
         // buffers still hold; stopping it at once (SIGINT) may drop the last calls.
+        // perf trace prints nothing once it is attached: the worker's ready line ("mmap size")
+        // comes before it enables its events, so give it a moment before the calls start.
         during: async () => {
+          await new Promise((r) => setTimeout(r, 1000));
           await w.go();
           await new Promise((r) => setTimeout(r, 1500));
         },
