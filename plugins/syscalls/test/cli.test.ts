@@ -90,4 +90,47 @@ describe.runIf(ok)('scalpels run -t syscalls (end to end)', () => {
     );
     expect([...pids].sort()).toEqual([...byPid.keys()].sort());
   });
+
+  it.runIf(capability('strace', which('strace'), 'strace is not installed'))(
+    'falls back to strace when asked: same exact count, totals only',
+    async () => {
+      const bin = buildWorkload();
+      const traced = run(
+        process.execPath,
+        [
+          cli,
+          'run',
+          '-t',
+          'syscalls',
+          '--set',
+          'syscalls.technique=strace',
+          '--store',
+          store,
+          '--',
+          bin,
+          '20000',
+        ],
+        { timeout: 120_000 },
+      );
+      traced.child.stdin?.end();
+      await traced;
+      const { stdout } = await run(process.execPath, [
+        cli,
+        'report',
+        '--last',
+        '--format',
+        'json',
+        '--store',
+        store,
+      ]);
+      const tracer = (JSON.parse(stdout) as Report).tracers.find((t) => t.tracer === 'syscalls')!;
+      expect(tracer.status).toBe('stopped');
+      expect(tracer.technique).toBe('strace');
+      expect(tracer.parseErrors).toBe(0);
+      const getppid = tracer.series.filter(
+        (s) => s.name === 'syscalls.calls' && s.labels.syscall === 'getppid',
+      );
+      expect(getppid.map((s) => [s.labels, s.sum])).toEqual([[{ syscall: 'getppid' }, 20_000]]);
+    },
+  );
 });
