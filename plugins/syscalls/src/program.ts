@@ -15,6 +15,8 @@ export interface ProgramSpec {
   roots: readonly { pid: number; comm: string }[];
   /** `scalpels run`'s launcher: its descendants are the workload, its own calls are left out. */
   launcher?: number;
+  /** System-wide per process: names of the processes that exist at start (later ones are seen at fork and exec). */
+  existing?: readonly { pid: number; comm: string }[];
   latency: boolean;
   /** Count exit and exit_group on entry (they never return); costs a probe on every call's entry. */
   exits: boolean;
@@ -49,6 +51,8 @@ export function bpftraceProgram(spec: ProgramSpec): string {
     begin.push(`  @traced[${root.pid}] = 1;`);
     if (spec.grouping === 'process') begin.push(`  @comm[${root.pid}] = ${literal(root.comm)};`);
   }
+  if (spec.grouping === 'process' && !targeted)
+    for (const p of spec.existing ?? []) begin.push(`  @comm[${p.pid}] = ${literal(p.comm)};`);
   begin.push(
     `  printf("${READY_PREFIX} arch=${spec.arch} grouping=${spec.grouping} latency=${spec.latency ? 1 : 0}\\n");`,
   );

@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { OptionValues, Target, WorkerContext, WorkerSpec } from '@scalpels/core';
 import { bpftraceProgram, READY_PREFIX, type Grouping } from './program.js';
@@ -26,6 +26,22 @@ function relay(ctx: WorkerContext, name: string, argv: (file: string) => string[
   // The compiled script of the installed package (src/relay.ts → dist/relay.js).
   const relayJs = join(ctx.pluginDir, 'dist', 'relay.js');
   return [process.execPath, relayJs, file, '--', ...argv(file)];
+}
+
+/** Most processes named at start, for system-wide per-process counts (beyond, names come from fork/exec). */
+const MAX_EXISTING = 4096;
+
+function existingProcesses(): { pid: number; comm: string }[] {
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return [];
+  }
+  return entries
+    .slice(0, MAX_EXISTING)
+    .map((e) => ({ pid: Number(e), comm: comm(Number(e)) }))
+    .filter((p) => p.comm !== '?');
 }
 
 export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
@@ -89,6 +105,10 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
           .filter((pid) => pid !== ctx.target.launcher)
           .map((pid) => ({ pid, comm: comm(pid) })),
         launcher: ctx.target.launcher,
+        existing:
+          pids.length === 0 && grouping(options, ctx.target) === 'process'
+            ? existingProcesses()
+            : undefined,
         latency: options.latency === true,
         exits: options.exits === true,
         intervalMs: typeof options.interval === 'number' ? options.interval : 1000,

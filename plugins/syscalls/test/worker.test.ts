@@ -201,4 +201,23 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
     // The workload's own start is seen: it was started after the tracer attached.
     expect(total(records, 'syscalls.calls', { comm: 'getppid-loop', syscall: 'execve' })).toBe(1);
   });
+
+  it('system-wide per process: processes running before the start are named too', async () => {
+    const bin = buildWorkload();
+    const w = startWorkload(bin, 20_000);
+    const { records, outcome } = await runWorker(plugin, {
+      pluginDir,
+      technique: 'bpftrace',
+      options: { by: 'process' },
+      during: () => w.go(),
+    });
+    expect(outcome.status).toBe('stopped');
+    expect(outcome.parseErrors).toBe(0);
+    const mine = samples(records, 'syscalls.calls').filter((s) => s.labels?.pid === String(w.pid));
+    expect(mine.length).toBeGreaterThan(0);
+    expect(mine.every((s) => s.labels?.comm === 'getppid-loop')).toBe(true);
+    expect(total(records, 'syscalls.calls', { pid: String(w.pid), syscall: 'getppid' })).toBe(
+      20_000,
+    );
+  });
 });
