@@ -26,7 +26,15 @@ import type { WorkerConfig } from './worker-config.js';
 
 const cfg = JSON.parse(readFileSync(process.argv[2]!, 'utf8')) as WorkerConfig;
 const agentSource = readFileSync(cfg.agentFile);
-const dir = mkdtempSync('/tmp/scalpels-pycalls-');
+/** Under /run when we may (systemd units with PrivateTmp=yes do not see the host's /tmp). */
+function makeSocketDir(): string {
+  try {
+    return mkdtempSync('/run/scalpels-pycalls-');
+  } catch {
+    return mkdtempSync('/tmp/scalpels-pycalls-');
+  }
+}
+const dir = makeSocketDir();
 // Traced services may run as other users: they need to reach the socket. The directory is not
 // listable (0711) and has an unguessable name.
 chmodSync(dir, 0o711);
@@ -306,7 +314,7 @@ function waitHello(pid: number, timeoutMs: number): Promise<string | undefined> 
     const timer = setTimeout(() => {
       waiters.delete(pid);
       resolve(
-        `the interpreter did not run the profiler within ${timeoutMs} ms (its main thread runs no Python code, for example blocked in a system call)`,
+        `the interpreter did not run the profiler within ${timeoutMs} ms (its main thread runs no Python code, for example blocked in a system call; or it cannot reach ${socketPath}, being in another mount namespace)`,
       );
     }, timeoutMs);
     waiters.set(pid, (error) => {

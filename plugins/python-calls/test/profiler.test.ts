@@ -391,6 +391,40 @@ describe.runIf(can)('profiler technique', () => {
     });
   });
 
+  it.runIf(debianPython && hasBinary('unshare'))(
+    'attaches to a service with a private /tmp (systemd PrivateTmp=yes)',
+    async () => {
+      const holdDir = mkdtempSync('/dev/shm/pycalls-hold-');
+      const hold = join(holdDir, 'release');
+      const script = `mount -t tmpfs scalpels-private-tmp /tmp && exec ${debianPython!.path} ${fixture('calls.py')} 4000 3000 --wait-hook --hold ${hold}`;
+      const child = new Child([
+        'unshare',
+        '--mount',
+        '--propagation',
+        'private',
+        'sh',
+        '-c',
+        script,
+      ]);
+      try {
+        await new Promise((r) => setTimeout(r, 500));
+        const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
+          child.waitFor('holding'),
+        );
+        writeFileSync(hold, '');
+        expect(await child.closed).toBe(0);
+        expect(child.result()).toMatchObject({ f: 4000, g: 3000, hookAfterStop: false });
+        expect(sums(res.records, 'python.calls')).toEqual({
+          '__main__:f': 4000,
+          '__main__:g': 3000,
+        });
+      } finally {
+        child.kill();
+        rmSync(holdDir, { recursive: true, force: true });
+      }
+    },
+  );
+
   it.runIf(debianPython)('attaches to a service running as another user (nobody)', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'pycalls-user-'));
     chmodSync(dir, 0o755);
