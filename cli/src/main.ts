@@ -288,7 +288,12 @@ async function main(argv: string[]): Promise<number> {
             type: 'string',
             describe: 'write to FILE instead of stdout',
           })
-          .option('top', { type: 'number', default: 20, describe: 'event keys per tracer' }),
+          .option('top', { type: 'number', default: 20, describe: 'event keys per tracer' })
+          .option('top-by', {
+            choices: ['time', 'count', 'value'] as const,
+            describe:
+              'rank event keys by total time (default), count, or summed value (bytes, rows)',
+          }),
       async (args) => {
         const { reportCommand } = await import('./commands/tasks.js');
         setExit(await reportCommand(args as unknown as Parameters<typeof reportCommand>[0]));

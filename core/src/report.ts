@@ -1,5 +1,5 @@
 import type { SeriesKind } from './api.js';
-import type { Store, TaskRow } from './store/types.js';
+import type { EventRanking, Store, TaskRow } from './store/types.js';
 import { table } from './table.js';
 import { phasesOf } from './report/timeline.js';
 import { combineNodes, type CombinedTracer } from './report/combined.js';
@@ -28,6 +28,8 @@ export interface ReportEventTop {
   totalMs: number;
   meanMs: number;
   p95Ms: number;
+  /** Sum of the events' values (bytes, rows), in the unit the event type declares (extra field, v1). */
+  totalValue: number;
 }
 
 export interface ReportTracer {
@@ -82,7 +84,7 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 export async function buildReport(
   store: Store,
   task: TaskRow,
-  opts: { top?: number; now?: number } = {},
+  opts: { top?: number; now?: number; topBy?: EventRanking } = {},
 ): Promise<ReportV1> {
   const tracers = await store.listTracers(task.id);
   const now = opts.now ?? Date.now();
@@ -106,7 +108,7 @@ export async function buildReport(
         const seconds = Math.max(0.001, (end - start) / 1000);
         const [summaries, events] = await Promise.all([
           store.seriesSummaries(t.id),
-          store.eventSummary(t.id, opts.top ?? 20),
+          store.eventSummary(t.id, opts.top ?? 20, opts.topBy),
         ]);
         return {
           id: t.id,
@@ -137,12 +139,13 @@ export async function buildReport(
           })),
           events: {
             count: events.count,
-            top: events.top.map(({ key, count, totalMs, meanMs, p95Ms }) => ({
+            top: events.top.map(({ key, count, totalMs, meanMs, p95Ms, totalValue }) => ({
               key,
               count,
               totalMs,
               meanMs,
               p95Ms,
+              totalValue,
             })),
           },
         };
@@ -229,13 +232,14 @@ export function formatReportTable(r: ReportV1): string {
       out.push(`  events: ${tr.events.count}`);
       out.push(
         table(
-          ['rank', 'count', 'total ms', 'mean ms', 'p95 ms', 'key'],
+          ['rank', 'count', 'total ms', 'mean ms', 'p95 ms', 'total value', 'key'],
           tr.events.top.map((e, i) => [
             String(i + 1),
             String(e.count),
             num(e.totalMs),
             num(e.meanMs),
             num(e.p95Ms),
+            num(e.totalValue),
             e.key,
           ]),
         )

@@ -8,6 +8,7 @@ interface ReportArgs extends GlobalArgs {
   format: 'table' | 'json' | 'csv' | 'html' | 'jsonl' | 'openmetrics';
   output?: string;
   top: number;
+  topBy?: 'time' | 'count' | 'value';
 }
 
 async function openStore(args: GlobalArgs) {
@@ -106,7 +107,7 @@ export async function reportCommand(args: ReportArgs): Promise<number> {
       return 0;
     }
     progress.update('aggregating in the store');
-    const report = await engine.buildReport(store, task, { top: args.top });
+    const report = await engine.buildReport(store, task, { top: args.top, topBy: args.topBy });
     let text: string;
     if (args.format === 'html') {
       progress.update('timelines');

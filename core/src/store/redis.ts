@@ -17,6 +17,7 @@ import type { Labels, Schema, TraceRecord, UndoAction } from '../api.js';
 import { UserError } from '../errors.js';
 import type { RecordSink } from '../runner.js';
 import type {
+  EventRanking,
   EventSummary,
   EventTopRow,
   JournalEntry,
@@ -654,7 +655,11 @@ export class RedisStore implements Store {
     );
   }
 
-  async eventSummary(tracerId: number, top: number): Promise<EventSummary> {
+  async eventSummary(
+    tracerId: number,
+    top: number,
+    by: EventRanking = 'time',
+  ): Promise<EventSummary> {
     const a = await this.aggregate(tracerId);
     const rows: (EventTopRow & { timed: number })[] = [...a.events.entries()].map(([key, e]) => {
       const totalMs = e.durations.reduce((x, y) => x + y, 0);
@@ -670,13 +675,15 @@ export class RedisStore implements Store {
         timed: sorted.length,
       };
     });
-    rows.sort(
-      (x, y) =>
-        y.totalMs - x.totalMs ||
-        y.count - x.count ||
-        y.totalValue - x.totalValue ||
-        x.key.localeCompare(y.key),
-    );
+    const keys: Record<EventRanking, (keyof EventTopRow)[]> = {
+      time: ['totalMs', 'count', 'totalValue'],
+      count: ['count', 'totalValue', 'totalMs'],
+      value: ['totalValue', 'count', 'totalMs'],
+    };
+    rows.sort((x, y) => {
+      for (const k of keys[by]) if (y[k] !== x[k]) return (y[k] as number) - (x[k] as number);
+      return x.key.localeCompare(y.key);
+    });
     return { count: a.eventCount, top: rows.slice(0, top).map(({ timed: _timed, ...r }) => r) };
   }
 

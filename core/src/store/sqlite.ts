@@ -7,6 +7,7 @@ import type { Labels, Schema, TraceRecord, UndoAction } from '../api.js';
 import { UserError } from '../errors.js';
 import type { RecordSink } from '../runner.js';
 import type {
+  EventRanking,
   EventSummary,
   JournalEntry,
   Marker,
@@ -137,12 +138,22 @@ export class SqliteStore implements Store {
          FROM series s WHERE s.tracer_id = ? ORDER BY s.name, s.labels`,
       ),
       eventCount: db.prepare(`SELECT count(*) AS n FROM events WHERE tracer_id = ?`),
-      eventTop: db.prepare(
-        `SELECT key, count(*) AS count, total(duration_ms) AS total_ms, count(duration_ms) AS timed,
-                total(value) AS total_value
-         FROM events WHERE tracer_id = ? GROUP BY key
-         ORDER BY total_ms DESC, count DESC, total_value DESC, key LIMIT ?`,
-      ),
+      eventTop: Object.fromEntries(
+        (
+          [
+            ['time', 'total_ms DESC, count DESC, total_value DESC'],
+            ['count', 'count DESC, total_value DESC, total_ms DESC'],
+            ['value', 'total_value DESC, count DESC, total_ms DESC'],
+          ] as const
+        ).map(([by, order]) => [
+          by,
+          db.prepare(
+            `SELECT key, count(*) AS count, total(duration_ms) AS total_ms, count(duration_ms) AS timed,
+                    total(value) AS total_value
+             FROM events WHERE tracer_id = ? GROUP BY key ORDER BY ${order}, key LIMIT ?`,
+          ),
+        ]),
+      ) as Record<EventRanking, BetterSqlite3.Statement>,
       eventNth: db.prepare(
         `SELECT duration_ms FROM events WHERE tracer_id = ? AND key = ? AND duration_ms IS NOT NULL
          ORDER BY duration_ms LIMIT 1 OFFSET ?`,
@@ -436,9 +447,13 @@ export class SqliteStore implements Store {
     return out;
   }
 
-  async eventSummary(tracerId: number, top: number): Promise<EventSummary> {
+  async eventSummary(
+    tracerId: number,
+    top: number,
+    by: EventRanking = 'time',
+  ): Promise<EventSummary> {
     const count = Number((this.stmts.eventCount.get(tracerId) as Row).n);
-    const rows = this.stmts.eventTop.all(tracerId, top) as Row[];
+    const rows = this.stmts.eventTop[by].all(tracerId, top) as Row[];
     return {
       count,
       top: rows.map((r) => {

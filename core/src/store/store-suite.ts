@@ -128,6 +128,38 @@ export function storeSuite(name: string, open: () => Store): void {
       await store.close();
     });
 
+    it('ranks event keys by time, by count or by summed value', async () => {
+      const store = open();
+      const { tracer } = await taskWithTracer(store);
+      const sink = store.recordSink(tracer, schema);
+      const ev = (key: string, value: number, durationMs?: number): TraceRecord => ({
+        kind: 'event',
+        type: 'query',
+        key,
+        value,
+        durationMs,
+        ts: 1000,
+      });
+      await sink.write([
+        ev('often', 1),
+        ev('often', 1),
+        ev('often', 1),
+        ev('big', 100),
+        ev('slow', 0, 50),
+      ]);
+      await sink.flush?.();
+      const keys = async (by?: 'time' | 'count' | 'value') =>
+        (await store.eventSummary(tracer.id, 10, by)).top.map((t) => t.key);
+      expect(await keys()).toEqual(['slow', 'often', 'big']);
+      expect(await keys('count')).toEqual(['often', 'big', 'slow']);
+      expect(await keys('value')).toEqual(['big', 'often', 'slow']);
+      expect((await store.eventSummary(tracer.id, 10, 'value')).top[0]).toMatchObject({
+        totalValue: 100,
+        count: 1,
+      });
+      await store.close();
+    });
+
     it('keeps tracer state and lists live tracers', async () => {
       const store = open();
       const { task, tracer } = await taskWithTracer(store);

@@ -100,6 +100,8 @@ export interface EventTopRow {
   totalValue: number;
 }
 
+export type EventRanking = 'time' | 'count' | 'value';
+
 export interface EventSummary {
   count: number;
   top: EventTopRow[];
@@ -212,7 +214,8 @@ export interface Store {
   /** A sink for one tracer's records; it keeps the tracer's series dictionary. */
   recordSink(tracer: TracerRow, schema: Schema): RecordSink;
   seriesSummaries(tracerId: number): Promise<SeriesSummary[]>;
-  eventSummary(tracerId: number, top: number): Promise<EventSummary>;
+  /** Event keys ranked by total time (default), by event count, or by summed value (bytes, rows). */
+  eventSummary(tracerId: number, top: number, by?: EventRanking): Promise<EventSummary>;
   /** Stores an undo action durably before the tracer changes something outside itself. */
   journal(
     tracerId: number,
