@@ -13,9 +13,10 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
-import type { Labels, Schema, TraceRecord, UndoAction } from '../api.js';
+import type { Schema, TraceRecord, UndoAction } from '../api.js';
 import { UserError } from '../errors.js';
 import type { RecordSink } from '../runner.js';
+import { canonicalLabels, fastLabelsKey, newTaskId } from './keys.js';
 import type {
   EventRanking,
   EventSummary,
@@ -145,20 +146,6 @@ interface EncodedBatch {
   p: [number, number, number][];
   /** Events: [type, key, ts, durationMs|null, value|null, data JSON|null]. */
   e: [string, string, number, number | null, number | null, string | null][];
-}
-
-function canonicalLabels(labels: Labels | undefined): string {
-  if (!labels) return '{}';
-  const out: Record<string, string> = {};
-  for (const k of Object.keys(labels).sort()) out[k] = String(labels[k]);
-  return JSON.stringify(out);
-}
-
-/** A key for labels in their own key order: cheap, and the same object shape gives the same key. */
-function fastLabelsKey(labels: Labels | undefined): string {
-  let key = '';
-  if (labels) for (const k in labels) key += `${k}\x01${labels[k]}\x02`;
-  return key;
 }
 
 export function encodeBatch(batch: readonly TraceRecord[]): { json: string; records: number } {
@@ -418,10 +405,7 @@ export class RedisStore implements Store {
   }
 
   async createTask(task: NewTask & { id?: string }): Promise<TaskRow> {
-    const iso = new Date(task.startedAt).toISOString();
-    const id =
-      task.id ??
-      `${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}-${randomBytes(2).toString('hex')}`;
+    const id = task.id ?? newTaskId(task.startedAt);
     const row: TaskRow = {
       id,
       name: task.name,

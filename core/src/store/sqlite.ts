@@ -1,11 +1,11 @@
 import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type BetterSqlite3 from 'better-sqlite3';
 import type { Labels, Schema, TraceRecord, UndoAction } from '../api.js';
 import { UserError } from '../errors.js';
 import type { RecordSink } from '../runner.js';
+import { canonicalLabels, fastLabelsKey, newTaskId } from './keys.js';
 import type {
   EventRanking,
   EventSummary,
@@ -314,8 +314,7 @@ export class SqliteStore implements Store {
     const seriesId = (name: string, labels: Labels | undefined): number => {
       let perName = ids.get(name);
       if (!perName) ids.set(name, (perName = new Map()));
-      let key = '';
-      if (labels) for (const k in labels) key += `${k}\x01${labels[k]}\x02`;
+      const key = fastLabelsKey(labels);
       let id = perName.get(key);
       if (id === undefined) {
         const canonical = canonicalLabels(labels);
@@ -752,19 +751,6 @@ function storeError(path: string, e: unknown): Error {
   )
     return new UserError(`store ${path} cannot be written (${msg})`);
   return e instanceof Error ? e : new Error(String(e));
-}
-
-function canonicalLabels(labels: Labels | undefined): string {
-  if (!labels) return '{}';
-  const keys = Object.keys(labels).sort();
-  const out: Record<string, string> = {};
-  for (const k of keys) out[k] = String(labels[k]);
-  return JSON.stringify(out);
-}
-
-function newTaskId(startedAt: number): string {
-  const iso = new Date(startedAt).toISOString(); // 2026-11-26T12:03:01.123Z
-  return `${iso.slice(0, 10).replaceAll('-', '')}-${iso.slice(11, 19).replaceAll(':', '')}-${randomBytes(2).toString('hex')}`;
 }
 
 function toTask(r: Row): TaskRow {
