@@ -1,5 +1,4 @@
-import type { SeriesKind } from './api.js';
-import type { EventRanking, Store, TaskRow } from './store/types.js';
+import type { EventRanking, SeriesSummary, Store, TaskRow } from './store/types.js';
 import { table } from './table.js';
 import { phasesOf } from './report/timeline.js';
 import { combineNodes, type CombinedTracer } from './report/combined.js';
@@ -7,20 +6,11 @@ import { combineNodes, type CombinedTracer } from './report/combined.js';
 /** The report format name; a change that breaks it is a new name. Documented in docs/report-format.md. */
 export const REPORT_FORMAT = 'scalpels.report/v1';
 
-export interface ReportSeries {
-  name: string;
-  unit: string;
-  kind: SeriesKind;
-  labels: Record<string, string>;
-  points: number;
-  sum: number;
-  min: number;
-  max: number;
-  mean: number;
-  last: number;
+/** A series' aggregates over the task (the store's summary without its time range), with its rate. */
+export type ReportSeries = Omit<SeriesSummary, 'firstTs' | 'lastTs'> & {
   /** Counters: sum per second over the tracer's run. Gauges and histograms: null. */
   rate: number | null;
-}
+};
 
 export interface ReportEventTop {
   key: string;

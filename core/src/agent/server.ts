@@ -7,6 +7,7 @@ import type { StoreProvider } from '../services.js';
 import type { RunningTask, TaskService } from '../tasks.js';
 import { TOKENS } from '../tokens.js';
 import { LineSplitter } from '../lines.js';
+import type { NodeInfo } from '../cluster/cluster.js';
 import {
   MAX_REQUEST_BYTES,
   RPC_ERRORS,
@@ -82,34 +83,27 @@ export class AgentServer {
     const { Cluster } = await import('../cluster/cluster.js');
     const cluster = new Cluster(redisUrl);
     this.cluster = cluster;
-    const beat = (): Promise<void> =>
-      cluster
-        .heartbeat({
-          node: this.node,
-          pid: process.pid,
-          version: this.opts.version,
-          startedAt: new Date(this.startedAt).toISOString(),
-          heartbeatAt: Date.now(),
-          periodMs,
-          tracers: [...this.tasks.values()].reduce(
-            (n, t) => n + t.tracers.filter((r) => !r.isEnded).length,
-            0,
-          ),
-        })
-        .catch((e: Error) => this.log.warn(`heartbeat failed (Redis away?): ${e.message}`));
+    const info = (): NodeInfo => ({
+      node: this.node,
+      pid: process.pid,
+      version: this.opts.version,
+      startedAt: new Date(this.startedAt).toISOString(),
+      heartbeatAt: Date.now(),
+      periodMs,
+      tracers: [...this.tasks.values()].reduce(
+        (n, t) => n + t.tracers.filter((r) => !r.isEnded).length,
+        0,
+      ),
+    });
     try {
-      await cluster.heartbeat({
-        node: this.node,
-        pid: process.pid,
-        version: this.opts.version,
-        startedAt: new Date(this.startedAt).toISOString(),
-        heartbeatAt: Date.now(),
-        periodMs,
-        tracers: 0,
-      });
+      await cluster.heartbeat(info());
     } catch (e) {
       throw new UserError(`cannot join the cluster at ${cluster}: ${errorMessage(e)}`);
     }
+    const beat = (): Promise<void> =>
+      cluster
+        .heartbeat(info())
+        .catch((e: Error) => this.log.warn(`heartbeat failed (Redis away?): ${e.message}`));
     this.heartbeatTimer = setInterval(() => void beat(), periodMs);
     await cluster.serve(this.node, (method, params) => this.dispatch(method, params));
   }
