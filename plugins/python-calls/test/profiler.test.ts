@@ -1,5 +1,13 @@
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdtempSync,
+  rmSync,
+  writeFileSync,
+  readlinkSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -94,6 +102,15 @@ function traceAttach(
     technique: 'profiler',
     during,
   });
+}
+
+/** The executable a process runs now ('' when it is gone). */
+function exeOf(pid: number): string {
+  try {
+    return readlinkSync(`/proc/${pid}/exe`);
+  } catch {
+    return '';
+  }
 }
 
 describe.runIf(can)('profiler technique', () => {
@@ -407,7 +424,11 @@ describe.runIf(can)('profiler technique', () => {
         script,
       ]);
       try {
-        await new Promise((r) => setTimeout(r, 500));
+        // unshare and sh exec into Python on the same pid: attach only once it is Python (a
+        // fixed sleep was too short on a loaded machine).
+        for (let i = 0; i < 100 && !/python/.test(exeOf(child.pid)); i++)
+          await new Promise((r) => setTimeout(r, 100));
+        await new Promise((r) => setTimeout(r, 300));
         const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
           child.waitFor('holding'),
         );
