@@ -413,7 +413,11 @@ describe.runIf(can)('profiler technique', () => {
     async () => {
       const holdDir = mkdtempSync('/dev/shm/pycalls-hold-');
       const hold = join(holdDir, 'release');
-      const script = `mount -t tmpfs scalpels-private-tmp /tmp && exec ${debianPython!.path} ${fixture('calls.py')} 4000 3000 --wait-hook --hold ${hold}`;
+      // The script must not live under /tmp, which the private mount hides (a checkout may be
+      // under /tmp itself).
+      const calls = join(holdDir, 'calls.py');
+      copyFileSync(fixture('calls.py'), calls);
+      const script = `mount -t tmpfs scalpels-private-tmp /tmp && exec ${debianPython!.path} ${calls} 4000 3000 --wait-hook --hold ${hold}`;
       const child = new Child([
         'unshare',
         '--mount',
