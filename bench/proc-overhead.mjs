@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const pluginDir = `${root}plugins/proc`;
-const sampler = `${pluginDir}/dist/sampler.js`;
+const sampler = `${pluginDir}/dist/worker-main.js`;
 const seconds = Number(process.argv[2] ?? 5);
 const USER_HZ = 100;
 

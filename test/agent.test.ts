@@ -15,9 +15,12 @@ import { createRequire } from 'node:module';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '@scalpels/core/engine';
+import { runCli } from '@scalpels/core/testing';
 
 const cli = fileURLToPath(new URL('../cli/dist/main.js', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-agent-'));
+// Where the agents make their scratch folders (mkdtemp under a private folder, never /tmp).
+const runtime = join(scratch, 'runtime');
 const agents: ResultPromise[] = [];
 afterAll(async () => {
   for (const a of agents) a.kill('SIGKILL');
@@ -46,7 +49,7 @@ async function startAgent(
     [cli, 'agent', '--socket', socket, '--store', `sqlite://${store}`, ...(opts.extra ?? [])],
     {
       reject: false,
-      env: { NO_COLOR: '1' },
+      env: { NO_COLOR: '1', SCALPELS_RUNTIME_DIR: runtime },
       all: true,
     },
   );
@@ -63,15 +66,21 @@ async function startAgent(
   return { proc, socket, store, url: `unix://${socket}`, output: () => out };
 }
 
+/** Waits on a condition (polling), up to a generous bound for a busy host. */
+async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 function scalpels(args: string[], agent: Agent) {
-  return execa(
-    process.execPath,
-    [cli, ...args, '--agent', agent.url, '--store', `sqlite://${agent.store}`],
-    {
-      reject: false,
-      env: { NO_COLOR: '1' },
-    },
-  );
+  return runCli([...args, '--agent', agent.url, '--store', `sqlite://${agent.store}`], {
+    cli,
+    env: { NO_COLOR: '1' },
+    timeoutMs: 0,
+  });
 }
 
 /** Processes whose parent is `pid`. */
@@ -131,7 +140,13 @@ describe('scalpels agent', () => {
       );
       expect(started.exitCode, started.stderr).toBe(0);
       const taskId = started.stdout.trim();
-      await new Promise((r) => setTimeout(r, 800));
+      // Until the worker sent its first records (a condition, not a fixed wait).
+      await until(async () => {
+        const s = JSON.parse((await scalpels(['status', '--json'], agent)).stdout) as {
+          tasks: { tracers: { records: number }[] }[];
+        };
+        return (s.tasks[0]?.tracers[0]?.records ?? 0) > 0;
+      });
       const status = JSON.parse((await scalpels(['status', '--json'], agent)).stdout) as {
         tasks: {
           id: string;
@@ -181,10 +196,9 @@ describe('scalpels agent', () => {
   });
 
   it('says in one line that no agent is reachable, and how to start one', async () => {
-    const r = await execa(
-      process.execPath,
-      [cli, 'start', '-t', 'proc', '--agent', `unix://${join(scratch, 'none.sock')}`],
-      { reject: false },
+    const r = await runCli(
+      ['start', '-t', 'proc', '--agent', `unix://${join(scratch, 'none.sock')}`],
+      { cli, timeoutMs: 0 },
     );
     expect(r.exitCode).toBe(1);
     expect(r.stderr.trim().split('\n')).toHaveLength(1);
@@ -219,17 +233,16 @@ describe('scalpels agent', () => {
       expect(right.error).toBeUndefined();
       expect(right.result).toMatchObject({ pid: agent.proc.pid });
       // The CLI over TCP with the token file works; without it, it is refused before connecting.
-      const status = await execa(
-        process.execPath,
-        [cli, 'status', '--agent', `tcp://127.0.0.1:${port}`, '--token-file', tokenFile],
-        { reject: false },
+      const status = await runCli(
+        ['status', '--agent', `tcp://127.0.0.1:${port}`, '--token-file', tokenFile],
+        { cli, timeoutMs: 0 },
       );
       expect(status.exitCode, status.stderr).toBe(0);
-      const noToken = await execa(
-        process.execPath,
-        [cli, 'status', '--agent', `tcp://127.0.0.1:${port}`],
-        { reject: false, env: { SCALPELS_TOKEN_FILE: '' } },
-      );
+      const noToken = await runCli(['status', '--agent', `tcp://127.0.0.1:${port}`], {
+        cli,
+        env: { SCALPELS_TOKEN_FILE: '' },
+        timeoutMs: 0,
+      });
       expect(noToken.exitCode).toBe(1);
     } finally {
       agent.proc.kill('SIGTERM');
@@ -337,20 +350,28 @@ describe('scalpels agent', () => {
         first,
       );
       const taskId = started.stdout.trim();
-      await new Promise((r) => setTimeout(r, 1000));
+      const samples = (): number => {
+        const db = new Database(first.store, { readonly: true });
+        try {
+          return Number(db.prepare('SELECT count(*) AS n FROM samples').get().n);
+        } finally {
+          db.close();
+        }
+      };
+      await until(() => samples() > 0); // a batch is in the store before the kill
       const status = JSON.parse((await scalpels(['status', '--json'], first)).stdout) as {
         tasks: { tracers: { pid: number }[] }[];
       };
       const workerPid = status.tasks[0]!.tracers[0]!.pid;
-      const runtimeDir = join(tmpdir(), `scalpels-${taskId}-1`);
-      expect(existsSync(runtimeDir)).toBe(true);
+      const scratchDirs = (): string[] =>
+        readdirSync(join(runtime, 'scratch')).filter((d) => d.startsWith(`tracer-${taskId}-1-`));
+      expect(scratchDirs()).toHaveLength(1);
+      const runtimeDir = join(runtime, 'scratch', scratchDirs()[0]!);
+      expect(statSync(runtimeDir).mode & 0o777).toBe(0o700);
       first.proc.kill('SIGKILL');
       await first.proc;
       expect(alive(workerPid)).toBe(true); // its own process group: it outlived the agent
-      await new Promise((r) => setTimeout(r, 300));
-      const db = new Database(first.store, { readonly: true });
-      const flushed = Number(db.prepare('SELECT count(*) AS n FROM samples').get().n);
-      db.close();
+      const flushed = samples();
       expect(flushed).toBeGreaterThan(0);
 
       const second = await startAgent({ store: first.store, socket: first.socket });
@@ -390,14 +411,10 @@ describe('scalpels agent', () => {
       const first = (await c.call<S>('status')).tasks[0]!.tracers[0]!;
       process.kill(first.pid, 'SIGKILL');
       let now = first;
-      for (
-        let i = 0;
-        i < 50 && !(now.restarts === 1 && now.status === 'running' && now.pid !== first.pid);
-        i++
-      ) {
-        await new Promise((r) => setTimeout(r, 100));
+      await until(async () => {
         now = (await c.call<S>('status')).tasks[0]!.tracers[0]!;
-      }
+        return now.restarts === 1 && now.status === 'running' && now.pid !== first.pid;
+      }).catch(() => undefined); // the assertion below says what was seen
       expect(now).toMatchObject({ restarts: 1, status: 'running' });
       expect(alive(now.pid)).toBe(true);
       await c.call('stop', { task: taskId });

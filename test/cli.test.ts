@@ -1,9 +1,12 @@
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { execa, execaSync } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PLUGIN_API_VERSION } from '@scalpels/core';
+import { runCli, waitFor } from '@scalpels/core/testing';
 
 const cli = fileURLToPath(new URL('../cli/dist/main.js', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-cli-'));
@@ -14,10 +17,10 @@ let n = 0;
 const freshStore = (): string => join(scratch, `store-${++n}.db`);
 
 function scalpels(args: string[], env: Record<string, string> = {}) {
-  return execa(process.execPath, [cli, ...args], {
-    reject: false,
+  return runCli(args, {
+    cli,
     env: { XDG_DATA_HOME: join(scratch, 'xdg'), NO_COLOR: '1', ...env },
-    timeout: 60_000,
+    timeoutMs: 60_000,
   });
 }
 
@@ -47,6 +50,36 @@ async function report(store: string, task = '--last'): Promise<Report> {
   const r = await scalpels(['report', task, '--format', 'json', '--store', `sqlite://${store}`]);
   expect(r.exitCode, r.stderr).toBe(0);
   return JSON.parse(r.stdout) as Report;
+}
+
+/** The states of a tracer whose worker is (still) taken care of by its run. */
+const LIVE = ['starting', 'running', 'stopping'];
+
+interface TracerRow {
+  status: string;
+  records: number;
+  workerPid: number | null;
+}
+
+type Db = { prepare(sql: string): { get(): unknown }; close(): void };
+const Database = createRequire(import.meta.url)('better-sqlite3') as new (
+  path: string,
+  opts: { readonly: boolean; fileMustExist: boolean },
+) => Db;
+
+/** The (only) tracer of a store as a run keeps it up to date; undefined before the run made it. */
+function tracerRow(store: string): TracerRow | undefined {
+  let db: Db | undefined;
+  try {
+    db = new Database(store, { readonly: true, fileMustExist: true });
+    return db
+      .prepare('SELECT status, records, worker_pid AS workerPid FROM tracers ORDER BY id LIMIT 1')
+      .get() as TracerRow | undefined;
+  } catch {
+    return undefined; // not created yet, or its schema not yet written
+  } finally {
+    db?.close();
+  }
 }
 
 describe('scalpels CLI: bad input is refused in one line and nothing is stored', () => {
@@ -183,19 +216,14 @@ describe('scalpels run', () => {
 
   it('a worker killed with SIGKILL mid-task leaves its tracer failed with its records kept', async () => {
     const store = freshStore();
-    const marker = join(scratch, 'killed');
-    // The workload kills the proc sampler (its sibling under scalpels) halfway through.
-    const killer = `
-      const { readdirSync, readFileSync, writeFileSync } = require('node:fs');
-      setTimeout(() => {
-        for (const p of readdirSync('/proc').filter((d) => /^\\d+$/.test(d))) {
-          let cmd = ''; try { cmd = readFileSync('/proc/' + p + '/cmdline', 'utf8'); } catch { continue; }
-          // argv[1] is the sampler script (matching on argv[1] keeps this script and scalpels itself out).
-          if ((cmd.split('\\0')[1] || '').endsWith('/dist/sampler.js')) { process.kill(Number(p), 'SIGKILL'); writeFileSync(${JSON.stringify(marker)}, p); }
-        }
-      }, 800);
-      setTimeout(() => {}, 1600);`;
-    const r = await scalpels([
+    const release = `${store}.release`;
+    // The workload stays until the test lets it go: the test kills the proc sampler once the
+    // store holds some of its records, and releases the workload once the run has recorded how
+    // the sampler ended (a workload ending first would make it a stop, not a failure).
+    const waiter = `const { existsSync } = require('node:fs');
+      const t = setInterval(() => { if (existsSync(${JSON.stringify(release)})) clearInterval(t); }, 20);`;
+    let ended = false;
+    const run = scalpels([
       'run',
       '-t',
       'proc',
@@ -208,10 +236,40 @@ describe('scalpels run', () => {
       '--',
       process.execPath,
       '-e',
-      killer,
-    ]);
+      waiter,
+    ]).finally(() => (ended = true));
+    try {
+      let running: TracerRow | undefined;
+      // Bounds well inside the test's timeout; either normally holds within a second.
+      await waitFor(
+        'the proc sampler running with records in the store',
+        () => {
+          const t = tracerRow(store);
+          if (t?.status === 'running' && t.records > 0 && t.workerPid) running = t;
+          return running !== undefined || ended;
+        },
+        25_000,
+      );
+      expect(running, 'the run ended before its sampler stored records').toBeDefined();
+      const pid = running!.workerPid!;
+      // The pid the run recorded is its sampler (argv[1] the worker script), alive.
+      expect(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[1]).toMatch(
+        /\/dist\/worker-main\.js$/,
+      );
+      process.kill(pid, 'SIGKILL');
+      await waitFor(
+        "the run to record the sampler's end",
+        () => {
+          const status = tracerRow(store)?.status;
+          return ended || (status !== undefined && !LIVE.includes(status));
+        },
+        25_000,
+      );
+    } finally {
+      writeFileSync(release, '');
+    }
+    const r = await run;
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(existsSync(marker)).toBe(true);
     const rep = await report(store);
     const proc = rep.tracers[0]!;
     expect(proc.status).toBe('failed');
@@ -281,7 +339,7 @@ describe('scalpels run', () => {
       `sqlite://${store}`,
     ]);
     expect(csv.stdout.split('\n')[0]).toBe(
-      'task,tracer,node,record,name,labels,unit,kind,points,sum,min,max,mean,last,rate,count,total_ms,mean_ms,p95_ms',
+      'task,tracer,node,record,name,labels,unit,kind,points,sum,min,max,mean,last,rate,count,total_ms,mean_ms,p95_ms,per_op',
     );
     expect(csv.stdout).toMatch(/,proc,.*,series,proc\.cpu\.user,/);
     const out = join(scratch, 'r.txt');
@@ -335,7 +393,7 @@ describe('scalpels plugins list', () => {
     expect(list.find((p) => p.name === 'future')).toMatchObject({
       status: 'incompatible',
       compatible: false,
-      detail: 'needs plugin API ^2.0.0; this core provides 1.0.0',
+      detail: `needs plugin API ^2.0.0; this core provides ${PLUGIN_API_VERSION}`,
     });
     const text = await scalpels(['plugins', 'list'], { SCALPELS_PLUGIN_PATH: pluginPath });
     expect(text.exitCode).toBe(0);

@@ -1,40 +1,22 @@
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
-import { capability } from '@scalpels/core/testing';
+import { runCli } from '@scalpels/core/testing';
 import { RedisStore } from '@scalpels/core/engine';
+import { sharedRedis } from './private-redis.js';
 
 const cli = fileURLToPath(new URL('../cli/dist/main.js', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-collect-'));
-const reachable = await new Promise<boolean>((resolve) => {
-  const s = net.connect(6379, '127.0.0.1', () => (s.destroy(), resolve(true)));
-  s.once('error', () => resolve(false));
-});
-const hasRedis = capability(
-  'redis',
-  reachable,
-  'no Redis on 127.0.0.1:6379 (scripts/setup.sh starts it)',
-);
-const prefix = `scalpels-collect-${randomBytes(4).toString('hex')}:`;
-const redisUrl = `redis://127.0.0.1:6379/0?prefix=${prefix}`;
+// The machine's Redis under a key prefix of this file's, deleted afterwards.
+const shared = await sharedRedis('collect');
+const hasRedis = shared.available;
+const redisUrl = shared.url();
 
-afterAll(async () => {
-  rmSync(scratch, { recursive: true, force: true });
-  if (!hasRedis) return;
-  const store = new RedisStore(redisUrl);
-  await store.listTasks();
-  const keys = await store.redis.keys(`${prefix}*`);
-  if (keys.length) await store.redis.del(...keys);
-  await store.close();
-});
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-const scalpels = (args: string[]) =>
-  execa(process.execPath, [cli, ...args], { reject: false, env: { NO_COLOR: '1' } });
+const scalpels = (args: string[]) => runCli(args, { cli, env: { NO_COLOR: '1' }, timeoutMs: 0 });
 
 interface Report {
   tracers: {

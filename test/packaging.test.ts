@@ -153,6 +153,11 @@ describe('packages from npm pack, installed into an empty prefix', () => {
     };
     expect(report.tracers[0]).toMatchObject({ tracer: 'proc', status: 'stopped' });
     expect(report.tracers[0]!.records).toBeGreaterThan(0);
+    // The HTML report inlines uPlot from core's installed dependency, and the plugin's view.
+    const html = await scalpels(['report', '--last', '--format', 'html', '--store', store]);
+    expect(html.exitCode, html.stderr).toBe(0);
+    expect(html.stdout).toContain('https://github.com/leeoniya/uPlot');
+    expect(html.stdout).toContain('Traced process trees, by CPU time');
   });
 
   it('presets and the plugin scaffold work from the installed CLI', async () => {

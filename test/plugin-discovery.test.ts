@@ -5,10 +5,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { discoverPlugins } from '@scalpels/core/plugins';
 import { PLUGIN_API_VERSION } from '@scalpels/core';
+import { runCli } from '@scalpels/core/testing';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'cli/dist/main.js');
@@ -16,14 +16,13 @@ const scratch = mkdtempSync(join(tmpdir(), 'scalpels-discovery-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 function scalpels(args: string[], pluginPath: string[]) {
-  return execa(process.execPath, [cli, ...args], {
-    reject: false,
+  return runCli(args, {
+    cli,
     env: {
       XDG_DATA_HOME: join(scratch, 'xdg'),
       NO_COLOR: '1',
       SCALPELS_PLUGIN_PATH: pluginPath.join(delimiter),
     },
-    timeout: 120_000,
   });
 }
 

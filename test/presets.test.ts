@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import { runCli } from '@scalpels/core/testing';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'cli/dist/main.js');
@@ -59,11 +60,7 @@ const env = { NO_COLOR: '1', XDG_DATA_HOME: join(scratch, 'xdg'), SCALPELS_PLUGI
 let n = 0;
 
 function scalpels(args: string[], extra: string[] = []) {
-  return execa(process.execPath, [cli, ...args, ...extra], {
-    reject: false,
-    env,
-    timeout: 120_000,
-  });
+  return runCli([...args, ...extra], { cli, env });
 }
 
 async function startAgent(): Promise<{ extra: string[]; proc: ResultPromise }> {
@@ -109,18 +106,29 @@ describe('presets', () => {
     const controller = byName.get('openstack-controller')!;
     expect(controller.bundle.package).toBe('@scalpels/bundle-openstack');
     expect(controller.services.map((s) => s.name)).toEqual([
+      'keystone',
+      'glance-api',
+      'placement-api',
       'nova-api',
       'nova-conductor',
+      'nova-scheduler',
+      'nova-novncproxy',
       'neutron-server',
-      'keystone',
+      'cinder-api',
+      'cinder-scheduler',
+      'cinder-volume',
       'mariadb',
       'rabbitmq',
+      'memcached',
     ]);
-    expect(controller.services[0]!.match).toContain('devstack@n-api.service');
+    expect(controller.services[3]!.match).toContain('devstack@n-api.service');
     expect(byName.get('openstack-compute')!.services.map((s) => s.name)).toEqual([
       'nova-compute',
       'libvirtd',
       'ovs-vswitchd',
+      'neutron-openvswitch-agent',
+      'ovn-controller',
+      'neutron-ovn-metadata-agent',
     ]);
     const web = byName.get('site-web')!;
     expect(web.bundle).toMatchObject({ package: 'scalpels-bundle-testsite', version: '1.2.3' });
@@ -146,9 +154,10 @@ describe('presets', () => {
         scalpels: { apiVersion: '>=1.0.0 <2', bundle: { presets: { empty: { tracers: {} } } } },
       }),
     );
-    const r = await execa(process.execPath, [cli, 'presets', '--json'], {
-      reject: false,
+    const r = await runCli(['presets', '--json'], {
+      cli,
       env: { ...env, SCALPELS_PLUGIN_PATH: `${bundles}:${broken}` },
+      timeoutMs: 0,
     });
     expect(r.exitCode, r.stderr).toBe(0);
     const out = JSON.parse(r.stdout) as { presets: { name: string }[]; problems: string[] };

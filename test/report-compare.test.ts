@@ -14,6 +14,9 @@ describe('scalpels compare of two real runs, the second doing twice the work', (
         'run',
         '-t',
         'syscalls,proc',
+        // Latency histograms too: compare shows their buckets as counts.
+        '--set',
+        'syscalls.latency=true',
         '--name',
         name,
         '--store',
@@ -49,10 +52,75 @@ describe('scalpels compare of two real runs, the second doing twice the work', (
     const line = table.split('\n').find((l) => /syscalls\.calls .*syscall=getppid/.test(l));
     expect(line).toMatch(/\b2\.0[0-4]x\b|\b1\.9[5-9]x\b/);
 
+    // Histogram buckets are counts (the bounds are nanoseconds): never shown in the series' unit.
+    const buckets = table.split('\n').filter((l) => /syscalls\.latency /.test(l));
+    expect(buckets.length).toBeGreaterThan(0);
+    for (const l of buckets) {
+      expect(l).toMatch(/ count +histogram /);
+      expect(l).not.toMatch(/\d (ms|ns|µs|s)\b/);
+    }
+    // --ops A,B: the second run did twice the operations, so per operation nothing changed.
+    const perOp = JSON.parse(
+      await ok(['compare', 'once', 'twice', '--ops', '4,8', '--format', 'json', '--store', store]),
+    ) as Comparison;
+    expect(perOp.ops).toEqual({ a: 4, b: 8 });
+    const g = perOp.series.find(
+      (s) =>
+        s.name === 'syscalls.calls' &&
+        s.labels.syscall === 'getppid' &&
+        s.labels.comm === 'python3',
+    )!;
+    expect(g.a!.perOp).toBeCloseTo(g.a!.value / 4, 9);
+    expect(g.b!.perOp! / g.a!.perOp!).toBeGreaterThan(0.97);
+    expect(g.b!.perOp! / g.a!.perOp!).toBeLessThan(1.03);
+    expect(g.deltaPerOp).toBeCloseTo(g.b!.perOp! - g.a!.perOp!, 6);
+    const perOpTable = await ok(['compare', 'once', 'twice', '--ops', '4,8', '--store', store]);
+    expect(perOpTable).toContain('A (/op)');
+    expect(perOpTable.split('\n').find((l) => /syscalls\.calls .*syscall=getppid/.test(l))).toMatch(
+      /\b(1\.0[0-3]|0\.9[7-9])x\b/,
+    );
+    const bad = await scalpels(['compare', 'once', 'twice', '--ops', '0', '--store', store]);
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toMatch(/--ops 0: expected N or A,B/);
+
     const html = await ok(['compare', 'once', 'twice', '--format', 'html', '--store', store]);
     expect(html).toMatch(/^<!doctype html>/);
-    expect(html).not.toMatch(/<script|<link|src=/i);
+    // The tables first, then the charts: uPlot and the page script inlined (report-html.test.ts
+    // opens the page in Chromium), nothing fetched.
+    expect(html).not.toMatch(/<link|src=/i);
+    expect(html.match(/<script>/g)).toHaveLength(2);
     expect(html).toContain('syscall=getppid');
+    expect(html.indexOf('syscall=getppid')).toBeLessThan(html.indexOf('<h2 id="timelines">'));
+    expect(html.indexOf('<h2 id="timelines">')).toBeLessThan(html.indexOf('<h2 id="histograms">'));
+    expect(html).toContain('<a href="#timelines">timelines</a> · <a href="#histograms">');
+    // Histogram buckets are counts there too.
+    const histRows = [
+      ...html.matchAll(/<td>histogram<\/td><td class="n">([^<]*)<\/td><td class="n">([^<]*)</g),
+    ];
+    expect(histRows.length).toBeGreaterThan(0);
+    for (const [, a, b] of histRows) expect(`${a} ${b}`).not.toMatch(/\d (ms|ns|µs|s)\b/);
+    // --ops A,B: per operation, twice the work in twice the operations is ~1x.
+    const perOpHtml = await ok([
+      'compare',
+      'once',
+      'twice',
+      '--ops',
+      '4,8',
+      '--format',
+      'html',
+      '--store',
+      store,
+    ]);
+    expect(perOpHtml).toContain('<th>A (/op)</th>');
+    const row = perOpHtml
+      .split('</tr>')
+      .find(
+        (r) =>
+          r.includes('<td>syscalls.calls</td>') &&
+          r.includes('comm=python3') &&
+          r.includes('syscall=getppid'),
+      );
+    expect(row).toMatch(/>(1\.0[0-3]|0\.9[7-9])x</);
   });
 
   it('refuses an unknown task in one line', async () => {

@@ -113,7 +113,7 @@ describe('report exports of a real task', () => {
     const text = await ok(['report', '--last', '--format', 'csv', '--store', store]);
     const rows = text.trimEnd().split('\n');
     expect(rows[0]).toBe(
-      'task,tracer,node,record,name,labels,unit,kind,points,sum,min,max,mean,last,rate,count,total_ms,mean_ms,p95_ms',
+      'task,tracer,node,record,name,labels,unit,kind,points,sum,min,max,mean,last,rate,count,total_ms,mean_ms,p95_ms,per_op',
     );
     const series = report.tracers.reduce((a, t) => a + t.series.length, 0);
     expect(rows.filter((r) => r.split(',')[3] === 'series')).toHaveLength(series);

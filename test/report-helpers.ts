@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa } from 'execa';
 import { afterAll, expect } from 'vitest';
+import { runCli } from '@scalpels/core/testing';
 
 export const cli = fileURLToPath(new URL('../cli/dist/main.js', import.meta.url));
 export const artifacts = fileURLToPath(new URL('../test-artifacts/', import.meta.url));
@@ -16,11 +16,7 @@ export function scratchDir(prefix: string): string {
 }
 
 export function scalpels(args: string[], env: Record<string, string> = {}) {
-  return execa(process.execPath, [cli, ...args], {
-    reject: false,
-    env: { NO_COLOR: '1', ...env },
-    timeout: 120_000,
-  });
+  return runCli(args, { cli, env: { NO_COLOR: '1', ...env } });
 }
 
 export async function ok(args: string[], env: Record<string, string> = {}): Promise<string> {

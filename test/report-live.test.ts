@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from '@scalpels/core/testing';
 import { cli, ok, scalpels, scratchDir } from './report-helpers.js';
 
 const dir = scratchDir('scalpels-report-live-');
@@ -24,13 +24,13 @@ interface Report {
 }
 
 async function runningTask(store: string): Promise<Task> {
-  for (let i = 0; i < 200; i++) {
+  let task: Task | undefined;
+  await waitFor('a running task', async () => {
     const tasks = JSON.parse(await ok(['tasks', '--json', '--store', store])) as Task[];
-    const t = tasks.find((x) => x.status === 'running');
-    if (t) return t;
-    await sleep(100);
-  }
-  throw new Error('no task started');
+    task = tasks.find((x) => x.status === 'running');
+    return task !== undefined;
+  });
+  return task!;
 }
 
 /** Busy Python until `stopFile` exists (at most a minute): the test decides when the task ends. */
@@ -67,8 +67,12 @@ describe('scalpels mark and watch on a running task', () => {
     expect(marked).toMatch(
       new RegExp(`^marked ${task.id} at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z: load starts$`),
     );
-    await sleep(1200);
-    const once = await ok(['watch', '--once', '--store', store]);
+    // The first samples reach the store after an interval or two (longer on a busy host).
+    let once = '';
+    await waitFor('proc samples in watch --once', async () => {
+      once = await ok(['watch', '--once', '--store', store]);
+      return /\bproc\s+proc\.cpu\.user\s/.test(once);
+    });
     expect(once).toContain(`task ${task.id}`);
     expect(once).toMatch(/\bproc\s+proc\.cpu\.user\s/);
     expect(once).not.toContain('\x1b');
@@ -186,15 +190,20 @@ describe('scalpels mark through the agent (RPC method mark)', () => {
     expect(log).toContain(`metrics on http://127.0.0.1:${metricsPort}/metrics`);
     // OpenMetrics of the running task, growing while it runs.
     let body = '';
-    for (let i = 0; i < 50 && !/scalpels_proc_cpu_user_seconds_total\{/.test(body); i++) {
-      await sleep(200);
-      const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
-      expect(res.status).toBe(200);
-      expect(res.headers.get('content-type')).toMatch(
-        /^application\/openmetrics-text; version=1\.0\.0/,
-      );
-      body = await res.text();
-    }
+    await waitFor(
+      'proc series in /metrics',
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+        expect(res.status).toBe(200);
+        expect(res.headers.get('content-type')).toMatch(
+          /^application\/openmetrics-text; version=1\.0\.0/,
+        );
+        body = await res.text();
+        return /scalpels_proc_cpu_user_seconds_total\{/.test(body);
+      },
+      120_000,
+      200,
+    );
     expect(body).toMatch(
       new RegExp(
         `^scalpels_proc_cpu_user_seconds_total\\{task="${marked.task}",tracer="proc",node="n1",`,

@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PLUGIN_API_VERSION } from '@scalpels/core';
+import { runCli } from '@scalpels/core/testing';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'cli/dist/main.js');
@@ -16,12 +18,10 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 const INSTALL_MS = 30 * 60_000;
 
 function scalpels(args: string[], opts: { cwd?: string; env?: Record<string, string> } = {}) {
-  return execa(process.execPath, [cli, ...args], {
-    reject: false,
+  return runCli(args, {
+    cli,
     cwd: opts.cwd ?? scratch,
     env: { XDG_DATA_HOME: join(scratch, 'xdg'), NO_COLOR: '1', ...opts.env },
-    extendEnv: true,
-    timeout: 120_000,
   });
 }
 
@@ -92,13 +92,15 @@ describe('scalpels plugins new', () => {
         'README.md',
         '.gitignore',
         'tsconfig.json',
+        'tsconfig.test.json',
         'src/index.ts',
         'src/worker.ts',
         'src/parser.ts',
         'src/schema.ts',
-        'scripts/sample.mjs',
+        'src/worker-main.ts',
         'test/parser.test.ts',
         'test/worker.test.ts',
+        'test/conformance.test.ts',
         'testdata/sample-0.1.0-system/stdout.txt',
         'testdata/sample-0.1.0-system/expected.json',
       ])
@@ -110,17 +112,17 @@ describe('scalpels plugins new', () => {
         devDependencies: Record<string, string>;
       };
       expect(pkg.name).toBe('scalpels-plugin-hello');
-      expect(pkg.scalpels.apiVersion).toBe('>=1.0.0 <2');
+      expect(pkg.scalpels.apiVersion).toBe(`>=${PLUGIN_API_VERSION} <2`);
       expect(pkg.peerDependencies['@scalpels/core']).toMatch(/^>=\d+\.\d+\.\d+$/);
       expect(pkg.devDependencies['@scalpels/core']).toBe(`file:${coreTarball}`);
 
       const install = await npm(['install'], pluginDir);
       expect(install.exitCode, install.all).toBe(0);
-      expect(existsSync(join(pluginDir, 'dist/src/index.js')), 'prepare builds').toBe(true);
+      expect(existsSync(join(pluginDir, 'dist/index.js')), 'prepare builds').toBe(true);
 
       const t = await npm(['test'], pluginDir);
       expect(t.exitCode, t.all).toBe(0);
-      expect(t.all).toMatch(/# pass 6/);
+      expect(t.all).toMatch(/# pass 7/);
       expect(t.all).toMatch(/# fail 0/);
 
       const store = `sqlite://${join(scratch, 'hello.db')}`;
@@ -149,6 +151,10 @@ describe('scalpels plugins new', () => {
           plugin: { package: string };
           series: { name: string; points: number; min: number }[];
         }[];
+        summary: {
+          headline: { tracer: string; label: string; value: number }[];
+          sections: { tracer: string; title: string }[];
+        };
       };
       const tracer = report.tracers.find((x) => x.tracer === 'hello')!;
       expect(tracer).toMatchObject({
@@ -161,6 +167,16 @@ describe('scalpels plugins new', () => {
       // The target is `true` (through the launcher): a few processes, never the whole node.
       expect(processes.points).toBeGreaterThanOrEqual(1);
       expect(processes.min).toBeLessThan(10);
+      // Its report view shapes the summary as it does for official plugins.
+      expect(report.summary.sections.find((x) => x.tracer === 'hello')?.title).toBe(
+        'hello: load and processes',
+      );
+      expect(report.summary.headline.map((f) => [f.tracer, f.label])).toEqual([
+        ['hello', 'peak load'],
+        ['hello', 'peak processes'],
+      ]);
+      const text = await scalpels(['report', '--last', '--store', store], { env });
+      expect(text.stdout).toMatch(/^ {2}peak processes +\d+ +hello$/m);
     },
     INSTALL_MS,
   );

@@ -9,6 +9,12 @@ export interface GlobalArgs {
   node?: string;
   /** Cluster commands: the Redis that agents register with; also the default store then. */
   redis?: string;
+  /** Cluster commands and agents: the key file that signs commands and answers. */
+  clusterKeyFile?: string;
+  /** `agent` and `run`: accept user scripts from trusted files (see docs/security.md). */
+  allowScripts?: boolean;
+  /** `agent` and `run`: accept SystemTap guru mode (with --allow-scripts). */
+  allowGuru?: boolean;
 }
 
 /** The CLI package folder: plugins installed beside it (or above it) are the installation's. */
@@ -21,7 +27,9 @@ export async function loadEngine(): Promise<typeof import('@scalpels/core/engine
 }
 
 export async function makeConfig(args: GlobalArgs): Promise<Config> {
-  const { defaultStoreUrl } = await import('@scalpels/core/engine');
+  const { defaultStoreUrl, UserError } = await import('@scalpels/core/engine');
+  if (args.allowGuru && !args.allowScripts)
+    throw new UserError('--allow-guru needs --allow-scripts (guru mode runs user scripts)');
   return {
     storeUrl:
       args.store ??
@@ -32,6 +40,7 @@ export async function makeConfig(args: GlobalArgs): Promise<Config> {
     node: args.node ?? process.env.SCALPELS_NODE ?? hostname(),
     pluginSearchFrom: [cliDir],
     env: process.env,
+    policy: { allowScripts: args.allowScripts === true, allowGuru: args.allowGuru === true },
   };
 }
 
@@ -59,4 +68,14 @@ export function statusColor(status: string): 'green' | 'yellow' | 'red' | 'dim' 
     return 'yellow';
   if (status === 'interrupted') return 'dim';
   return 'red';
+}
+
+/** The report views of a task's tracers, from the plugins installed beside this CLI. */
+export async function reportViews(
+  engine: Awaited<ReturnType<typeof loadEngine>>,
+  config: Config,
+  tracers: readonly string[],
+) {
+  const registry = new engine.PluginRegistry(config.pluginSearchFrom, config.env);
+  return engine.loadReportViews(registry, tracers);
 }

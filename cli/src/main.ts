@@ -11,6 +11,7 @@ const yargs = require('yargs/yargs') as (args: string[]) => Argv;
 const version = (require('../package.json') as { version: string }).version;
 
 async function main(argv: string[]): Promise<number> {
+  warnInlinePasswords(argv);
   let exitCode = 0;
   const setExit = (code: number): void => {
     exitCode = code;
@@ -36,7 +37,13 @@ async function main(argv: string[]): Promise<number> {
     .option('redis', {
       type: 'string',
       describe:
-        'cluster: redis://[:password@]host:port/db the agents register with (or SCALPELS_REDIS)',
+        'cluster: redis://host:port/db?passwordfile=F the agents register with (or SCALPELS_REDIS; SCALPELS_REDIS_PASSWORD_FILE)',
+      global: true,
+    })
+    .option('cluster-key-file', {
+      type: 'string',
+      describe:
+        'cluster: file holding the key that signs commands to agents (root, mode 0600; or SCALPELS_CLUSTER_KEY_FILE)',
       global: true,
     })
     .option('token-file', {
@@ -128,6 +135,21 @@ async function main(argv: string[]): Promise<number> {
             choices: ['table', 'json', 'none'] as const,
             default: 'table',
             describe: 'summary printed to stderr at the end',
+          })
+          .option('allow-scripts', {
+            type: 'boolean',
+            describe:
+              'accept user scripts (SystemTap .stp files, tapset folders) from root-owned files not writable by others',
+          })
+          .option('allow-guru', {
+            type: 'boolean',
+            describe: 'accept SystemTap guru mode (guru=true; needs --allow-scripts)',
+          })
+          .option('top', { type: 'number', describe: 'rows per top table (default 10)' })
+          .option('all', { type: 'boolean', describe: 'print every series, not the summary' })
+          .option('ops', {
+            type: 'number',
+            describe: 'the workload did N operations (N server boots): adds per-operation figures',
           }),
       async (args) => {
         const { runCommand } = await import('./commands/run.js');
@@ -157,6 +179,15 @@ async function main(argv: string[]): Promise<number> {
             type: 'string',
             describe:
               'also serve OpenMetrics of running tasks at http://HOST:PORT/metrics (loopback only)',
+          })
+          .option('allow-scripts', {
+            type: 'boolean',
+            describe:
+              'accept user scripts (SystemTap .stp files, tapset folders) from root-owned files not writable by others',
+          })
+          .option('allow-guru', {
+            type: 'boolean',
+            describe: 'accept SystemTap guru mode (guru=true; needs --allow-scripts)',
           }),
       async (args) => {
         const { agentCommand } = await import('./commands/agent.js');
@@ -288,7 +319,18 @@ async function main(argv: string[]): Promise<number> {
             type: 'string',
             describe: 'write to FILE instead of stdout',
           })
-          .option('top', { type: 'number', default: 20, describe: 'event keys per tracer' })
+          .option('top', {
+            type: 'number',
+            describe: 'rows per top table (default 10); event keys per tracer in JSON (default 20)',
+          })
+          .option('all', {
+            type: 'boolean',
+            describe: 'table: every series of every tracer instead of the headline and top rows',
+          })
+          .option('ops', {
+            type: 'number',
+            describe: 'the workload did N operations (N server boots): adds per-operation figures',
+          })
           .option('top-by', {
             choices: ['time', 'count', 'value'] as const,
             describe:
@@ -313,7 +355,12 @@ async function main(argv: string[]): Promise<number> {
             default: 40,
             describe: 'rows per tracer (table, html)',
           })
-          .option('top', { type: 'number', default: 100, describe: 'event keys per task' }),
+          .option('top', { type: 'number', default: 100, describe: 'event keys per task' })
+          .option('ops', {
+            type: 'string',
+            describe:
+              'each workload did N operations (N, or A,B when they differ): counters and histogram buckets compared per operation',
+          }),
       async (args) => {
         const { compareCommand } = await import('./commands/compare.js');
         setExit(await compareCommand(args as unknown as Parameters<typeof compareCommand>[0]));
@@ -370,6 +417,16 @@ async function main(argv: string[]): Promise<number> {
     });
   await cli.parseAsync();
   return exitCode;
+}
+
+/** A password in a URL on the command line is visible to every local user in /proc/PID/cmdline. */
+function warnInlinePasswords(argv: string[]): void {
+  if (!argv.some((a) => /^rediss?:\/\/[^/@\s]*:[^/@\s]+@/.test(a.replace(/^--[\w-]+=/, ''))))
+    return;
+  process.stderr.write(
+    'scalpels: warning: a Redis password on the command line is visible to every local user ' +
+      '(/proc/PID/cmdline); use ?passwordfile=F or SCALPELS_REDIS_PASSWORD_FILE\n',
+  );
 }
 
 class UsageError extends Error {

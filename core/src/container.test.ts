@@ -40,7 +40,7 @@ describe('container', () => {
     const run = child.resolve<TracerRun>(TOKENS.TracerRun);
     expect(run.spec).toBe(spec);
     expect(run.name).toBe('demo');
-    for (const field of ['stores', 'spawner', 'log', 'clock'])
+    for (const field of ['stores', 'spawner', 'log', 'clock', 'config', 'registry'])
       expect((run as unknown as Record<string, unknown>)[field], field).toBeDefined();
     expect(child.resolve(TOKENS.StoreProvider)).toBeInstanceOf(StoreProvider);
     expect(child.resolve(TOKENS.StoreProvider)).toBe(c.resolve(TOKENS.StoreProvider));

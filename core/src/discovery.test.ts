@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { discoverPlugins, tracerNameOf } from './discovery.js';
 import { PluginRegistry } from './registry.js';
+import { PLUGIN_API_VERSION } from './api.js';
 
 const root = mkdtempSync(join(tmpdir(), 'scalpels-discovery-'));
 afterAll(() => rmSync(root, { recursive: true, force: true }));
@@ -87,7 +88,7 @@ describe('discoverPlugins', () => {
     });
     expect(by.nfs).toMatchObject({
       state: 'incompatible',
-      reason: 'needs plugin API >=2.0.0; this core provides 1.0.0',
+      reason: `needs plugin API >=2.0.0; this core provides ${PLUGIN_API_VERSION}`,
     });
     expect(by.nofield).toMatchObject({ state: 'broken' });
     expect(by.nofield!.reason).toMatch(/no "scalpels" field/);

@@ -3,6 +3,7 @@
 export * from './index.js';
 export * from './plugins.js';
 export { TargetResolver, collapseToRoots, type TargetRequest } from './targets.js';
+export { serviceNames, type ServiceNames } from './service-names.js';
 export { readStat, isSameProcess } from './procfs.js';
 export { Workload, type WorkloadExit } from './workload.js';
 export {
@@ -33,6 +34,7 @@ export {
   REPORT_FORMAT,
   buildReport,
   formatReportTable,
+  formatReportText,
   formatReportCsv,
   type ReportV1,
   type ReportTracer,
@@ -46,6 +48,18 @@ export {
   type Phase,
 } from './report/timeline.js';
 export { formatReportHtml } from './report/html.js';
+export {
+  summarize,
+  formatSummaryText,
+  quantile,
+  type ReportSummary,
+  type ReportViews,
+  type SummaryFigure,
+  type SummaryTable,
+  type SummarySection,
+} from './report/summary.js';
+export { humanize } from './units.js';
+export { loadReportViews } from './report/views.js';
 export { formatReportOpenMetrics } from './report/openmetrics.js';
 export { reportJsonl } from './report/jsonl.js';
 export {
@@ -77,8 +91,37 @@ export {
 } from './agent/protocol.js';
 export { Cluster, type NodeInfo, type NodeState } from './cluster/cluster.js';
 export {
+  ClusterFrontEnd,
+  markLostNodes,
+  describeTarget,
+  type ClusterStartRequest,
+  type NodeStopResult,
+} from './cluster/front-end.js';
+export {
+  ClusterKey,
+  CLUSTER_MAX_SKEW_MS,
+  clusterKeyFileOf,
+  type SignedRequest,
+  type SignedAnswer,
+} from './cluster/signing.js';
+export {
+  escapeControl,
+  escapeControlKeepLines,
+  neutralizeCsvFormula,
+  RefusalLog,
+} from './text-safety.js';
+export {
+  privateBaseDir,
+  privateDir,
+  ensurePrivateDir,
+  makeScratchDir,
+  openExclusive,
+} from './private-dir.js';
+export {
   RedisStore,
   parseRedisUrl,
+  readPasswordFile,
+  urlHasPassword,
   redact,
   encodeBatch,
   decodeBatch,

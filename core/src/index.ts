@@ -4,8 +4,28 @@
 export * from './api.js';
 export { UserError, isUserError, errorMessage } from './errors.js';
 export { validateOptions, parseSetting } from './options.js';
+export {
+  trustedFile,
+  trustProblem,
+  readTrustedFile,
+  readRootOwnedFile,
+  nodeConfig,
+  nodeSettings,
+  nodeConfigPath,
+  configuredProgram,
+  NODE_CONFIG_DIR,
+  NODE_CONFIG_FILE,
+  NODE_CONFIG_ENV,
+  type NodeConfig,
+} from './trust.js';
 export { parseDuration, parseSize, formatDuration } from './units.js';
 export { LineSplitter, TailBuffer } from './lines.js';
+export {
+  pythonFunctionKey,
+  pythonKeyOfFile,
+  pythonModuleOfFile,
+  pythonSysPath,
+} from './python-key.js';
 export {
   WorkerRunner,
   type RecordSink,

@@ -21,13 +21,34 @@ describe('LineSplitter', () => {
     expect(lines).toEqual(['é']);
   });
 
-  it('cuts a runaway line at the limit instead of growing without bound', () => {
+  it('drops a runaway line whole, discards its tail up to the next newline, and says so once', () => {
     const lines: string[] = [];
-    const s = new LineSplitter((l) => lines.push(l), 10);
+    let overflows = 0;
+    const s = new LineSplitter(
+      (l) => lines.push(l),
+      10,
+      () => overflows++,
+    );
+    // The tail after the cut looks like a record: it must not be read as one.
     s.push(Buffer.from('0123456789abcdef'));
-    s.push(Buffer.from('\nnext\n'));
-    expect(lines[0]).toBe('0123456789abcdef'.slice(0, 10));
-    expect(lines.at(-1)).toBe('next');
+    s.push(Buffer.from('{"forged":true}'));
+    s.push(Buffer.from('{"more":1}\nnext\n'));
+    expect(lines).toEqual(['next']);
+    expect(overflows).toBe(1);
+  });
+
+  it('drops an over-long line that arrives in one chunk or ends a carried line', () => {
+    const lines: string[] = [];
+    let overflows = 0;
+    const s = new LineSplitter(
+      (l) => lines.push(l),
+      10,
+      () => overflows++,
+    );
+    s.push(Buffer.from('short\n0123456789abc\nok\n0123'));
+    s.push(Buffer.from('4567890\nlast\n'));
+    expect(lines).toEqual(['short', 'ok', 'last']);
+    expect(overflows).toBe(2);
   });
 });
 

@@ -1,38 +1,58 @@
 /**
  * Splits a byte stream into lines without readline: scans each chunk for `\n` with
  * Buffer.indexOf and decodes only the slices, carrying a partial line to the next chunk.
+ *
+ * A line longer than `maxLine` is not a record: it is dropped whole, and what follows it up to
+ * the next newline is discarded too (never read as a new line: the tail of a long statement in
+ * a server log must not be able to forge a record). `onOverflow` is told once per such line.
  */
 export class LineSplitter {
   private carry: Buffer | undefined;
+  /** Inside an over-long line: skip up to the next newline. */
+  private discarding = false;
 
   constructor(
     private readonly onLine: (line: string) => void,
-    /** Lines longer than this are cut (a runaway worker must not exhaust memory). */
+    /** Lines longer than this are dropped (a runaway worker must not exhaust memory). */
     private readonly maxLine = 1 << 20,
+    private readonly onOverflow: () => void = () => undefined,
   ) {}
 
   push(chunk: Buffer): void {
     let start = 0;
     let nl = chunk.indexOf(10);
-    if (this.carry !== undefined && nl !== -1) {
-      const joined = Buffer.concat([this.carry, chunk.subarray(0, nl)]);
+    if (this.discarding) {
+      if (nl === -1) return;
+      this.discarding = false;
+      start = nl + 1;
+      nl = chunk.indexOf(10, start);
+    } else if (this.carry !== undefined && nl !== -1) {
+      const carried = this.carry;
       this.carry = undefined;
-      this.emit(joined, 0, joined.length);
+      if (carried.length + nl > this.maxLine) this.onOverflow();
+      else {
+        const joined = Buffer.concat([carried, chunk.subarray(0, nl)]);
+        this.emit(joined, 0, joined.length);
+      }
       start = nl + 1;
       nl = chunk.indexOf(10, start);
     }
     while (nl !== -1) {
-      this.emit(chunk, start, nl);
+      if (nl - start > this.maxLine) this.onOverflow();
+      else this.emit(chunk, start, nl);
       start = nl + 1;
       nl = chunk.indexOf(10, start);
     }
     if (start < chunk.length) {
+      const restLength = chunk.length - start + (this.carry?.length ?? 0);
+      if (restLength > this.maxLine) {
+        this.carry = undefined;
+        this.discarding = true;
+        this.onOverflow();
+        return;
+      }
       const rest = chunk.subarray(start);
       this.carry = this.carry === undefined ? Buffer.from(rest) : Buffer.concat([this.carry, rest]);
-      if (this.carry.length > this.maxLine) {
-        this.emit(this.carry, 0, this.maxLine);
-        this.carry = undefined;
-      }
     }
   }
 
@@ -41,6 +61,7 @@ export class LineSplitter {
     if (this.carry !== undefined && this.carry.length > 0)
       this.emit(this.carry, 0, this.carry.length);
     this.carry = undefined;
+    this.discarding = false;
   }
 
   private emit(buf: Buffer, start: number, end: number): void {

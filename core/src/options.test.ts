@@ -1,6 +1,12 @@
-import { describe, expect, it } from 'vitest';
-import type { OptionSpecs } from './api.js';
-import { parseSetting, validateOptions } from './options.js';
+import { describe, expect, expectTypeOf, it } from 'vitest';
+import {
+  definePlugin,
+  type OptionSpecs,
+  type OptionValues,
+  type OptionValuesOf,
+  type PluginManifest,
+} from './api.js';
+import { defaultOptions, parseSetting, validateOptions } from './options.js';
 import { parseDuration, parseSize } from './units.js';
 
 const options: OptionSpecs = {
@@ -96,5 +102,147 @@ describe('parseSetting and units', () => {
     expect(parseDuration('x')).toBeUndefined();
     expect(parseSize('1GiB')).toBe(2 ** 30);
     expect(parseSize('512')).toBe(512);
+  });
+});
+
+describe('option aliases (a renamed option, accepted by its former name for a release)', () => {
+  const renamed = {
+    name: 'demo',
+    options: {
+      'max-keys': {
+        type: 'integer',
+        default: 16384,
+        aliases: ['maxKeys', 'mapKeys'],
+        description: 'map capacity',
+      },
+      top: { type: 'integer', default: 20, description: 'top N' },
+    },
+  } satisfies { name: string; options: OptionSpecs };
+
+  it('maps the old name to the new one, with one warning naming both', () => {
+    const warnings: string[] = [];
+    const v = validateOptions(renamed, { maxKeys: '2048' }, undefined, (m) => warnings.push(m));
+    expect(v['max-keys']).toBe(2048);
+    expect(v).not.toHaveProperty('maxKeys');
+    expect(warnings).toEqual(['demo: option "maxKeys" is deprecated: use "max-keys"']);
+  });
+
+  it('says nothing when the new name is used', () => {
+    const warnings: string[] = [];
+    const v = validateOptions(renamed, { 'max-keys': 4096 }, undefined, (m) => warnings.push(m));
+    expect(v['max-keys']).toBe(4096);
+    expect(warnings).toEqual([]);
+  });
+
+  it('refuses the old and the new name together, and two old names of one option', () => {
+    const quiet = (): void => {};
+    expect(() =>
+      validateOptions(renamed, { maxKeys: '2048', 'max-keys': '4096' }, undefined, quiet),
+    ).toThrow(/demo: options "maxKeys" and "max-keys" are the same option/);
+    expect(() =>
+      validateOptions(renamed, { maxKeys: '2048', mapKeys: '4096' }, undefined, quiet),
+    ).toThrow(/the same option/);
+  });
+
+  it('checks a value given by the old name like one given by the new name', () => {
+    expect(() => validateOptions(renamed, { maxKeys: 'many' }, undefined, () => {})).toThrow(
+      'demo: option "max-keys": expected an integer, got "many"',
+    );
+  });
+
+  it('still refuses names that are neither', () => {
+    expect(() => validateOptions(renamed, { max_keys: 1 })).toThrow(/unknown option "max_keys"/);
+  });
+});
+
+describe('defaultOptions (the quick check of `plugins list`, no user options)', () => {
+  it('applies every default and leaves required options absent', () => {
+    const v = defaultOptions({
+      name: 'demo',
+      options: {
+        interval: { type: 'duration', default: '2s', description: 'i' },
+        host: { type: 'string', required: true, description: 'h' },
+      },
+    });
+    expect(v).toEqual({ interval: 2000, host: undefined });
+  });
+});
+
+describe('typed options (plugin API 1.2)', () => {
+  const plugin = definePlugin({
+    name: 'typed',
+    version: '1.0.0',
+    description: 'type inference',
+    apiVersion: '>=1.2.0 <2',
+    target: 'none',
+    options: {
+      top: { type: 'integer', default: 20, description: 'top N' },
+      interval: { type: 'duration', default: '1s', description: 'interval' },
+      names: { type: 'list', description: 'names' },
+      tags: { type: 'list', default: [], description: 'tags' },
+      mode: { type: 'string', choices: ['a', 'b'], default: 'a', description: 'mode' },
+      host: { type: 'string', description: 'host' },
+      user: { type: 'string', required: true, description: 'user' },
+      tls: { type: 'boolean', default: false, description: 'tls' },
+      pid: { type: 'pid', description: 'pid' },
+    },
+    check: async () => ({ status: 'ok', detail: 'ok' }),
+    worker(options) {
+      // Typed without a cast: a defaulted integer is a number, an optional list may be absent.
+      expectTypeOf(options.top).toEqualTypeOf<number>();
+      expectTypeOf(options.names).toEqualTypeOf<readonly string[] | undefined>();
+      return { argv: ['true', String(options.top), ...(options.names ?? [])] };
+    },
+    parser: () => ({ line: () => null }),
+    schema: { series: {} },
+  });
+
+  it('infers each value type from its spec', () => {
+    type O = OptionValuesOf<typeof plugin.options>;
+    expectTypeOf<O['top']>().toEqualTypeOf<number>();
+    expectTypeOf<O['interval']>().toEqualTypeOf<number>();
+    expectTypeOf<O['names']>().toEqualTypeOf<readonly string[] | undefined>();
+    expectTypeOf<O['tags']>().toEqualTypeOf<readonly string[]>();
+    expectTypeOf<O['mode']>().toEqualTypeOf<'a' | 'b'>();
+    expectTypeOf<O['host']>().toEqualTypeOf<string | undefined>();
+    expectTypeOf<O['user']>().toEqualTypeOf<string>();
+    expectTypeOf<O['tls']>().toEqualTypeOf<boolean>();
+    expectTypeOf<O['pid']>().toEqualTypeOf<number | undefined>();
+    expectTypeOf(validateOptions(plugin, { user: 'u' })).toEqualTypeOf<O>();
+  });
+
+  it('stays a PluginManifest the core handles generically', () => {
+    expectTypeOf(plugin).toMatchTypeOf<PluginManifest>();
+    expectTypeOf<Parameters<PluginManifest['worker']>[0]>().toMatchTypeOf<OptionValues>();
+    const v = validateOptions(plugin, { user: 'u', names: 'x,y' });
+    expect(v).toMatchObject({ top: 20, interval: 1000, names: ['x', 'y'], tags: [], mode: 'a' });
+  });
+
+  it('accepts an untyped manifest written against plugin API 1.1', () => {
+    const options: OptionSpecs = { n: { type: 'integer', default: 1, description: 'n' } };
+    const old: PluginManifest = {
+      name: 'old',
+      version: '1.0.0',
+      description: 'untyped',
+      apiVersion: '>=1.1.0 <2',
+      target: 'none',
+      options,
+      check: async () => ({ status: 'ok', detail: 'ok' }),
+      worker: (o) => ({ argv: ['true', String(o.n as number)] }),
+      parser: () => ({ line: () => null }),
+      schema: { series: {} },
+    };
+    expectTypeOf(definePlugin(old)).toMatchTypeOf<PluginManifest>();
+    expect(validateOptions(old, {})).toEqual({ n: 1 });
+    // Tests written against 1.1 call a defined plugin with untyped options; they still compile.
+    const untypedCaller = (): unknown =>
+      plugin.check({
+        options: {},
+        depth: 'quick',
+        isRoot: false,
+        exec: async () => ({ exitCode: 0, stdout: '', stderr: '' }),
+        which: async () => undefined,
+      });
+    expectTypeOf(untypedCaller).toBeFunction();
   });
 });

@@ -1,7 +1,14 @@
 import type { EventRanking, SeriesSummary, Store, TaskRow } from './store/types.js';
 import { table } from './table.js';
+import { escapeControl, escapeControlKeepLines, neutralizeCsvFormula } from './text-safety.js';
 import { phasesOf } from './report/timeline.js';
 import { combineNodes, type CombinedTracer } from './report/combined.js';
+import {
+  formatSummaryText,
+  summarize,
+  type ReportSummary,
+  type ReportViews,
+} from './report/summary.js';
 
 /** The report format name; a change that breaks it is a new name. Documented in docs/report-format.md. */
 export const REPORT_FORMAT = 'scalpels.report/v1';
@@ -10,6 +17,8 @@ export const REPORT_FORMAT = 'scalpels.report/v1';
 export type ReportSeries = Omit<SeriesSummary, 'firstTs' | 'lastTs'> & {
   /** Counters: sum per second over the tracer's run. Gauges and histograms: null. */
   rate: number | null;
+  /** Counters, with `--ops N`: sum / N (extra field, v1). */
+  perOp?: number;
 };
 
 export interface ReportEventTop {
@@ -20,6 +29,8 @@ export interface ReportEventTop {
   p95Ms: number;
   /** Sum of the events' values (bytes, rows), in the unit the event type declares (extra field, v1). */
   totalValue: number;
+  /** With `--ops N`: count / N (extra field, v1). */
+  perOp?: number;
 }
 
 export interface ReportTracer {
@@ -51,6 +62,8 @@ export interface ReportV1 {
     labels: Record<string, string>;
     nodes: string[];
     target: string | null;
+    /** Operations the workload did, from `--ops N` (extra field, v1). */
+    ops?: number;
   };
   tracers: ReportTracer[];
   /** `scalpels mark` notes on the task, in time order (extra field, v1). */
@@ -66,6 +79,8 @@ export interface ReportV1 {
   }[];
   /** A task on several nodes: each tracer's series combined across nodes (extra field, v1). */
   combined?: CombinedTracer[];
+  /** The headline and each tracer's top tables, from the plugins' report views (extra field, v1). */
+  summary?: ReportSummary;
 }
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
@@ -74,8 +89,18 @@ const iso = (ms: number | null): string | null => (ms === null ? null : new Date
 export async function buildReport(
   store: Store,
   task: TaskRow,
-  opts: { top?: number; now?: number; topBy?: EventRanking } = {},
+  opts: {
+    /** Event keys per tracer (default 20) and rows per summary table (default 10). */
+    top?: number;
+    now?: number;
+    topBy?: EventRanking;
+    /** Operations the workload did: adds per-operation figures. */
+    ops?: number;
+    /** The plugins' report views by tracer name (tracers without one get the generic view). */
+    views?: ReportViews;
+  } = {},
 ): Promise<ReportV1> {
+  const ops = opts.ops !== undefined && opts.ops > 0 ? opts.ops : undefined;
   const tracers = await store.listTracers(task.id);
   const now = opts.now ?? Date.now();
   const markers = store.listMarkers ? await store.listMarkers(task.id) : [];
@@ -90,6 +115,7 @@ export async function buildReport(
       labels: task.labels,
       nodes: task.nodes,
       target: task.target,
+      ...(ops ? { ops } : {}),
     },
     tracers: await Promise.all(
       tracers.map(async (t) => {
@@ -98,7 +124,8 @@ export async function buildReport(
         const seconds = Math.max(0.001, (end - start) / 1000);
         const [summaries, events] = await Promise.all([
           store.seriesSummaries(t.id),
-          store.eventSummary(t.id, opts.top ?? 20, opts.topBy),
+          // The summary joins event keys to its rows: never fewer than 20.
+          store.eventSummary(t.id, Math.max(opts.top ?? 20, 20), opts.topBy),
         ]);
         return {
           id: t.id,
@@ -126,17 +153,21 @@ export async function buildReport(
             mean: s.mean,
             last: s.last,
             rate: s.kind === 'counter' ? s.sum / seconds : null,
+            ...(ops && s.kind === 'counter' ? { perOp: s.sum / ops } : {}),
           })),
           events: {
             count: events.count,
-            top: events.top.map(({ key, count, totalMs, meanMs, p95Ms, totalValue }) => ({
-              key,
-              count,
-              totalMs,
-              meanMs,
-              p95Ms,
-              totalValue,
-            })),
+            top: events.top
+              .slice(0, opts.top ?? 20)
+              .map(({ key, count, totalMs, meanMs, p95Ms, totalValue }) => ({
+                key,
+                count,
+                totalMs,
+                meanMs,
+                p95Ms,
+                totalValue,
+                ...(ops ? { perOp: count / ops } : {}),
+              })),
           },
         };
       }),
@@ -154,6 +185,7 @@ export async function buildReport(
       totals: p.totals,
     }));
   }
+  report.summary = summarize(report, opts.views, { top: opts.top ?? 10, ops });
   return report;
 }
 
@@ -173,12 +205,19 @@ function labelText(labels: Record<string, string>): string {
     .join(',');
 }
 
+/** The default text report: headline and top rows (`all`: every series, as `formatReportTable`). */
+export function formatReportText(r: ReportV1, opts: { all?: boolean } = {}): string {
+  if (opts.all || !r.summary) return formatReportTable(r);
+  return formatSummaryText(r);
+}
+
+/** Every series of every tracer (`scalpels report --all`). */
 export function formatReportTable(r: ReportV1): string {
   const t = r.task;
   const out: string[] = [
-    `task ${t.id} "${t.name}" ${t.status}  ${t.startedAt} → ${t.stoppedAt ?? 'running'}  target: ${t.target ?? '-'}`,
+    `task ${t.id} "${escapeControl(t.name)}" ${t.status}  ${t.startedAt} → ${t.stoppedAt ?? 'running'}  target: ${escapeControl(t.target ?? '-')}`,
   ];
-  for (const m of r.markers ?? []) out.push(`  marker ${m.ts}  ${m.text}`);
+  for (const m of r.markers ?? []) out.push(`  marker ${m.ts}  ${escapeControl(m.text)}`);
   if (r.phases?.length) {
     const keys = [
       ...new Map(
@@ -216,16 +255,27 @@ export function formatReportTable(r: ReportV1): string {
         `${tr.technique ? ` [${tr.technique}]` : ''}, ${tr.records} records, ${tr.parseErrors} parse errors, ${tr.dropped} dropped` +
         (tr.exitCode !== null && tr.status === 'failed' ? `, exit code ${tr.exitCode}` : ''),
     );
-    if (tr.error) out.push(`  error: ${tr.error}`);
+    if (tr.error)
+      out.push(tr.error.startsWith('note: ') ? `  ${tr.error}` : `  error: ${tr.error}`);
     if (tr.series.length > 0) out.push(seriesTable(tr.series));
     if (tr.events.count > 0) {
       out.push(`  events: ${tr.events.count}`);
       out.push(
         table(
-          ['rank', 'count', 'total ms', 'mean ms', 'p95 ms', 'total value', 'key'],
+          [
+            'rank',
+            'count',
+            ...(r.task.ops ? ['per op'] : []),
+            'total ms',
+            'mean ms',
+            'p95 ms',
+            'total value',
+            'key',
+          ],
           tr.events.top.map((e, i) => [
             String(i + 1),
             String(e.count),
+            ...(r.task.ops ? [num(e.perOp ?? null)] : []),
             num(e.totalMs),
             num(e.meanMs),
             num(e.p95Ms),
@@ -247,12 +297,27 @@ export function formatReportTable(r: ReportV1): string {
     );
     if (c.series.length > 0) out.push(seriesTable(c.series));
   }
-  return out.join('\n') + '\n';
+  // Task names, markers and traced process names reach a terminal: controls are shown escaped.
+  return escapeControlKeepLines(out.join('\n') + '\n');
 }
 
 function seriesTable(series: readonly ReportSeries[]): string {
+  const perOp = series.some((s) => s.perOp !== undefined);
   return table(
-    ['series', 'labels', 'unit', 'kind', 'points', 'sum', 'rate/s', 'min', 'mean', 'max', 'last'],
+    [
+      'series',
+      'labels',
+      'unit',
+      'kind',
+      'points',
+      'sum',
+      ...(perOp ? ['per op'] : []),
+      'rate/s',
+      'min',
+      'mean',
+      'max',
+      'last',
+    ],
     series.map((s) => [
       s.name,
       labelText(s.labels) || '-',
@@ -260,6 +325,7 @@ function seriesTable(series: readonly ReportSeries[]): string {
       s.kind,
       String(s.points),
       s.kind === 'counter' ? num(s.sum) : '-',
+      ...(perOp ? [s.perOp === undefined ? '-' : num(s.perOp)] : []),
       num(s.rate),
       num(s.min),
       num(s.mean),
@@ -273,7 +339,14 @@ function seriesTable(series: readonly ReportSeries[]): string {
 }
 
 function csvCell(v: unknown): string {
-  const s = v === null || v === undefined ? '' : String(v);
+  // Text (series names, labels, event keys) may come from traced programs: a spreadsheet must
+  // not run it as a formula.
+  const s =
+    v === null || v === undefined
+      ? ''
+      : typeof v === 'string'
+        ? neutralizeCsvFormula(v)
+        : String(v);
   return /[",\n\r]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
 }
 
@@ -299,6 +372,7 @@ export function formatReportCsv(r: ReportV1): string {
     'total_ms',
     'mean_ms',
     'p95_ms',
+    'per_op',
   ];
   const rows: unknown[][] = [];
   for (const tr of r.tracers) {
@@ -323,6 +397,7 @@ export function formatReportCsv(r: ReportV1): string {
         '',
         '',
         '',
+        s.perOp ?? '',
       ]);
     for (const e of tr.events.top)
       rows.push([
@@ -345,6 +420,7 @@ export function formatReportCsv(r: ReportV1): string {
         e.totalMs,
         e.meanMs,
         e.p95Ms,
+        e.perOp ?? '',
       ]);
   }
   return [header, ...rows].map((row) => row.map(csvCell).join(',')).join('\n') + '\n';

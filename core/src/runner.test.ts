@@ -6,6 +6,7 @@ import { diagnostic, type Parser, type Schema, type TraceRecord, type WorkerSpec
 import { isSameProcess } from './procfs.js';
 import { WorkerRunner } from './runner.js';
 import { ExecaSpawner } from './spawner.js';
+import { waitFor } from './testing/run-worker.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'scalpels-runner-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -79,6 +80,26 @@ describe('WorkerRunner with real worker processes', () => {
     expect(o.error).toBe('worker killed by SIGKILL');
     expect(o.records).toBeGreaterThan(5);
     expect(records).toHaveLength(o.records);
+  });
+
+  it('keeps a worker killed from elsewhere failed when a stop is asked before its exit is seen', async () => {
+    const file = script(
+      'dies-while-stopping.mjs',
+      `process.stdout.write('# ready\\n');
+       process.on('SIGTERM', () => process.exit(0));
+       setInterval(() => process.stdout.write('v 1\\n'), 10);`,
+    );
+    const { records, sink } = collect();
+    const r = new WorkerRunner(new ExecaSpawner(), spec(file), parser(), schema, sink, {
+      flushMs: 20,
+    });
+    await r.start();
+    await waitFor('records stored', () => records.length > 0);
+    process.kill(r.pid!, 'SIGKILL');
+    // The run stops its tracers now (its command ended, say): the exit is not seen yet.
+    const o = await r.stop();
+    expect(o.status).toBe('failed');
+    expect(o.error).toBe('worker killed by SIGKILL');
   });
 
   it('kills the whole process group after the grace period: no orphan survives', async () => {
@@ -182,5 +203,39 @@ describe('WorkerRunner with real worker processes', () => {
     expect(o.status).toBe('stopped');
     expect(count).toBe(200000);
     expect(ordered).toBe(true);
+  });
+
+  it('stops the worker after an async store write fails, and counts what it drops', async () => {
+    // A worker that writes as fast as it can until stopped.
+    const file = script(
+      'endless.mjs',
+      `process.stdout.write('# ready\\n');
+       let i = 0;
+       const more = () => { let out = ''; for (let k = 0; k < 1000; k++) out += 'v ' + ++i + '\\n';
+         if (process.stdout.write(out)) setImmediate(more); else process.stdout.once('drain', more); };
+       more();`,
+    );
+    let writes = 0;
+    let kept = 0;
+    const sink = {
+      write: async (b: TraceRecord[]) => {
+        writes++;
+        if (writes === 3) throw new Error('store went away');
+        kept += b.length;
+      },
+    };
+    const r = new WorkerRunner(new ExecaSpawner(), spec(file), parser(), schema, sink, {
+      batchSize: 1000,
+    });
+    await r.start();
+    // No stop() from here: the failed write alone must end the worker.
+    const o = await r.done;
+    expect(o.status).toBe('failed');
+    expect(o.error).toBe('store write failed: store went away');
+    expect(o.records).toBe(kept);
+    expect(o.dropped).toBeGreaterThan(0);
+    // Nothing more went to the failed store (one write may have been in flight already).
+    expect(writes).toBeLessThanOrEqual(4);
+    expect(isSameProcess(r.pid!, null)).toBe(false);
   });
 });

@@ -1,4 +1,13 @@
-import type { DroppedNotice, ParseResult, Parser, Schema, TraceRecord, WorkerSpec } from './api.js';
+import type {
+  DroppedNotice,
+  ParseDiagnostic,
+  ParseNote,
+  ParseResult,
+  Parser,
+  Schema,
+  TraceRecord,
+  WorkerSpec,
+} from './api.js';
 import { LineSplitter, TailBuffer } from './lines.js';
 import type { ProcessSpawner, WorkerProcess } from './spawner.js';
 
@@ -26,6 +35,8 @@ export type TracerOutcome = RunnerStats & {
   error?: string;
   /** First few parse diagnostics, for display. */
   diagnostics: string[];
+  /** Notes the parser gave about the figures (see ParseNote), each once. */
+  notes: string[];
   /** The worker ignored the stop signal for the whole grace period and was killed. */
   forcedKill: boolean;
 };
@@ -53,6 +64,7 @@ export class WorkerRunner {
   private batch: TraceRecord[] = [];
   private readonly stderrTail = new TailBuffer(8192);
   private readonly diagnostics: string[] = [];
+  private readonly notes: string[] = [];
   private stopRequested = false;
   private killedAfterGrace = false;
   private flushTimer: NodeJS.Timeout | undefined;
@@ -88,7 +100,11 @@ export class WorkerRunner {
     const wantsReady = this.spec.ready?.stdout ?? this.spec.ready?.stderr;
     if (!wantsReady) this.markReady();
 
-    const stdoutLines = new LineSplitter((line) => this.onLine(line));
+    const stdoutLines = new LineSplitter(
+      (line) => this.onLine(line),
+      undefined,
+      () => this.diagnose('line longer than 1 MiB: dropped up to its end'),
+    );
     this.stdoutDone = new Promise<void>((resolve) => {
       proc.stdout.on('data', (chunk: Buffer) => {
         this.chunkTs = this.now();
@@ -168,6 +184,15 @@ export class WorkerRunner {
 
   private async finish(proc: WorkerProcess): Promise<TracerOutcome> {
     const exit = await proc.exited;
+    // Decided now, before the awaits below, during which a stop() may still arrive: a worker that
+    // died on its own stays failed. A signal that is neither the stop signal nor the SIGKILL after
+    // the grace period came from elsewhere, whenever a stop was asked.
+    const stopSignal = this.spec.stop?.signal ?? 'SIGTERM';
+    const exitedAlone =
+      !this.stopRequested ||
+      (exit.signal !== null &&
+        exit.signal !== stopSignal &&
+        !(exit.signal === 'SIGKILL' && this.killedAfterGrace));
     // The leader is gone; anything it left in its group goes too, so no orphan survives.
     proc.signalGroup('SIGKILL');
     await this.stdoutDone;
@@ -179,7 +204,6 @@ export class WorkerRunner {
     this.stats.dropped += this.sink.dropped?.() ?? 0;
     this.options.onProgress?.({ ...this.stats });
 
-    const exitedAlone = !this.stopRequested;
     const cleanExit = exit.exitCode === 0;
     let error: string | undefined;
     if (exit.error) error = exit.error;
@@ -198,6 +222,7 @@ export class WorkerRunner {
       stderrTail: this.stderrTail.toString(),
       error,
       diagnostics: this.diagnostics,
+      notes: this.notes,
       forcedKill: this.killedAfterGrace,
     };
   }
@@ -208,15 +233,18 @@ export class WorkerRunner {
     this.take(safeParse(() => this.parser.line(line)));
   }
 
-  private take(result: ParseResult | DroppedNotice): void {
+  private take(result: ParseResult | DroppedNotice | ParseNote): void {
     if (result === null || result === undefined) return;
     if (Array.isArray(result)) {
-      for (const r of result as readonly TraceRecord[]) this.accept(r);
+      for (const r of result as readonly (TraceRecord | ParseNote)[]) this.take(r);
       return;
     }
-    const one = result as TraceRecord | DroppedNotice | { kind: 'diagnostic'; message: string };
+    const one = result as TraceRecord | DroppedNotice | ParseNote | ParseDiagnostic;
     if (one.kind === 'diagnostic') this.diagnose(one.message);
-    else if (one.kind === 'dropped') this.stats.dropped += one.count;
+    else if (one.kind === 'note') {
+      if (!this.notes.includes(one.message) && this.notes.length < MAX_DIAGNOSTICS)
+        this.notes.push(one.message);
+    } else if (one.kind === 'dropped') this.stats.dropped += one.count;
     else this.accept(one);
   }
 
@@ -231,6 +259,11 @@ export class WorkerRunner {
         return this.diagnose(`unknown event type "${r.type}"`);
     } else {
       return this.diagnose('parser returned something that is not a record');
+    }
+    // The store refused a write: the worker is being stopped; what still comes is counted, not kept.
+    if (this.sinkError !== undefined) {
+      this.stats.dropped++;
+      return;
     }
     if (r.ts === undefined) r.ts = this.chunkTs || this.now();
     this.batch.push(r);
@@ -261,20 +294,27 @@ export class WorkerRunner {
               this.proc?.stdout.resume();
               this.progress();
             },
-            (e: Error) => {
-              this.sinkError = e.message;
-              this.proc?.stdout.resume();
-            },
+            (e: Error) => this.sinkFailed(e, count),
           );
         return;
       }
       this.stats.records += count;
       this.progress();
     } catch (e) {
-      this.sinkError = (e as Error).message;
-      // Keep draining the pipe so the worker is not blocked, and stop it: nothing more can be kept.
-      void this.stop();
+      this.sinkFailed(e as Error, count);
     }
+  }
+
+  /**
+   * A store write failed: that batch and everything after it are dropped (and counted), and the
+   * worker is stopped. The pipe keeps being drained so the worker is not blocked while it stops.
+   */
+  private sinkFailed(e: Error, count: number): void {
+    this.sinkError ??= e.message;
+    this.stats.dropped += count + this.batch.length;
+    this.batch = [];
+    this.proc?.stdout.resume();
+    if (this.proc && !this.stopRequested) void this.stop();
   }
 
   private progress(): void {
@@ -289,7 +329,9 @@ export class WorkerRunner {
   }
 }
 
-function safeParse(fn: () => ParseResult | DroppedNotice): ParseResult | DroppedNotice {
+function safeParse(
+  fn: () => ParseResult | DroppedNotice | ParseNote,
+): ParseResult | DroppedNotice | ParseNote {
   try {
     return fn();
   } catch (e) {

@@ -1,5 +1,6 @@
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
+import type { TrustPolicy } from './api.js';
 
 export interface Config {
   storeUrl: string;
@@ -8,6 +9,8 @@ export interface Config {
   /** Folders whose node_modules (and those above) hold plugins: the installation. */
   pluginSearchFrom: readonly string[];
   env: NodeJS.ProcessEnv;
+  /** What root allowed at start (`--allow-scripts`, `--allow-guru`); absent: nothing. */
+  policy?: TrustPolicy;
 }
 
 export interface Clock {

@@ -33,12 +33,20 @@ export async function agentCommand(args: ServeArgs): Promise<number> {
   }
   const socketPath = args.socket ?? engine.defaultSocketPath();
   const redisUrl = args.redis ?? process.env.SCALPELS_REDIS;
-  let cluster: { redisUrl: string; heartbeatMs: number } | undefined;
+  let cluster:
+    | { redisUrl: string; heartbeatMs: number; key: import('@scalpels/core/engine').ClusterKey }
+    | undefined;
   if (redisUrl) {
     const heartbeatMs = engine.parseDuration(args.heartbeat ?? '2s');
     if (heartbeatMs === undefined || heartbeatMs < 100)
       throw new UserError(`--heartbeat ${args.heartbeat}: expected a duration of at least 100ms`);
-    cluster = { redisUrl, heartbeatMs };
+    // Whoever can write to Redis must not control this root agent: commands are signed.
+    const keyFile = engine.clusterKeyFileOf(args.clusterKeyFile);
+    if (!keyFile)
+      throw new UserError(
+        '--redis needs --cluster-key-file F (or SCALPELS_CLUSTER_KEY_FILE): an agent in cluster mode runs only commands signed with the cluster key',
+      );
+    cluster = { redisUrl, heartbeatMs, key: engine.ClusterKey.fromFile(keyFile) };
   }
   const container = engine.createContainer(config);
   const server = new engine.AgentServer(container, { socketPath, tcp, version, cluster });

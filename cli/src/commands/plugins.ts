@@ -60,7 +60,8 @@ async function statusOf(
       status: p.state === 'conflict' ? 'conflict' : 'unchecked',
       detail: conflict.trim(),
     };
-  const { importManifest, checkContext, staticCheck } = await import('@scalpels/core/plugins');
+  const { importManifest, checkContext, staticCheck, defaultOptions } =
+    await import('@scalpels/core/plugins');
   // A quick look at a plugin that declares its requirements in package.json needs no import.
   if (depth === 'quick' && p.requires) {
     const r = staticCheck(p.requires);
@@ -77,7 +78,7 @@ async function statusOf(
   let timer: NodeJS.Timeout | undefined;
   try {
     const r: CheckResult = await Promise.race([
-      manifest.check(checkContext({}, depth, p.dir)),
+      manifest.check(checkContext(defaultOptions(manifest), depth, p.dir)),
       new Promise<CheckResult>((resolve) => {
         timer = setTimeout(
           () =>
@@ -160,12 +161,15 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
       );
       raw[key] = value;
     }
-    const options = validateOptions(manifest, raw);
+    // Validation translates and compiles as far as the machine allows but never loads or runs a
+    // script, so user scripts and guru mode are accepted here (still only from trusted files).
+    const policy = { allowScripts: true, allowGuru: true };
+    const options = validateOptions(manifest, raw, policy);
     if (!manifest.verify) {
       process.stdout.write(`${info.name}: options valid (this plugin has no deeper validation)\n`);
       return 0;
     }
-    const stages = await manifest.verify(options, checkContext(options, 'full', info.dir));
+    const stages = await manifest.verify(options, checkContext(options, 'full', info.dir, policy));
     if (args.json) process.stdout.write(`${JSON.stringify(stages, null, 2)}\n`);
     else
       process.stdout.write(
@@ -216,7 +220,10 @@ export async function pluginsCommand(args: PluginArgs): Promise<number> {
     o.type,
     'default' in o && o.default !== undefined ? String(o.default) : o.required ? '(required)' : '-',
     o.unit ?? '',
-    o.description,
+    // A renamed option still takes its former name for a release: say so where users look it up.
+    o.aliases?.length
+      ? `${o.description} (formerly ${o.aliases.join(', ')}: deprecated)`
+      : o.description,
   ]);
   out.push(
     optRows.length

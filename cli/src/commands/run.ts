@@ -1,5 +1,6 @@
 import type { TracerRequest } from '@scalpels/core/engine';
 import { loadEngine, makeConfig, type GlobalArgs } from '../context.js';
+import { checkOps } from './tasks.js';
 
 interface RunArgs extends GlobalArgs {
   tracer: string[];
@@ -8,6 +9,9 @@ interface RunArgs extends GlobalArgs {
   name?: string;
   label?: string[];
   format: 'table' | 'json' | 'none';
+  ops?: number;
+  top?: number;
+  all?: boolean;
   '--'?: (string | number)[];
 }
 
@@ -50,7 +54,9 @@ export function parseLabels(labels: string[] = []): Record<string, string> {
  */
 export async function runCommand(args: RunArgs): Promise<number> {
   const engine = await loadEngine();
-  const { UserError, TOKENS, createContainer, Workload, buildReport, formatReportTable } = engine;
+  const { UserError, TOKENS, createContainer, Workload, buildReport, formatReportText, killGroup } =
+    engine;
+  const ops = checkOps(engine, args.ops);
   const command = (args['--'] ?? []).map(String);
   if (command.length === 0)
     throw new UserError(
@@ -71,10 +77,27 @@ export async function runCommand(args: RunArgs): Promise<number> {
   // Ctrl-C on a terminal reaches the whole foreground group, the command included; a signal sent
   // to us alone is forwarded (a second one in any case, a third as SIGKILL). Before the command
   // has started, a signal cancels it. Either way the tracers are stopped and the report written.
+  // Once the tracers are being stopped, a second signal quits at once: their workers are killed
+  // and what the store could not record is left to `scalpels recover`.
   let signals = 0;
   let started = false;
+  let stopping = false;
+  let running: Awaited<ReturnType<typeof tasks.start>> | undefined;
+  const quitNow = (): void => {
+    for (const pid of running?.workerPids ?? []) killGroup(pid, 'SIGKILL');
+    workload.signal('SIGKILL');
+    process.stderr.write(
+      `scalpels: quit before the tracers were stopped${running ? ` (task ${running.task.id}; \`scalpels recover\` restores what they changed)` : ''}\n`,
+    );
+    process.exit(130);
+  };
   const onSignal = (sig: NodeJS.Signals): void => {
     signals++;
+    if (stopping) {
+      if (signals > 1) quitNow();
+      else process.stderr.write('scalpels: stopping the tracers; Ctrl-C again to quit at once\n');
+      return;
+    }
     if (started && (signals > 1 || !process.stdin.isTTY))
       workload.signal(signals > 2 ? 'SIGKILL' : sig === 'SIGINT' ? 'SIGINT' : 'SIGTERM');
   };
@@ -95,7 +118,6 @@ export async function runCommand(args: RunArgs): Promise<number> {
     command,
     description: `run: ${command.join(' ')}`,
   };
-  let running;
   try {
     running = await tasks.start(container, prepared, target, {
       name: args.name ?? command.join(' ').slice(0, 80),
@@ -119,7 +141,8 @@ export async function runCommand(args: RunArgs): Promise<number> {
       exit = { exitCode: 127, signal: null, error: (e as Error).message };
     }
   }
-  await running.stop();
+  stopping = true;
+  const outcomes = await running.stop();
   await workload.release();
   unhook();
   if (!started && signals > 0) {
@@ -129,17 +152,32 @@ export async function runCommand(args: RunArgs): Promise<number> {
     );
   }
 
-  const store = stores.get();
-  const task = (await store.findTask(running.task.id))!;
-  if (args.format !== 'none') {
-    const report = await buildReport(store, task);
-    process.stderr.write(
-      args.format === 'json'
-        ? `${JSON.stringify(report, null, 2)}\n`
-        : `\n${formatReportTable(report)}`,
+  let task;
+  try {
+    const store = stores.get();
+    task = (await store.findTask(running.task.id))!;
+    if (args.format !== 'none') {
+      // The views of the plugins this run loaded.
+      const views = Object.fromEntries(
+        prepared.map((p) => [p.plugin.info.name, p.plugin.manifest.report] as const),
+      );
+      const report = await buildReport(store, task, { ops, top: args.top, views });
+      process.stderr.write(
+        args.format === 'json'
+          ? `${JSON.stringify(report, null, 2)}\n`
+          : formatReportText(report, { all: args.all }),
+      );
+    }
+  } catch (e) {
+    // The store went away: the tracers are stopped all the same; say what is known here.
+    const dropped = outcomes.reduce((a, o) => a + o.dropped, 0);
+    const records = outcomes.reduce((a, o) => a + o.records, 0);
+    throw new UserError(
+      `run: tracers stopped (${records} records sent, ${dropped} dropped) but the store failed: ${(e as Error).message.split('\n')[0]} (task ${running.task.id})`,
     );
+  } finally {
+    await stores.close();
   }
-  await stores.close();
   if (exit.error)
     throw new UserError(`run: cannot start ${command[0]}: ${exit.error} (task ${task.id} kept)`);
   const how = exit.signal ? `killed by ${exit.signal}` : `exited with code ${exit.exitCode}`;

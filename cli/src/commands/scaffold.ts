@@ -75,7 +75,7 @@ export async function scaffoldPlugin(opts: ScaffoldOptions): Promise<ScaffoldRes
     );
     const out = join(dir, targetName(rel));
     mkdirSync(dirname(out), { recursive: true });
-    writeFileSync(out, text, { flag: 'wx', mode: rel.startsWith('scripts/') ? 0o755 : 0o644 });
+    writeFileSync(out, text, { flag: 'wx', mode: 0o644 });
     files.push(targetName(rel));
   }
   return { dir, packageName: `scalpels-plugin-${opts.name}`, files };
@@ -114,7 +114,7 @@ export async function newPluginCommand(args: NewArgs): Promise<number> {
     'next:',
     ...(where === '.' ? [] : [`  cd ${where}`]),
     '  npm install           # builds too (prepare)',
-    '  npm test              # parser over testdata/, the real worker',
+    '  npm test              # parser over testdata/, the real worker, README tables',
     `  SCALPELS_PLUGIN_PATH=${r.dir} scalpels run -t ${args.name} -- true`,
   ];
   if (clash)

@@ -1,20 +1,40 @@
 import { createWriteStream, writeFileSync } from 'node:fs';
 import { once } from 'node:events';
-import { loadEngine, makeConfig, paint, statusColor, type GlobalArgs } from '../context.js';
+import {
+  loadEngine,
+  makeConfig,
+  paint,
+  reportViews,
+  statusColor,
+  type GlobalArgs,
+} from '../context.js';
 
 interface ReportArgs extends GlobalArgs {
   task?: string;
   last?: boolean;
   format: 'table' | 'json' | 'csv' | 'html' | 'jsonl' | 'openmetrics';
   output?: string;
-  top: number;
+  top?: number;
   topBy?: 'time' | 'count' | 'value';
+  all?: boolean;
+  ops?: number;
 }
 
 async function openStore(args: GlobalArgs) {
   const engine = await loadEngine();
   const config = await makeConfig(args);
-  return { engine, store: engine.openStore(config.storeUrl) };
+  return { engine, config, store: engine.openStore(config.storeUrl) };
+}
+
+/** `--ops N`: a positive whole number of operations, or a clear error. */
+export function checkOps(
+  engine: Awaited<ReturnType<typeof loadEngine>>,
+  ops: number | undefined,
+): number | undefined {
+  if (ops === undefined) return undefined;
+  if (!Number.isInteger(ops) || ops <= 0)
+    throw new engine.UserError(`--ops ${ops}: expected a positive whole number of operations`);
+  return ops;
 }
 
 function duration(ms: number | null): string {
@@ -90,8 +110,9 @@ export async function tasksCommand(args: GlobalArgs): Promise<number> {
 }
 
 export async function reportCommand(args: ReportArgs): Promise<number> {
-  const { engine, store } = await openStore(args);
+  const { engine, config, store } = await openStore(args);
   try {
+    const ops = checkOps(engine, args.ops);
     const task = args.task && !args.last ? await store.findTask(args.task) : await store.lastTask();
     if (!task)
       throw new engine.UserError(
@@ -107,12 +128,22 @@ export async function reportCommand(args: ReportArgs): Promise<number> {
       return 0;
     }
     progress.update('aggregating in the store');
-    const report = await engine.buildReport(store, task, { top: args.top, topBy: args.topBy });
+    const views = await reportViews(
+      engine,
+      config,
+      (await store.listTracers(task.id)).map((t) => t.tracer),
+    );
+    const report = await engine.buildReport(store, task, {
+      top: args.top,
+      topBy: args.topBy,
+      ops,
+      views,
+    });
     let text: string;
     if (args.format === 'html') {
       progress.update('timelines');
       const timeline = await engine.buildTimeline(store, task, report);
-      text = engine.formatReportHtml(report, timeline);
+      text = engine.formatReportHtml(report, timeline, { views });
     } else
       text =
         args.format === 'json'
@@ -121,7 +152,7 @@ export async function reportCommand(args: ReportArgs): Promise<number> {
             ? engine.formatReportCsv(report)
             : args.format === 'openmetrics'
               ? engine.formatReportOpenMetrics(report)
-              : engine.formatReportTable(report);
+              : engine.formatReportText(report, { all: args.all });
     progress.done();
     if (args.output) writeFileSync(args.output, text);
     else process.stdout.write(text);

@@ -143,12 +143,15 @@ export async function watchCommand(args: WatchArgs): Promise<number> {
       const fixed = 12 + 12 + 10 + 3 * 2;
       const nameW = Math.min(26, Math.max(...shown.map((r) => r.name.length), 6));
       const labelW = Math.max(8, width - fixed - nameW - 14);
-      const cut = (s: string, n: number): string =>
-        s.length > n ? `${s.slice(0, n - 1)}…` : s.padEnd(n);
+      // Names and labels come from traced processes: escape controls before measuring.
+      const cut = (raw: string, n: number): string => {
+        const s = engine.escapeControl(raw);
+        return s.length > n ? `${s.slice(0, n - 1)}…` : s.padEnd(n);
+      };
       const lines = [
         bold(
           cut(
-            `task ${current.id} "${current.name.replace(/\s+/g, ' ')}" ${current.status} · ${Math.round((now - current.startedAt) / 1000)} s · window ${windowMs / 1000} s · every ${intervalMs / 1000} s`,
+            `task ${current.id} "${engine.escapeControl(current.name.replace(/\s+/g, ' '))}" ${current.status} · ${Math.round((now - current.startedAt) / 1000)} s · window ${windowMs / 1000} s · every ${intervalMs / 1000} s`,
             width - 1,
           ).trimEnd(),
         ),

@@ -6,6 +6,8 @@ import { parseAgentUrl, type AgentAddress, type RpcResponse } from './protocol.j
 /** Talks to an agent: one connection, requests answered in any order by id. */
 export class AgentClient {
   private socket: net.Socket | undefined;
+  /** The connection that already carried the token. */
+  private sentToken: net.Socket | undefined;
   private nextId = 1;
   private readonly pending = new Map<
     number,
@@ -85,9 +87,10 @@ export class AgentClient {
           reject(e);
         },
       });
-      socket.write(
-        `${JSON.stringify({ jsonrpc: '2.0', id, method, params, token: this.token })}\n`,
-      );
+      // The token goes with the first request of a connection only: the agent then trusts it.
+      const token = this.sentToken === socket ? undefined : this.token;
+      this.sentToken = socket;
+      socket.write(`${JSON.stringify({ jsonrpc: '2.0', id, method, params, token })}\n`);
     });
   }
 

@@ -1,5 +1,5 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { UserError } from '../errors.js';
 
@@ -12,7 +12,7 @@ export interface RpcRequest {
   id: number | string;
   method: string;
   params?: unknown;
-  /** Required on TCP: the shared secret from the agent's token file. */
+  /** On TCP, required in the first request of a connection: the secret of the token file. */
   token?: string;
 }
 
@@ -140,6 +140,14 @@ export function tokenMatches(expected: string, given: unknown): boolean {
   return timingSafeEqual(a, b);
 }
 
+/** Makes the socket's folder; refuses one that another (non-root) user owns or a symlink. */
 export function ensureSocketDir(path: string): void {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const dir = dirname(path);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = lstatSync(dir);
+  const uid = process.getuid?.() ?? 0;
+  if (st.isSymbolicLink() || (st.uid !== uid && st.uid !== 0))
+    throw new UserError(
+      `refusing socket folder ${dir}: ${st.isSymbolicLink() ? 'a symbolic link' : `owned by uid ${st.uid}`}`,
+    );
 }

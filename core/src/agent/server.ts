@@ -8,6 +8,8 @@ import type { RunningTask, TaskService } from '../tasks.js';
 import { TOKENS } from '../tokens.js';
 import { LineSplitter } from '../lines.js';
 import type { NodeInfo } from '../cluster/cluster.js';
+import type { ClusterKey } from '../cluster/signing.js';
+import { RefusalLog, escapeControl } from '../text-safety.js';
 import {
   MAX_REQUEST_BYTES,
   RPC_ERRORS,
@@ -21,12 +23,25 @@ import {
   type TaskStatus,
 } from './protocol.js';
 
+export interface TcpLimits {
+  /** Connections served at once; more are closed on accept (default 64). */
+  maxConnections?: number;
+  /** A connection idle this long is closed (default 5 min; the token must come within 10 s). */
+  idleTimeoutMs?: number;
+  /** Time allowed for the first request (the one carrying the token), default 10 s. */
+  authTimeoutMs?: number;
+  /** Answers waiting in a connection's send buffer before it stops reading, default 1 MiB. */
+  maxQueuedBytes?: number;
+  /** Requests of one connection being handled at once, default 16. */
+  maxInFlight?: number;
+}
+
 export interface AgentOptions {
   socketPath?: string;
-  tcp?: { host: string; port: number; token: string };
+  tcp?: { host: string; port: number; token: string } & TcpLimits;
   version: string;
-  /** Join a cluster: register with a heartbeat and take commands from Redis. */
-  cluster?: { redisUrl: string; heartbeatMs: number };
+  /** Join a cluster: register with a heartbeat and take signed commands from Redis. */
+  cluster?: { redisUrl: string; heartbeatMs: number; key: ClusterKey };
 }
 
 class RpcError extends Error {
@@ -58,6 +73,7 @@ export class AgentServer {
   /** Starts run one at a time: a burst of requests must not spawn every worker at once. */
   private queue: Promise<unknown> = Promise.resolve();
   private readonly inFlight = new Set<Promise<unknown>>();
+  private refusals: RefusalLog | undefined;
 
   constructor(
     private readonly container: DependencyContainer,
@@ -67,6 +83,11 @@ export class AgentServer {
     this.stores = container.resolve<StoreProvider>(TOKENS.StoreProvider);
     this.log = container.resolve<Logger>(TOKENS.Logger);
     this.node = container.resolve<{ node: string }>(TOKENS.Config).node;
+    if (opts.cluster && !opts.cluster.key)
+      throw new UserError(
+        'an agent in cluster mode needs a cluster key: --cluster-key-file F (or SCALPELS_CLUSTER_KEY_FILE)',
+      );
+    this.refusals = new RefusalLog((line) => this.log.warn(line));
   }
 
   /** Recovers what a previous agent left behind, then listens. */
@@ -75,13 +96,17 @@ export class AgentServer {
     if (this.opts.socketPath) await this.listenUnix(this.opts.socketPath);
     if (this.opts.tcp) await this.listenTcp(this.opts.tcp.host, this.opts.tcp.port);
     if (this.opts.cluster)
-      await this.joinCluster(this.opts.cluster.redisUrl, this.opts.cluster.heartbeatMs);
+      await this.joinCluster(
+        this.opts.cluster.redisUrl,
+        this.opts.cluster.heartbeatMs,
+        this.opts.cluster.key,
+      );
     return { recovered };
   }
 
-  private async joinCluster(redisUrl: string, periodMs: number): Promise<void> {
+  private async joinCluster(redisUrl: string, periodMs: number, key: ClusterKey): Promise<void> {
     const { Cluster } = await import('../cluster/cluster.js');
-    const cluster = new Cluster(redisUrl);
+    const cluster = new Cluster(redisUrl, key);
     this.cluster = cluster;
     const info = (): NodeInfo => ({
       node: this.node,
@@ -103,9 +128,36 @@ export class AgentServer {
     const beat = (): Promise<void> =>
       cluster
         .heartbeat(info())
+        .then(() => this.reassertLiveTracers())
         .catch((e: Error) => this.log.warn(`heartbeat failed (Redis away?): ${e.message}`));
     this.heartbeatTimer = setInterval(() => void beat(), periodMs);
-    await cluster.serve(this.node, (method, params) => this.dispatch(method, params));
+    await cluster.serve(
+      this.node,
+      (method, params) => this.dispatch(method, params),
+      (line) => this.log.warn(line),
+    );
+  }
+
+  /**
+   * A front end marks a node's tracers interrupted when its heartbeat is missing: a dead agent, or
+   * only Redis away for a while (or this agent starved of CPU). Tracers this agent still runs are
+   * live: once its heartbeat is through again, their rows say so again.
+   */
+  private async reassertLiveTracers(): Promise<void> {
+    const store = this.stores.get();
+    for (const running of this.tasks.values()) {
+      const live = running.tracers.filter((t) => !t.isEnded);
+      if (live.length === 0) continue;
+      const rows = await store.listTracers(running.task.id);
+      for (const t of live) {
+        const row = rows.find((r) => r.id === t.spec.row.id);
+        if (row?.status !== 'interrupted') continue;
+        await store.updateTracer(row.id, { status: 'running', error: null, stoppedAt: null });
+        this.log.warn(
+          `tracer ${t.name} of task ${running.task.id} was marked interrupted while this node was unreachable; it still runs`,
+        );
+      }
+    }
   }
 
   get address(): net.AddressInfo | undefined {
@@ -128,7 +180,7 @@ export class AgentServer {
       if (alive) throw new UserError(`an agent is already listening on ${path}`);
       unlinkSync(path);
     }
-    const server = net.createServer((s) => this.accept(s, false));
+    const server = net.createServer((s) => this.accept(s));
     // Created with umask 077 so there is no moment at which others could connect.
     const umask = process.umask(0o177);
     try {
@@ -144,7 +196,15 @@ export class AgentServer {
   }
 
   private async listenTcp(host: string, port: number): Promise<void> {
-    const server = net.createServer((s) => this.accept(s, true));
+    const server = net.createServer((s) => this.acceptTcp(s));
+    // Past the limit the kernel-level accept still happens, but node closes the socket at once.
+    server.maxConnections = this.opts.tcp?.maxConnections ?? 64;
+    server.on('drop', (d?: { remoteAddress?: string }) =>
+      this.refusals?.refuse(
+        d?.remoteAddress ?? 'tcp',
+        `connection from ${d?.remoteAddress ?? 'tcp'}: too many connections`,
+      ),
+    );
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) =>
         reject(new UserError(`cannot listen on ${host}:${port}: ${e.message}`)),
@@ -154,29 +214,131 @@ export class AgentServer {
     this.servers.push(server);
   }
 
-  private accept(socket: net.Socket, needsToken: boolean): void {
+  /** Unix socket: whoever can open it (mode 0600: root) is trusted; one request per line. */
+  private accept(socket: net.Socket): void {
     this.sockets.add(socket);
     socket.once('close', () => this.sockets.delete(socket));
     socket.on('error', () => undefined);
-    const peer = needsToken ? `${socket.remoteAddress}:${socket.remotePort}` : 'unix socket';
-    let pending = 0;
-    const splitter = new LineSplitter((line) => {
-      if (line.trim() === '') return;
-      void this.handle(line, needsToken, peer).then((resp) => {
-        if (!socket.destroyed) socket.write(`${JSON.stringify(resp)}\n`);
-      });
-    }, MAX_REQUEST_BYTES);
-    socket.on('data', (chunk: Buffer) => {
-      pending += chunk.length;
-      if (pending > MAX_REQUEST_BYTES * 4) {
-        socket.destroy();
-        return;
+    this.serveLines(socket, (line) => this.handle(line));
+  }
+
+  /**
+   * TCP: the first request must carry the token (compared in constant time); a bad or missing
+   * one closes the connection. Then requests need no token. Idle connections are closed, and a
+   * client that does not read its answers stops being read (back-pressure).
+   */
+  private acceptTcp(socket: net.Socket): void {
+    const tcp = this.opts.tcp!;
+    this.sockets.add(socket);
+    socket.once('close', () => this.sockets.delete(socket));
+    socket.on('error', () => undefined);
+    const peer = `${socket.remoteAddress}:${socket.remotePort}`;
+    const source = socket.remoteAddress ?? 'tcp';
+    let authed = false;
+    const idleMs = tcp.idleTimeoutMs ?? 300_000;
+    socket.setTimeout(tcp.authTimeoutMs ?? 10_000);
+    socket.on('timeout', () => {
+      if (!authed) this.refusals?.refuse(source, `connection from ${peer}: no token in time`);
+      socket.destroy();
+    });
+    this.serveLines(socket, async (line) => {
+      if (authed) return this.handle(line);
+      let req: Partial<RpcRequest> | undefined;
+      try {
+        req = JSON.parse(line) as Partial<RpcRequest>;
+      } catch {
+        req = undefined;
       }
-      splitter.push(chunk);
+      if (!tokenMatches(tcp.token, req?.token)) {
+        const method = typeof req?.method === 'string' ? req.method : 'request';
+        this.refusals?.refuse(source, `${method} from ${peer}: bad or missing token`);
+        const id = typeof req?.id === 'number' || typeof req?.id === 'string' ? req.id : null;
+        // Tell the client why, then close: nothing more is read from this connection.
+        socket.end(
+          `${JSON.stringify({
+            jsonrpc: '2.0',
+            id,
+            error: { code: RPC_ERRORS.unauthorized, message: 'unauthorized: bad or missing token' },
+          } satisfies RpcResponse)}\n`,
+        );
+        // A client that never reads must not hold the connection open.
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return undefined;
+      }
+      authed = true;
+      socket.setTimeout(idleMs);
+      return this.handle(line);
     });
   }
 
-  private async handle(line: string, needsToken: boolean, peer: string): Promise<RpcResponse> {
+  /**
+   * Reads requests line by line, at most `maxInFlight` handled at once per connection; stops
+   * reading while answers wait in the send buffer, so a client that never reads cannot make the
+   * agent queue answers without bound.
+   */
+  private serveLines(
+    socket: net.Socket,
+    handle: (line: string) => Promise<RpcResponse | undefined>,
+  ): void {
+    const maxQueued = this.opts.tcp?.maxQueuedBytes ?? 1 << 20;
+    const maxInFlight = this.opts.tcp?.maxInFlight ?? 16;
+    let inFlight = 0;
+    let closed = false;
+    // Lines read but not yet handled: bounded by what one read can hold, since reading pauses
+    // while this connection is at its limit.
+    const waiting: string[] = [];
+    socket.once('close', () => {
+      closed = true;
+      waiting.length = 0;
+    });
+    const gone = (): boolean => closed || socket.destroyed || socket.writableEnded;
+    const pump = (): void => {
+      while (!gone() && waiting.length > 0 && inFlight < maxInFlight) {
+        const line = waiting.shift()!;
+        inFlight++;
+        void handle(line).then((resp) => {
+          inFlight--;
+          if (resp && !gone() && !socket.write(`${JSON.stringify(resp)}\n`)) socket.pause();
+          pump();
+        });
+      }
+      if (gone()) {
+        // Refused or closing: read nothing more (the kernel buffer fills, the sender blocks).
+        waiting.length = 0;
+        socket.pause();
+        return;
+      }
+      const room = inFlight < maxInFlight && socket.writableLength < maxQueued;
+      if (room && waiting.length === 0) socket.resume();
+      else socket.pause();
+    };
+    socket.on('drain', pump);
+    const splitter = new LineSplitter(
+      (line) => {
+        if (line.trim() !== '' && !gone()) waiting.push(line);
+      },
+      MAX_REQUEST_BYTES,
+      () => {
+        // A request longer than the limit: answer once and close (it is not a client of ours).
+        if (gone()) return;
+        waiting.length = 0;
+        socket.end(
+          `${JSON.stringify({
+            jsonrpc: '2.0',
+            id: null,
+            error: { code: RPC_ERRORS.invalidRequest, message: 'request too long' },
+          } satisfies RpcResponse)}\n`,
+        );
+      },
+    );
+    socket.on('data', (chunk: Buffer) => {
+      if (gone()) return;
+      splitter.push(chunk);
+      pump();
+    });
+  }
+
+  private async handle(line: string): Promise<RpcResponse> {
     let req: RpcRequest;
     try {
       req = JSON.parse(line) as RpcRequest;
@@ -188,16 +350,6 @@ export class AgentServer {
       };
     }
     const id = typeof req?.id === 'number' || typeof req?.id === 'string' ? req.id : null;
-    if (needsToken && !tokenMatches(this.opts.tcp!.token, req?.token)) {
-      this.log.warn(
-        `refused ${typeof req?.method === 'string' ? req.method : 'request'} from ${peer}: bad or missing token`,
-      );
-      return {
-        jsonrpc: '2.0',
-        id,
-        error: { code: RPC_ERRORS.unauthorized, message: 'unauthorized: bad or missing token' },
-      };
-    }
     if (req?.jsonrpc !== '2.0' || typeof req.method !== 'string' || id === null)
       return {
         jsonrpc: '2.0',
@@ -210,7 +362,10 @@ export class AgentServer {
     } catch (e) {
       const code =
         e instanceof RpcError ? e.code : isUserError(e) ? RPC_ERRORS.user : RPC_ERRORS.internal;
-      if (code === RPC_ERRORS.internal) this.log.error(`${req.method} failed: ${errorMessage(e)}`);
+      if (code === RPC_ERRORS.internal)
+        this.log.error(
+          `${escapeControl(req.method, 100)} failed: ${escapeControl(errorMessage(e))}`,
+        );
       return { jsonrpc: '2.0', id, error: { code, message: errorMessage(e).split('\n')[0]! } };
     }
   }
@@ -229,7 +384,7 @@ export class AgentServer {
         return this.mark(checkMarkParams(params));
       default:
         return Promise.reject(
-          new RpcError(RPC_ERRORS.methodNotFound, `unknown method "${method}"`),
+          new RpcError(RPC_ERRORS.methodNotFound, `unknown method "${escapeControl(method, 100)}"`),
         );
     }
   }
@@ -354,6 +509,7 @@ export class AgentServer {
   /** Stops every tracer cleanly, then closes the listeners (SIGTERM/SIGINT). */
   async close(): Promise<void> {
     this.closing = true;
+    this.refusals?.close();
     await Promise.allSettled([...this.inFlight]);
     await Promise.all([...this.tasks.values()].map((t) => t.stop().catch(() => [])));
     this.tasks.clear();

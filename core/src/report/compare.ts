@@ -2,7 +2,9 @@ import type { SeriesKind } from '../api.js';
 import { buildReport, type ReportV1 } from '../report.js';
 import type { SeriesRangeSummary, Store, TaskRow } from '../store/types.js';
 import { table } from '../table.js';
-import { human, sig } from './format.js';
+import { escapeControl } from '../text-safety.js';
+import { humanize } from '../units.js';
+import { sig } from './format.js';
 
 /** The comparison format name (`scalpels compare --format json`). */
 export const COMPARE_FORMAT = 'scalpels.compare/v1';
@@ -19,6 +21,8 @@ export interface CompareSide {
   value: number;
   /** Counters: per second over the tracer's run. */
   rate: number | null;
+  /** Counters and histogram buckets, with `--ops`: value / the task's operations (extra field). */
+  perOp?: number;
 }
 
 export interface CompareSeriesRow {
@@ -43,6 +47,8 @@ export interface CompareSeriesRow {
    * estimated).
    */
   significant: boolean | null;
+  /** With `--ops`: B's per-operation value minus A's (counters and histogram buckets). */
+  deltaPerOp?: number | null;
 }
 
 export interface CompareEventRow {
@@ -56,6 +62,8 @@ export interface CompareEventRow {
 
 export interface Comparison {
   format: typeof COMPARE_FORMAT;
+  /** Operations each task did (`--ops N` or `--ops A,B`): per-operation figures (extra field). */
+  ops?: { a: number; b: number };
   a: ReportV1['task'] & { durationS: number };
   b: ReportV1['task'] & { durationS: number };
   series: CompareSeriesRow[];
@@ -140,8 +148,9 @@ export async function compareTasks(
   store: Store,
   taskA: TaskRow,
   taskB: TaskRow,
-  opts: { top?: number } = {},
+  opts: { top?: number; ops?: { a: number; b: number } } = {},
 ): Promise<Comparison> {
+  const ops = opts.ops;
   const [ra, rb] = await Promise.all([
     buildReport(store, taskA, { top: opts.top ?? 100 }),
     buildReport(store, taskB, { top: opts.top ?? 100 }),
@@ -153,16 +162,17 @@ export async function compareTasks(
     const b = sb.get(key);
     const any = (a ?? b)!;
     if ((a?.value ?? 0) === 0 && (b?.value ?? 0) === 0) continue;
-    const side = (x: Acc | undefined): CompareSide | null =>
+    const side = (x: Acc | undefined, n: number | undefined): CompareSide | null =>
       x
         ? {
             points: x.points,
             value: x.value,
             rate: x.kind === 'gauge' ? null : x.value / x.seconds,
+            ...(n && x.kind !== 'gauge' ? { perOp: x.value / n } : {}),
           }
         : null;
-    const A = side(a);
-    const B = side(b);
+    const A = side(a, ops?.a);
+    const B = side(b, ops?.b);
     const delta = A && B ? B.value - A.value : null;
     const noise =
       a && b && a.minPoints >= 3 && b.minPoints >= 3 && Number.isFinite(a.variance + b.variance)
@@ -184,6 +194,7 @@ export async function compareTasks(
         noise === null || delta === null
           ? null
           : Math.abs(delta) > 3 * noise && Math.abs(delta) > MIN_CHANGE * Math.abs(A!.value),
+      ...(ops && any.kind !== 'gauge' ? { deltaPerOp: A && B ? B.perOp! - A.perOp! : null } : {}),
     });
   }
   // Biggest changes first: the delta's share of everything its series name did in both runs
@@ -234,6 +245,7 @@ export async function compareTasks(
   );
   return {
     format: COMPARE_FORMAT,
+    ...(ops ? { ops } : {}),
     a: header(ra, taskA),
     b: header(rb, taskB),
     series,
@@ -251,10 +263,12 @@ export const ratioText = (r: number | null): string =>
 
 export function formatCompareTable(c: Comparison, opts: { rows?: number } = {}): string {
   const max = opts.rows ?? 40;
+  const ops = c.ops;
   const out = [
-    `A: ${c.a.id} "${c.a.name}" ${sig(c.a.durationS)} s`,
-    `B: ${c.b.id} "${c.b.name}" ${sig(c.b.durationS)} s`,
-    'counters compare totals over the task, gauges their mean; ! = change beyond 3 standard deviations of the interval-to-interval noise, ~ = within it, blank = noise unknown (fewer than 3 points)',
+    `A: ${c.a.id} "${escapeControl(c.a.name)}" ${sig(c.a.durationS)} s${ops ? `, ${ops.a} operations` : ''}`,
+    `B: ${c.b.id} "${escapeControl(c.b.name)}" ${sig(c.b.durationS)} s${ops ? `, ${ops.b} operations` : ''}`,
+    'counters compare totals over the task, gauges their mean, histograms their bucket counts; ! = change beyond 3 standard deviations of the interval-to-interval noise, ~ = within it, blank = noise unknown (fewer than 3 points)' +
+      (ops ? '; counters and buckets per operation' : ''),
   ];
   for (const tracer of [...new Set(c.series.map((s) => s.tracer))]) {
     const rows = c.series.filter((s) => s.tracer === tracer);
@@ -262,22 +276,42 @@ export function formatCompareTable(c: Comparison, opts: { rows?: number } = {}):
       '',
       `tracer ${tracer}: ${rows.length} series${rows.length > max ? ` (first ${max})` : ''}`,
     );
+    // A histogram's value is a bucket count, whatever unit its bounds are in.
+    const unitOf = (s: CompareSeriesRow): string => (s.kind === 'histogram' ? 'count' : s.unit);
+    const perOp = (s: CompareSeriesRow): boolean => ops !== undefined && s.kind !== 'gauge';
+    const val = (s: CompareSeriesRow, x: CompareSide | null): string =>
+      x ? humanize(perOp(s) ? (x.perOp ?? null) : x.value, unitOf(s)) : '-';
     out.push(
       table(
-        ['', 'series', 'labels', 'unit', 'kind', 'A', 'B', 'delta', 'B/A'],
-        rows
-          .slice(0, max)
-          .map((s) => [
+        [
+          '',
+          'series',
+          'labels',
+          'unit',
+          'kind',
+          ops ? 'A (/op)' : 'A',
+          ops ? 'B (/op)' : 'B',
+          'delta',
+          'B/A',
+        ],
+        rows.slice(0, max).map((s) => {
+          const d = perOp(s) ? (s.deltaPerOp ?? null) : s.delta;
+          return [
             s.significant === true ? '!' : s.significant === false ? '~' : ' ',
             s.name,
             labelText(s.labels),
-            s.unit,
+            unitOf(s),
             s.kind,
-            s.a ? human(s.a.value, s.unit) : '-',
-            s.b ? human(s.b.value, s.unit) : '-',
-            s.delta === null ? '-' : `${s.delta > 0 ? '+' : ''}${human(s.delta, s.unit)}`,
-            s.a && s.b ? ratioText(s.ratio) : s.a ? 'gone' : 'new',
-          ]),
+            val(s, s.a),
+            val(s, s.b),
+            d === null ? '-' : `${d > 0 ? '+' : ''}${humanize(d, unitOf(s))}`,
+            s.a && s.b
+              ? ratioText(perOp(s) && s.a.perOp ? s.b.perOp! / s.a.perOp : s.ratio)
+              : s.a
+                ? 'gone'
+                : 'new',
+          ];
+        }),
       )
         .split('\n')
         .map((l) => `  ${l}`)

@@ -46,15 +46,3 @@ export function offset(ms: number): string {
   if (s < 3600) return `+${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s`;
   return `+${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
-
-/** Round axis bounds: 1, 2, 2.5, 5 × 10^k at or above n; bytes round in powers of 1024. */
-export function niceCeil(n: number, unit = ''): number {
-  if (unit.startsWith('bytes') && n >= 1024) {
-    const k = 1024 ** Math.floor(Math.log(n) / Math.log(1024));
-    return niceCeil(n / k) * k;
-  }
-  if (n <= 0) return 1;
-  const p = 10 ** Math.floor(Math.log10(n));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= n * 0.9999) return m * p;
-  return 10 * p;
-}

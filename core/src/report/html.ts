@@ -1,158 +1,309 @@
 import type { ReportTracer, ReportV1 } from '../report.js';
-import { human, niceCeil, offset, sig } from './format.js';
-import type { Chart, ReportTimeline, TopTable } from './timeline.js';
+import { humanize } from '../units.js';
+import { human, offset, sig } from './format.js';
+import {
+  bucketCounts,
+  CLIENT_LIB,
+  esc,
+  htmlPage,
+  looksCumulative,
+  sortedBuckets,
+} from './html-page.js';
+import {
+  summarize,
+  tableCells,
+  type ReportSummary,
+  type ReportViews,
+  type SummaryTable,
+} from './summary.js';
+import type { Chart, ReportTimeline } from './timeline.js';
 
 /**
- * The HTML report: one self-contained file (inline CSS and SVG drawn here, no script, no font,
- * no request), readable in a narrow window and printable.
+ * The HTML report: one self-contained file that works offline. The headline and top tables come
+ * first, as HTML; the interactive charts after, drawn by uPlot (inlined) from a JSON data block.
+ * The Content-Security-Policy admits only the two inlined scripts, by hash, and fetches nothing;
+ * traced text reaches the page as escaped JSON data or escaped HTML, never as code.
  */
-
-const esc = (s: unknown): string =>
-  String(s).replace(
-    /[&<>"']/g,
-    (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!,
-  );
 
 /** Colour-blind-safe palette (Okabe-Ito) plus grey for "other". */
 const COLORS = ['#0072b2', '#d55e00', '#009e73', '#cc79a7', '#e69f00', '#56b4e9', '#000000'];
 const OTHER = '#999999';
 
-/** Titles for the event tables of the known tracers. */
-const EVENT_TITLES: Record<string, string> = {
-  'sql-queries': 'SQL profile',
-  'rpc-calls': 'RPC methods',
-  'python-calls': 'Python functions',
-  'fs-io': 'Files',
-  syscalls: 'System calls',
-};
-
-const W = 640;
-const H = 210;
-const ML = 62;
-const MR = 14;
-const MT = 18;
-const MB = 24;
-
-function chartSvg(c: Chart, tl: ReportTimeline): string {
-  const span = tl.to - tl.from;
-  const x = (t: number): number => ML + ((t - tl.from) / span) * (W - ML - MR);
-  let lo = 0;
-  let hi = 0;
-  for (const l of c.lines)
-    for (const [, v] of l.points) {
-      if (v > hi) hi = v;
-      if (v < lo) lo = v;
-    }
-  hi = niceCeil(hi, c.unit);
-  lo = lo < 0 ? -niceCeil(-lo, c.unit) : 0;
-  const y = (v: number): number => H - MB - ((v - lo) / (hi - lo)) * (H - MT - MB);
-  const out: string[] = [
-    `<svg class="chart" viewBox="0 0 ${W} ${H}" role="img" aria-label="${esc(`${c.name} (${c.unit})`)}" xmlns="http://www.w3.org/2000/svg">`,
-  ];
-  // Grid and y labels.
-  for (let i = 0; i <= 4; i++) {
-    const v = lo + ((hi - lo) * i) / 4;
-    const yy = y(v).toFixed(1);
-    out.push(
-      `<line class="grid" x1="${ML}" x2="${W - MR}" y1="${yy}" y2="${yy}"/>`,
-      `<text class="tick" x="${ML - 6}" y="${yy}" text-anchor="end" dominant-baseline="middle">${esc(human(v, c.unit.replace(/\/s$/, '')))}</text>`,
-    );
-  }
-  // Shared time axis: the task's span, the same on every chart.
-  for (let i = 0; i <= 5; i++) {
-    const t = tl.from + (span * i) / 5;
-    out.push(
-      `<text class="tick" x="${x(t).toFixed(1)}" y="${H - 6}" text-anchor="${i === 0 ? 'start' : i === 5 ? 'end' : 'middle'}">${offset(t - tl.from)}</text>`,
-    );
-  }
-  for (const [i, m] of tl.markers.entries()) {
-    if (m.ts < tl.from || m.ts > tl.to) continue;
-    const xx = x(m.ts).toFixed(1);
-    out.push(
-      `<g class="marker"><title>${esc(`${new Date(m.ts).toISOString()} ${m.text}`)}</title>` +
-        `<line x1="${xx}" x2="${xx}" y1="${MT - 6}" y2="${H - MB}"/>` +
-        `<text x="${Number(xx) + 3}" y="${MT - 8 + (i % 2) * 10}">${esc(m.text.length > 28 ? `${m.text.slice(0, 27)}…` : m.text)}</text></g>`,
-    );
-  }
-  c.lines.forEach((l, i) => {
-    const color = l.label.startsWith('other (') ? OTHER : COLORS[i % COLORS.length]!;
-    const title = `<title>${esc(l.label)}</title>`;
-    if (l.points.length === 1) {
-      const [t, v] = l.points[0]!;
-      out.push(
-        `<circle class="pt" cx="${x(t).toFixed(1)}" cy="${y(v).toFixed(1)}" r="3.5" fill="${color}">${title}</circle>`,
-      );
-    } else {
-      const pts = l.points.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(' ');
-      out.push(
-        `<polyline class="line" points="${pts}" stroke="${color}" data-points="${l.points.length}">${title}</polyline>`,
-      );
-    }
-  });
-  out.push(
-    `<line class="axis" x1="${ML}" x2="${W - MR}" y1="${H - MB}" y2="${H - MB}"/>`,
-    `<line class="axis" x1="${ML}" x2="${ML}" y1="${MT}" y2="${H - MB}"/>`,
-    '</svg>',
-  );
-  return out.join('');
+/** A chart as the page script draws it: x in seconds since the epoch, one y array per line. */
+interface ChartData {
+  title: string;
+  tracer: string;
+  unit: string;
+  kind: string;
+  note: string;
+  x: number[];
+  lines: { label: string; color: string; y: (number | null)[] }[];
 }
 
-function chartFigure(c: Chart, tl: ReportTimeline): string {
+interface HistogramData {
+  title: string;
+  tracer: string;
+  /** Unit of the bucket bounds. */
+  unit: string;
+  bounds: string[];
+  counts: number[];
+}
+
+/** Lines on one x axis: the union of their times; a line without a point there gets null. */
+function aligned(
+  lines: { label: string; color: string; points: [number, number][] }[],
+  zeroFill: boolean,
+): { x: number[]; lines: ChartData['lines'] } {
+  const xs = [...new Set(lines.flatMap((l) => l.points.map((p) => p[0])))].sort((a, b) => a - b);
+  const at = new Map(xs.map((x, i) => [x, i]));
+  return {
+    x: xs.map((t) => t / 1000),
+    lines: lines.map((l) => {
+      const y: (number | null)[] = xs.map(() => (zeroFill ? 0 : null));
+      for (const [t, v] of l.points) y[at.get(t)!] = v;
+      return { label: l.label, color: l.color, y };
+    }),
+  };
+}
+
+function chartData(c: Chart, node: string | undefined): ChartData {
   const counter = c.kind === 'counter';
-  const legend = c.lines
-    .map((l, i) => {
-      const color = l.label.startsWith('other (') ? OTHER : COLORS[i % COLORS.length]!;
-      const what = counter
-        ? `total ${human(l.weight, c.unit.replace(/\/s$/, ''))}`
-        : `peak ${human(l.weight, c.unit)}`;
-      return `<li><span class="sw" style="background:${color}"></span>${esc(l.label)} <small>${esc(what)}</small></li>`;
+  const lines = c.lines.map((l, i) => ({
+    label: l.label,
+    color: l.label.startsWith('other (') ? OTHER : COLORS[i % COLORS.length]!,
+    points: l.points,
+  }));
+  return {
+    title: c.name,
+    tracer: node ? `${c.tracer} on ${node}` : c.tracer,
+    unit: c.unit,
+    kind: c.kind,
+    note: [
+      counter
+        ? `rate per second over ${sig(c.stepMs / 1000)} s buckets`
+        : `mean per ${sig(c.stepMs / 1000)} s bucket`,
+      c.folded && counter ? `${c.folded} smaller series summed as other` : '',
+      c.zero ? `${c.zero} all-zero series hidden` : '',
+    ]
+      .filter(Boolean)
+      .join(' · '),
+    ...aligned(lines, counter),
+  };
+}
+
+/** A task on several nodes: per tracer and series, one line per node (its lines summed). */
+function combinedCharts(r: ReportV1, tl: ReportTimeline): ChartData[] {
+  const nodeOf = new Map(r.tracers.map((t) => [t.id, t.node]));
+  if (new Set(nodeOf.values()).size < 2) return [];
+  const groups = new Map<string, Chart[]>();
+  for (const c of tl.charts) {
+    if (!c.lines.length) continue;
+    const k = `${c.tracer}\0${c.name}`;
+    groups.set(k, [...(groups.get(k) ?? []), c]);
+  }
+  const out: ChartData[] = [];
+  for (const charts of groups.values()) {
+    if (charts.length < 2) continue;
+    const first = charts[0]!;
+    const lines = charts.map((c, i) => {
+      const sums = new Map<number, number>();
+      for (const l of c.lines) for (const [t, v] of l.points) sums.set(t, (sums.get(t) ?? 0) + v);
+      return {
+        label: nodeOf.get(c.tracerId) ?? String(c.tracerId),
+        color: COLORS[i % COLORS.length]!,
+        points: [...sums.entries()].sort((a, b) => a[0] - b[0]),
+      };
+    });
+    out.push({
+      title: first.name,
+      tracer: `${first.tracer} on ${charts.length} nodes`,
+      unit: first.unit,
+      kind: first.kind,
+      note: 'one line per node: every series of the node summed',
+      ...aligned(lines, first.kind === 'counter'),
+    });
+  }
+  return out;
+}
+
+/** Histograms over the task: bucket counts by bound, summed over every other label. */
+function histograms(r: ReportV1, views: ReportViews): HistogramData[] {
+  const out: HistogramData[] = [];
+  const groups = new Map<
+    string,
+    { tracer: string; name: string; unit: string; b: Map<string, number> }
+  >();
+  for (const tr of r.tracers)
+    for (const s of tr.series) {
+      if (s.kind !== 'histogram' || s.labels.le === undefined) continue;
+      const k = `${tr.tracer}\0${s.name}`;
+      let g = groups.get(k);
+      if (!g) groups.set(k, (g = { tracer: tr.tracer, name: s.name, unit: s.unit, b: new Map() }));
+      g.b.set(s.labels.le, (g.b.get(s.labels.le) ?? 0) + s.sum);
+    }
+  for (const g of groups.values()) {
+    const view = views[g.tracer]?.histograms?.[g.name];
+    const sorted = sortedBuckets(g.b);
+    const counts = bucketCounts(sorted, view?.cumulative ?? looksCumulative(sorted));
+    if (!counts.some((n) => n > 0)) continue;
+    out.push({
+      title: g.name,
+      tracer: g.tracer,
+      unit: view?.boundUnit ?? (g.unit === 'count' ? '' : g.unit),
+      bounds: sorted.map(([le]) => le),
+      counts,
+    });
+  }
+  return out;
+}
+
+function headlineHtml(s: ReportSummary): string {
+  const figs = [
+    { label: 'duration', value: humanize(s.durationS, 's'), perOp: '', tracer: '' },
+    ...s.headline.map((f) => ({
+      label: f.label,
+      value: humanize(f.value, f.unit),
+      perOp: f.perOp === null ? '' : `${humanize(f.perOp, f.unit)} per op`,
+      tracer: f.tracer,
+    })),
+  ];
+  const perOp =
+    s.ops !== null && s.headline.some((f) => f.perOp !== null)
+      ? `<p class="perop"><b>per operation</b> (${s.ops} operations): ${s.headline
+          .filter((f) => f.perOp !== null)
+          .map((f) => `${esc(humanize(f.perOp, f.unit))} ${esc(f.label)}`)
+          .join(', ')}</p>`
+      : '';
+  return (
+    `<section class="headline"><h2>What the workload cost</h2>${perOp}<div class="figs">` +
+    figs
+      .map(
+        (f) =>
+          `<div class="fig"><div class="v">${esc(f.value)}</div><div class="l">${esc(f.label)}</div>` +
+          `${f.perOp ? `<div class="po">${esc(f.perOp)}</div>` : ''}${f.tracer ? `<div class="t">${esc(f.tracer)}</div>` : ''}</div>`,
+      )
+      .join('') +
+    '</div></section>'
+  );
+}
+
+function summaryTableHtml(t: SummaryTable, ops: number | null): string {
+  const { header, rows, keys } = tableCells(t, ops, humanize);
+  const rank = t.rankedBy;
+  const total = t.rows.reduce((a, r) => a + Math.abs(r.values[rank] ?? 0), 0);
+  const body = rows
+    .map((cells, i) => {
+      const row = t.rows[i]!;
+      const v = row.values[rank] ?? 0;
+      const share = total ? (Math.abs(v) / total) * 100 : 0;
+      // Keys whole here (the text report cuts long ones).
+      return (
+        '<tr>' +
+        row.key
+          .map((k) => `<td class="key"><code>${esc(k === '' ? '(none)' : k)}</code></td>`)
+          .join('') +
+        cells
+          .slice(keys)
+          .map((c) => `<td class="n">${esc(c)}</td>`)
+          .join('') +
+        `<td class="bar"><span style="width:${share.toFixed(1)}%"></span></td></tr>`
+      );
     })
     .join('');
-  const notes = [
-    counter
-      ? `rate per second over ${sig(c.stepMs / 1000)} s buckets`
-      : `mean per ${sig(c.stepMs / 1000)} s bucket`,
-    c.zero ? `${c.zero} all-zero series hidden` : '',
-  ]
-    .filter(Boolean)
-    .join(' · ');
   return (
-    `<figure class="card" data-series="${esc(c.name)}"><figcaption><b>${esc(c.name)}</b> <span class="unit">${esc(c.unit)}</span> <span class="kind">${c.kind}</span></figcaption>` +
-    chartSvg(c, tl) +
-    `<ul class="legend">${legend}</ul><p class="note">${esc(notes)}</p></figure>`
+    `<div class="top"><h4>${esc(t.title)}${t.more ? ` <small>top ${t.rows.length} of ${t.rows.length + t.more}</small>` : ''}</h4>` +
+    `<div class="scroll"><table><thead><tr>${header.map((h, j) => `<th${j >= keys ? ' class="n"' : ''}>${esc(h)}</th>`).join('')}<th></th></tr></thead><tbody>${body}</tbody></table></div></div>`
   );
 }
 
-function topTableHtml(t: TopTable): string {
-  const rows = t.rows
+function sectionsHtml(s: ReportSummary): string {
+  return s.sections
     .map(
-      (r, i) =>
-        `<tr><td class="n">${i + 1}</td><td class="key">${esc(r.key)}</td><td class="n">${esc(human(r.sum, t.unit))}</td><td class="n">${esc(human(r.rate, `${t.unit}/s`))}</td>` +
-        `<td class="bar"><span style="width:${(r.share * 100).toFixed(1)}%"></span>${(r.share * 100).toFixed(1)}%</td></tr>`,
+      (sec) =>
+        `<section class="tracer"><h3>${esc(sec.title)} <small>${esc(sec.tracer)} on ${esc(sec.nodes.join(', '))} · ${esc(sec.status)}${sec.technique ? ` [${esc(sec.technique)}]` : ''} · ${sec.records} records${sec.dropped ? ` · <b class="failed">${sec.dropped} dropped</b>` : ''}</small></h3>` +
+        (sec.error ? `<p class="failed">${esc(sec.error)}</p>` : '') +
+        (sec.tables.length
+          ? sec.tables.map((t) => summaryTableHtml(t, s.ops)).join('')
+          : '<p class="note">No activity recorded.</p>') +
+        '</section>',
     )
     .join('');
-  return (
-    `<div class="top"><h4>${esc(t.name)} by ${esc(t.by.join(', '))} <small>total ${esc(human(t.total, t.unit))}${t.more ? `, ${t.more} more` : ''}</small></h4>` +
-    `<div class="scroll"><table><thead><tr><th>#</th><th>${esc(t.by.join(' '))}</th><th>total</th><th>rate</th><th>share</th></tr></thead><tbody>${rows}</tbody></table></div></div>`
-  );
 }
 
-function eventsHtml(tr: ReportTracer): string {
-  if (tr.events.count === 0) return '';
-  const total = tr.events.top.reduce((a, e) => a + e.totalMs, 0);
-  const rows = tr.events.top
-    .map(
-      (e, i) =>
-        `<tr><td class="n">${i + 1}</td><td class="n">${e.count}</td><td class="n">${sig(e.totalMs)}</td><td class="n">${sig(e.meanMs)}</td><td class="n">${sig(e.p95Ms)}</td>` +
-        `<td class="bar"><span style="width:${total ? ((e.totalMs / total) * 100).toFixed(1) : 0}%"></span></td><td class="key"><code>${esc(e.key)}</code></td></tr>`,
-    )
-    .join('');
-  const title = EVENT_TITLES[tr.tracer] ?? 'Top events';
-  return (
-    `<div class="top"><h4>${esc(title)} <small>${tr.events.count} events, top ${tr.events.top.length} by total time</small></h4>` +
-    `<div class="scroll"><table><thead><tr><th>#</th><th>count</th><th>total ms</th><th>mean ms</th><th>p95 ms</th><th>share</th><th>key</th></tr></thead><tbody>${rows}</tbody></table></div></div>`
-  );
-}
+/**
+ * The page script: draws every chart with uPlot from the JSON data block (hover values in the
+ * legend, drag to zoom, zoom to a phase or around a marker, click a legend entry to hide a
+ * series), cursors and zoom shared by every time chart. Data only: it writes no markup from it.
+ */
+const APP = String.raw`(function () {
+  'use strict';
+  var data = JSON.parse(document.getElementById('scalpels-data').textContent);
+${CLIENT_LIB}
+  function clock(t) {
+    var s = t - data.from / 1000;
+    return '+' + (Math.abs(s) < 100 ? sig(s) : Math.round(s)) + 's';
+  }
+  var markerPlugin = {
+    hooks: {
+      draw: [function (u) {
+        var ctx = u.ctx;
+        ctx.save();
+        ctx.strokeStyle = '#7a3e9d';
+        ctx.fillStyle = '#7a3e9d';
+        ctx.setLineDash([4, 3]);
+        ctx.font = Math.round(10 * devicePixelRatio) + 'px sans-serif';
+        data.markers.forEach(function (m) {
+          var x = u.valToPos(m.ts / 1000, 'x', true);
+          if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) return;
+          ctx.beginPath();
+          ctx.moveTo(x, u.bbox.top);
+          ctx.lineTo(x, u.bbox.top + u.bbox.height);
+          ctx.stroke();
+          ctx.fillText(m.text.length > 28 ? m.text.slice(0, 27) + '…' : m.text, x + 3, u.bbox.top + 10 * devicePixelRatio);
+        });
+        ctx.restore();
+      }],
+    },
+  };
+  data.charts.forEach(function (c, i) {
+    var el = document.getElementById('chart-' + i);
+    var opts = {
+      width: width(el),
+      height: 200,
+      cursor: { sync: { key: 'scalpels', setSeries: false }, drag: { x: true, y: false } },
+      scales: { x: { time: false, min: data.from / 1000, max: data.to / 1000 } },
+      legend: { live: true },
+      axes: [
+        { values: function (u, vals) { return vals.map(clock); } },
+        { size: axisSize, values: function (u, vals) { return vals.map(function (v) { return fmt(v, c.unit); }); } },
+      ],
+      series: [{ label: 'time', value: function (u, v) { return v == null ? '-' : clock(v); } }].concat(
+        c.lines.map(function (l) {
+          return {
+            label: l.label,
+            stroke: l.color,
+            width: 1.6,
+            spanGaps: true,
+            points: { show: c.x.length < 3 },
+            value: function (u, v) { return fmt(v, c.unit); },
+          };
+        })
+      ),
+      plugins: [syncZoom, markerPlugin],
+    };
+    charts.push(new uPlot(opts, [c.x].concat(c.lines.map(function (l) { return l.y; })), el));
+  });
+  data.histograms.forEach(function (h, i) {
+    histogram(document.getElementById('hist-' + i), h, [{ label: 'count', color: '#0072b2', fill: 'rgba(0,114,178,0.6)', counts: h.counts }]);
+  });
+  // Zoom buttons: the whole task, each phase between markers, a window around each marker.
+  document.querySelectorAll('button[data-from]').forEach(function (b) {
+    b.addEventListener('click', function () {
+      zoom(Number(b.getAttribute('data-from')) / 1000, Number(b.getAttribute('data-to')) / 1000);
+    });
+  });
+  window.scalpelsCharts = charts;
+})();`;
 
 /** Rows of the collapsed all-series table; the rest are in `--format csv|json`. */
 const SERIES_ROWS = 400;
@@ -191,14 +342,6 @@ small,.note,.unit,.kind{color:var(--muted)}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(min(100%,440px),1fr));gap:12px}
 .card{margin:0;padding:8px 10px;background:var(--card);border:1px solid var(--line);border-radius:6px;break-inside:avoid}
 figcaption{margin-bottom:4px;overflow-wrap:anywhere}
-svg.chart{width:100%;height:auto;display:block}
-svg .grid{stroke:#e3e7ec;stroke-width:1}svg .axis{stroke:#8a939d;stroke-width:1}
-svg .tick{font-size:10.5px;fill:#5b6470}
-svg polyline.line{fill:none;stroke-width:1.8;stroke-linejoin:round}
-svg .marker line{stroke:#7a3e9d;stroke-width:1.2;stroke-dasharray:4 3}svg .marker text{font-size:10px;fill:#7a3e9d}
-.legend{list-style:none;margin:4px 0 0;padding:0;display:flex;flex-wrap:wrap;gap:2px 12px;font-size:12px}
-.legend li{overflow-wrap:anywhere}
-.sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:4px;vertical-align:-1px}
 .note{font-size:11.5px;margin:2px 0 0}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;font-size:12.5px;width:auto;min-width:min(100%,640px)}
@@ -212,12 +355,29 @@ td.bar span{display:inline-block;height:9px;background:var(--accent);opacity:.75
 code{font:12px ui-monospace,"DejaVu Sans Mono",monospace}
 details{margin:10px 0}summary{cursor:pointer;color:var(--accent)}
 footer{margin:32px 0 8px;color:var(--muted);font-size:12px}
+.figs{display:grid;grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:8px}
+.fig{padding:8px 10px;background:var(--card);border:1px solid var(--line);border-radius:6px}
+.fig .v{font-size:20px;font-weight:600;font-variant-numeric:tabular-nums}.fig .l{color:var(--fg)}
+.fig .po{color:var(--accent);font-size:12px}.fig .t{color:var(--muted);font-size:11px}
+.perop{margin:4px 0 10px}
+section.tracer{margin:6px 0 14px}
+th.n{text-align:right}
+.zoom{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0 10px}
+.zoom button{font:inherit;font-size:12px;padding:2px 8px;border:1px solid var(--line);border-radius:4px;background:var(--card);cursor:pointer}
+.plot{min-height:200px;overflow:hidden}
+.u-legend{font-size:11.5px;text-align:left}.u-legend .u-series th{font-weight:normal}
 @media (max-width:600px){main{padding:8px}.meta{grid-template-columns:1fr}.meta dt{margin-top:4px}}
 @media print{main{max-width:none;padding:0}.grid{grid-template-columns:1fr 1fr}h2{break-after:avoid}.card,.top{break-inside:avoid}details>summary{display:none}}
 `;
 
 /** Renders the report and its timeline into one HTML document. */
-export function formatReportHtml(r: ReportV1, tl: ReportTimeline): string {
+export function formatReportHtml(
+  r: ReportV1,
+  tl: ReportTimeline,
+  opts: { views?: ReportViews } = {},
+): string {
+  const views = opts.views ?? {};
+  const summary = r.summary ?? summarize(r, views);
   const t = r.task;
   const duration = (tl.to - tl.from) / 1000;
   const meta: [string, string][] = [
@@ -229,17 +389,83 @@ export function formatReportHtml(r: ReportV1, tl: ReportTimeline): string {
     ['duration', `${sig(duration)} s`],
     ['nodes', t.nodes.join(', ') || '-'],
   ];
+  if (t.ops) meta.push(['operations', String(t.ops)]);
   const labels = Object.entries(t.labels);
   if (labels.length) meta.push(['labels', labels.map(([k, v]) => `${k}=${v}`).join(' ')]);
-  const out: string[] = [
-    '<!doctype html>',
-    '<html lang="en"><head><meta charset="utf-8">',
-    '<meta name="viewport" content="width=device-width,initial-scale=1">',
-    // Nothing may be fetched: no script, no font, no image, no connection.
-    `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">`,
-    `<title>${esc(`Scalpels report: ${t.name}`)}</title><style>${CSS}</style></head><body><main>`,
-    `<header><h1>${esc(t.name)}</h1><dl class="meta">${meta.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl></header>`,
+
+  // Chart data: per tracer (and node) its time charts, then the nodes side by side, histograms.
+  const multiNode = new Set(r.tracers.map((x) => x.node)).size > 1;
+  const charts: ChartData[] = [];
+  const chartHtml: string[] = [];
+  const figure = (c: ChartData, id: string): string =>
+    `<figure class="card" data-series="${esc(c.title)}"><figcaption><b>${esc(c.title)}</b> <span class="unit">${esc(c.unit)}</span> <span class="kind">${esc(c.kind)}</span></figcaption>` +
+    `<div class="plot" id="${id}"></div><p class="note">${esc(c.note)}</p></figure>`;
+  for (const tr of r.tracers) {
+    const mine = tl.charts.filter((c) => c.tracerId === tr.id && c.lines.length > 0);
+    const quiet = tl.charts.filter((c) => c.tracerId === tr.id && c.lines.length === 0);
+    if (!mine.length && !quiet.length) continue;
+    chartHtml.push(`<h3>${esc(tr.tracer)} <small>${esc(tr.node)}</small></h3><div class="grid">`);
+    for (const c of mine) {
+      const d = chartData(c, multiNode ? tr.node : undefined);
+      chartHtml.push(figure(d, `chart-${charts.length}`));
+      charts.push(d);
+    }
+    chartHtml.push('</div>');
+    if (quiet.length)
+      chartHtml.push(
+        `<p class="note">No activity in: ${esc(quiet.map((c) => c.name).join(', '))}.</p>`,
+      );
+  }
+  const combined = combinedCharts(r, tl);
+  if (combined.length) {
+    chartHtml.push('<h3>Nodes side by side</h3><div class="grid">');
+    for (const c of combined) {
+      chartHtml.push(figure(c, `chart-${charts.length}`));
+      charts.push(c);
+    }
+    chartHtml.push('</div>');
+  }
+  const hists = histograms(r, views);
+  if (hists.length) {
+    chartHtml.push(
+      '<h3>Histograms <small>bucket counts over the task</small></h3><div class="grid">',
+    );
+    hists.forEach((h, i) =>
+      chartHtml.push(
+        `<figure class="card hist" data-series="${esc(h.title)}"><figcaption><b>${esc(h.title)}</b> <span class="unit">${esc(h.tracer)}</span> <span class="kind">histogram</span></figcaption>` +
+          `<div class="plot" id="hist-${i}"></div><p class="note">${esc(`${h.counts.reduce((a, n) => a + n, 0)} in all; bars are bucket counts, bounds in ${h.unit || 'the series unit'}`)}</p></figure>`,
+      ),
+    );
+    chartHtml.push('</div>');
+  }
+  // Zoom targets: the task, each phase between markers, ±5% of the task around each marker.
+  const zooms: { label: string; from: number; to: number }[] = [
+    { label: 'whole task', from: tl.from, to: tl.to },
   ];
+  if (tl.phases.length > 1)
+    for (const p of tl.phases) zooms.push({ label: `phase: ${p.label}`, from: p.from, to: p.to });
+  const around = Math.max(1000, (tl.to - tl.from) * 0.05);
+  for (const m of tl.markers)
+    zooms.push({ label: `around: ${m.text}`, from: m.ts - around, to: m.ts + around });
+
+  const data = {
+    from: tl.from,
+    to: tl.to,
+    markers: tl.markers.map((m) => ({ ts: m.ts, text: m.text })),
+    charts,
+    histograms: hists,
+  };
+  const out: string[] = [
+    `<header><h1>${esc(t.name)}</h1><dl class="meta">${meta.map(([k, v]) => `<dt>${esc(k)}</dt><dd>${esc(v)}</dd>`).join('')}</dl></header>`,
+    headlineHtml(summary),
+    `<h2>Top rows</h2>${sectionsHtml(summary)}`,
+  ];
+  if (chartHtml.length)
+    out.push(
+      '<h2>Charts</h2><p class="note">Hover for values; drag across a chart to zoom (every chart follows), double-click to zoom out; click a legend entry to hide or show its line.</p>',
+      `<div class="zoom">${zooms.map((z) => `<button type="button" data-from="${z.from}" data-to="${z.to}">${esc(z.label)}</button>`).join('')}</div>`,
+      ...chartHtml,
+    );
   // Tracers.
   out.push(
     '<h2>Tracers</h2><div class="scroll"><table><thead><tr><th>tracer</th><th>plugin</th><th>node</th><th>status</th><th>technique</th><th>records</th><th>parse errors</th><th>dropped</th><th>note</th></tr></thead><tbody>',
@@ -299,28 +525,12 @@ export function formatReportHtml(r: ReportV1, tl: ReportTimeline): string {
       );
     }
   }
-  // Per tracer: charts, breakdowns, events, all series.
-  for (const tr of r.tracers) {
-    const charts = tl.charts.filter((c) => c.tracerId === tr.id && c.lines.length > 0);
-    const tops = tl.tops.filter((x) => x.tracer === tr.tracer);
-    out.push(`<h2>${esc(tr.tracer)} <small>${esc(tr.node)}</small></h2>`);
-    if (charts.length)
-      out.push(`<div class="grid">${charts.map((c) => chartFigure(c, tl)).join('')}</div>`);
-    const quiet = tl.charts.filter((c) => c.tracerId === tr.id && c.lines.length === 0);
-    if (quiet.length)
-      out.push(`<p class="note">No activity in: ${esc(quiet.map((c) => c.name).join(', '))}.</p>`);
-    if (!tr.series.length && !tr.events.count)
-      out.push('<p class="note">No records from this tracer.</p>');
-    else if (tr.series.length && !charts.length && !quiet.length)
-      out.push('<p class="note">No timelines: this store cannot group points by time.</p>');
-    out.push(eventsHtml(tr));
-    if (tops.length) out.push(`<h3>Top keys</h3>${tops.map(topTableHtml).join('')}`);
-    if (tr.series.length) out.push(seriesTableHtml(tr));
-  }
+  // Every series, collapsed.
+  const all = r.tracers.filter((tr) => tr.series.length);
+  if (all.length) out.push(`<h2>All series</h2>${all.map(seriesTableHtml).join('')}`);
   out.push(...phases);
   out.push(
-    `<footer>${esc(r.format)} · generated by Scalpels on ${esc(new Date().toISOString().slice(0, 19).replace('T', ' '))} UTC · self-contained, works offline</footer>`,
-    '</main></body></html>',
+    `<footer>${esc(r.format)} · generated by Scalpels on ${esc(new Date().toISOString().slice(0, 19).replace('T', ' '))} UTC · self-contained, works offline · charts drawn by uPlot (MIT licence, below)</footer>`,
   );
-  return out.join('\n');
+  return htmlPage({ title: `Scalpels report: ${t.name}`, css: CSS, main: out, data, app: APP });
 }

@@ -1,48 +1,18 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import net from 'node:net';
+import { appendFileSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
-import { execa } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Schema, TraceRecord } from '../api.js';
-import { capability } from '../testing/index.js';
-import { connectRedis, parseRedisUrl, redact, RedisStore } from './redis.js';
+import { parseRedisUrl, redact, RedisStore } from './redis.js';
+import { hasRedisServer, privateRedisServers, sharedRedis } from './redis.test-helpers.js';
 import { storeSuite } from './store-suite.js';
 
-const reachable = await new Promise<boolean>((resolve) => {
-  const s = net.connect(6379, '127.0.0.1', () => {
-    s.destroy();
-    resolve(true);
-  });
-  s.once('error', () => resolve(false));
-});
-const hasRedis = capability(
-  'redis',
-  reachable,
-  'no Redis on 127.0.0.1:6379 (scripts/setup.sh starts it)',
-);
-const hasServer = capability(
-  'redis-server',
-  existsSync('/usr/bin/redis-server'),
-  'redis-server binary not installed',
-);
-const prefix = `scalpels-test-${randomBytes(4).toString('hex')}:`;
+const shared = await sharedRedis('store');
+const startRedis = privateRedisServers();
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-redis-'));
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
-afterAll(async () => {
-  rmSync(scratch, { recursive: true, force: true });
-  if (!hasRedis) return;
-  const { redis } = connectRedis('redis://127.0.0.1:6379/0');
-  await redis.connect();
-  const keys = await redis.keys(`${prefix}*`);
-  if (keys.length) await redis.del(...keys);
-  redis.disconnect();
-});
-
-let seq = 0;
-if (hasRedis)
-  storeSuite('redis', () => new RedisStore(`redis://127.0.0.1:6379/0?prefix=${prefix}${++seq}:`));
+if (shared.available) storeSuite('redis', () => new RedisStore(shared.url()));
 
 const schema: Schema = {
   series: { tick: { kind: 'counter', unit: 'count', description: 'tick' } },
@@ -73,30 +43,11 @@ describe('Redis URLs', () => {
   });
 });
 
-describe.runIf(hasServer)('Redis store while Redis goes away', () => {
-  async function redisServer(port: number) {
-    const proc = execa(
-      'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
-      { reject: false },
-    );
-    for (let i = 0; i < 50; i++) {
-      const up = await new Promise<boolean>((resolve) => {
-        const s = net.connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-        s.once('error', () => resolve(false));
-      });
-      // Wrapped: an execa process is a thenable, and returning it would wait for its exit.
-      if (up) return { proc };
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error('redis-server did not start');
-  }
-
+describe.runIf(hasRedisServer())('Redis store while Redis goes away', () => {
   it('buffers while Redis is down (spilling to disk), then catches up in order with nothing dropped', async () => {
-    const port = 30000 + Math.floor(Math.random() * 20000);
-    let { proc: server } = await redisServer(port);
+    const server = await startRedis();
     const spilldir = join(scratch, 'spill');
-    const store = new RedisStore(`redis://127.0.0.1:${port}/0?buffer=2000&spilldir=${spilldir}`);
+    const store = new RedisStore(`${server.url}?buffer=2000&spilldir=${spilldir}`);
     const task = await store.createTask({
       name: 'outage',
       labels: {},
@@ -123,11 +74,16 @@ describe.runIf(hasServer)('Redis store while Redis goes away', () => {
     };
     for (let i = 0; i < 10; i++) await tick();
     await sink.flush!();
-    server.kill('SIGKILL');
-    await server;
+    await server.stop('SIGKILL');
     for (let i = 0; i < 200; i++) await tick(); // Redis is gone: kept in memory, then in the spill file
     expect(readdirSync(spilldir).length).toBeGreaterThan(0);
-    ({ proc: server } = await redisServer(port));
+    // A line for a stream outside this store's prefix is never sent when the spill is drained.
+    const spillFile = join(spilldir, readdirSync(spilldir)[0]!);
+    appendFileSync(
+      spillFile,
+      `${JSON.stringify({ stream: 'elsewhere:records:x', tracerId: 1, json: '{}', records: 1 })}\n`,
+    );
+    await server.restart();
     for (let i = 0; i < 100 && store.redis.status !== 'ready'; i++)
       await new Promise((r) => setTimeout(r, 100));
     // A fresh server has lost everything; re-create the rows the report needs, as a restarted
@@ -144,6 +100,7 @@ describe.runIf(hasServer)('Redis store while Redis goes away', () => {
     await sink.flush!();
     expect(sink.dropped!()).toBe(0);
     await sink.flush!(); // a second wait, for a slow machine
+    expect(await store.redis.exists('elsewhere:records:x')).toBe(0);
     const [s] = await store.seriesSummaries(tracer.id);
     // The 200 written during the outage all arrived, in order (last point is the newest).
     expect(s, JSON.stringify(s)).toMatchObject({
@@ -154,8 +111,7 @@ describe.runIf(hasServer)('Redis store while Redis goes away', () => {
       firstTs: 11,
     });
     await store.close();
-    server.kill('SIGKILL');
-    await server;
+    await server.stop('SIGKILL');
   });
 
   it('drops the oldest batches when memory and spill file are full, and counts them', async () => {

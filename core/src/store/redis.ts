@@ -1,20 +1,22 @@
 import {
-  appendFileSync,
+  closeSync,
+  constants,
   existsSync,
-  mkdirSync,
+  fstatSync,
+  openSync,
   readFileSync,
   renameSync,
   rmSync,
-  statSync,
-  writeFileSync,
+  writeSync,
 } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Redis as RedisClient, RedisOptions } from 'ioredis';
 import type { Schema, TraceRecord, UndoAction } from '../api.js';
 import { UserError } from '../errors.js';
+import { readOwnSecretFile } from '../trust.js';
+import { ensurePrivateDir, openExclusive, privateDir } from '../private-dir.js';
 import type { RecordSink } from '../runner.js';
 import { canonicalLabels, fastLabelsKey, newTaskId } from './keys.js';
 import type {
@@ -22,6 +24,7 @@ import type {
   EventSummary,
   EventTopRow,
   JournalEntry,
+  LeaseRow,
   NewTask,
   NewTracer,
   SeriesSummary,
@@ -41,15 +44,47 @@ export interface RedisStoreOptions {
   bufferBytes: number;
   /** Spill file size limit, URL `?spill=` (bytes), default 1 GiB. */
   spillBytes: number;
-  /** Folder for spill files, URL `?spilldir=`. */
-  spillDir: string;
+  /**
+   * Folder for spill files, URL `?spilldir=`; by default `spill/` in the private runtime folder
+   * (`/run/scalpels` for root). Made or checked when first needed: ours, not a symlink, 0700.
+   */
+  spillDir: string | undefined;
+}
+
+/**
+ * Reads a Redis password from a file: not a symlink, owned by root or this user, not readable
+ * by others (0600 or 0640). A password in a URL on the command line shows in /proc/PID/cmdline;
+ * a file does not.
+ */
+export function readPasswordFile(path: string): string {
+  const password = readOwnSecretFile(path, 'Redis password file', {
+    groupReadable: true,
+    maxBytes: 4096,
+  }).replace(/\r?\n$/, '');
+  if (!password) throw new UserError(`Redis password file ${path} is empty`);
+  return password;
+}
+
+/** True when a Redis URL carries its password inline (`redis://:pw@host`). */
+export function urlHasPassword(url: string): boolean {
+  try {
+    const u = new URL(url);
+    return (u.protocol === 'redis:' || u.protocol === 'rediss:') && u.password !== '';
+  } catch {
+    return false;
+  }
 }
 
 /**
  * Parses `redis://[:password@]host:port/db?prefix=..&maxlen=..` (or `rediss://` for TLS) into
- * ioredis options. The password stays in memory: never logged, never in a worker's argv.
+ * ioredis options. The password stays in memory: never logged, never in a worker's argv. It may
+ * come from a file instead: `?passwordfile=/etc/scalpels/redis.pw`, or
+ * `SCALPELS_REDIS_PASSWORD_FILE` when the URL names none.
  */
-export function parseRedisUrl(url: string): {
+export function parseRedisUrl(
+  url: string,
+  env: NodeJS.ProcessEnv = process.env,
+): {
   options: RedisOptions;
   store: RedisStoreOptions;
   display: string;
@@ -79,7 +114,7 @@ export function parseRedisUrl(url: string): {
       port: u.port ? Number(u.port) : 6379,
       db,
       username: u.username ? decodeURIComponent(u.username) : undefined,
-      password: u.password ? decodeURIComponent(u.password) : undefined,
+      password: passwordOf(u, env),
       tls: u.protocol === 'rediss:' ? {} : undefined,
       lazyConnect: true,
       // Fail fast while disconnected: the store buffers by itself (bounded), ioredis must not.
@@ -92,10 +127,18 @@ export function parseRedisUrl(url: string): {
       maxlen: num('maxlen', 1_000_000),
       bufferBytes: num('buffer', 64 << 20),
       spillBytes: num('spill', 1 << 30),
-      spillDir: u.searchParams.get('spilldir') ?? join(tmpdir(), 'scalpels-spill'),
+      spillDir: u.searchParams.get('spilldir') ?? undefined,
     },
     display: redact(url),
   };
+}
+
+function passwordOf(u: URL, env: NodeJS.ProcessEnv): string | undefined {
+  const file = u.searchParams.get('passwordfile');
+  if (file) return readPasswordFile(file);
+  if (u.password) return decodeURIComponent(u.password);
+  if (env.SCALPELS_REDIS_PASSWORD_FILE) return readPasswordFile(env.SCALPELS_REDIS_PASSWORD_FILE);
+  return undefined;
 }
 
 /** The URL with its password replaced, for messages. */
@@ -107,6 +150,9 @@ export function redact(url: string): string {
  * Resolves once the connection is ready, connecting it if it was never asked to. With the
  * offline queue off, a command sent while connecting fails: every caller waits here first.
  */
+/** The longest reconnect backoff of the client (retryStrategy below), plus a margin. */
+const RECONNECT_WAIT_MS = 6000;
+
 export function ensureReady(redis: RedisClient, timeoutMs = 5000): Promise<void> {
   if (redis.status === 'ready') return Promise.resolve();
   if (redis.status === 'wait') void redis.connect().catch(() => undefined);
@@ -194,7 +240,8 @@ export class StreamWriter {
   private memory: Pending[] = [];
   private memoryBytes = 0;
   private spilling = false;
-  private readonly spillFile: string;
+  private spillFile: string | undefined;
+  private spillFd: number | undefined;
   private droppedRecords = 0;
   private draining: Promise<void> | undefined;
   private waiters: (() => void)[] = [];
@@ -205,11 +252,6 @@ export class StreamWriter {
     private readonly redis: RedisClient,
     private readonly opts: RedisStoreOptions,
   ) {
-    mkdirSync(opts.spillDir, { recursive: true, mode: 0o700 });
-    this.spillFile = join(
-      opts.spillDir,
-      `spill-${process.pid}-${randomBytes(4).toString('hex')}.jsonl`,
-    );
     // Back again: catch up now rather than at the end of the current backoff.
     redis.on('ready', () => {
       if (!this.retryTimer) return;
@@ -218,6 +260,15 @@ export class StreamWriter {
       this.backoffMs = 100;
       this.kick();
     });
+  }
+
+  /** The spill file's path, its folder made (or checked) on first use. */
+  private spillPath(): string {
+    if (!this.spillFile) {
+      const dir = this.opts.spillDir ? ensurePrivateDir(this.opts.spillDir) : privateDir('spill');
+      this.spillFile = join(dir, `spill-${process.pid}-${randomBytes(8).toString('hex')}.jsonl`);
+    }
+    return this.spillFile;
   }
 
   get dropped(): number {
@@ -244,7 +295,7 @@ export class StreamWriter {
   }
 
   private spill(p: Pending): void {
-    const size = existsSync(this.spillFile) ? statSync(this.spillFile).size : 0;
+    const size = this.spillFd === undefined ? 0 : fstatSync(this.spillFd).size;
     if (size + p.json.length > this.opts.spillBytes) {
       // Both full: drop the oldest batch we hold, and count it.
       const oldest = this.memory.shift();
@@ -256,7 +307,37 @@ export class StreamWriter {
       } else this.droppedRecords += p.records;
       return;
     }
-    appendFileSync(this.spillFile, `${JSON.stringify(p)}\n`, { mode: 0o600 });
+    try {
+      // A new file each time (O_EXCL|O_NOFOLLOW): nothing planted at this path is written through.
+      this.spillFd ??= openExclusive(this.spillPath());
+      writeSync(this.spillFd, `${JSON.stringify(p)}\n`);
+    } catch {
+      // No disk to spill to: the batch is lost, and counted.
+      this.droppedRecords += p.records;
+    }
+  }
+
+  private closeSpill(): void {
+    if (this.spillFd !== undefined) closeSync(this.spillFd);
+    this.spillFd = undefined;
+  }
+
+  /** A spilled line is sent only if it is a batch of this store (its key prefix). */
+  private spilledBatch(line: string): Pending | undefined {
+    try {
+      const p = JSON.parse(line) as Partial<Pending>;
+      if (
+        typeof p.stream === 'string' &&
+        p.stream.startsWith(this.opts.prefix) &&
+        Number.isSafeInteger(p.tracerId) &&
+        typeof p.json === 'string' &&
+        Number.isSafeInteger(p.records)
+      )
+        return p as Pending;
+    } catch {
+      // not JSON: skipped
+    }
+    return undefined;
   }
 
   private kick(): void {
@@ -281,22 +362,44 @@ export class StreamWriter {
           this.memoryBytes -= p.json.length;
         }
         if (!this.spilling) break;
-        if (!existsSync(this.spillFile)) {
+        if (this.spillFd === undefined || !this.spillFile) {
           this.spilling = false; // nothing left on disk: back to memory
           continue;
         }
+        // New batches go to a fresh file while this one is sent.
+        this.closeSpill();
         const draining = `${this.spillFile}.draining`;
         renameSync(this.spillFile, draining);
-        const lines = readFileSync(draining, 'utf8').split('\n').filter(Boolean);
+        const fd = openSync(draining, constants.O_RDONLY | constants.O_NOFOLLOW);
+        let text: string;
+        try {
+          text = readFileSync(fd, 'utf8');
+        } finally {
+          closeSync(fd);
+        }
+        const lines = text.split('\n').filter(Boolean);
         for (let i = 0; i < lines.length; i++) {
+          const p = this.spilledBatch(lines[i]!);
+          if (!p) continue; // not a batch of this store: never sent
           try {
-            await this.send(JSON.parse(lines[i]!) as Pending);
+            await this.send(p);
           } catch (e) {
             // Put the rest back in front of what was spilled meanwhile, in order.
             const rest = lines.slice(i).join('\n') + '\n';
-            const newer = existsSync(this.spillFile) ? readFileSync(this.spillFile, 'utf8') : '';
-            writeFileSync(`${draining}.tmp`, rest + newer, { mode: 0o600 });
-            renameSync(`${draining}.tmp`, this.spillFile);
+            const newer = this.takeSpilled();
+            const tmp = `${draining}.tmp`;
+            rmSync(tmp, { force: true });
+            const out = openExclusive(tmp);
+            try {
+              writeSync(out, rest + newer);
+            } finally {
+              closeSync(out);
+            }
+            renameSync(tmp, this.spillFile);
+            this.spillFd = openSync(
+              this.spillFile,
+              constants.O_WRONLY | constants.O_APPEND | constants.O_NOFOLLOW,
+            );
             rmSync(draining, { force: true });
             throw e;
           }
@@ -334,8 +437,10 @@ export class StreamWriter {
   /** Resolves when everything is in Redis, or after `timeoutMs` (the buffer keeps trying). */
   flush(timeoutMs = 10_000): Promise<void> {
     if (this.memory.length === 0 && !this.spilling) return Promise.resolve();
+    // Disconnected: a short last chance (a stop must not wait out the full flush on a dead store).
+    const wait = this.redis.status === 'ready' ? timeoutMs : Math.min(timeoutMs, 2000);
     return new Promise((resolve) => {
-      const timer = setTimeout(resolve, timeoutMs);
+      const timer = setTimeout(resolve, wait);
       timer.unref();
       this.waiters.push(() => {
         clearTimeout(timer);
@@ -345,8 +450,33 @@ export class StreamWriter {
     });
   }
 
+  /** What was spilled since the current file was opened (and closes it). */
+  private takeSpilled(): string {
+    if (this.spillFd === undefined || !this.spillFile) return '';
+    this.closeSpill();
+    const fd = openSync(this.spillFile, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      return readFileSync(fd, 'utf8');
+    } finally {
+      closeSync(fd);
+      rmSync(this.spillFile, { force: true });
+    }
+  }
+
   close(): void {
     clearTimeout(this.retryTimer);
+    this.closeSpill();
+  }
+
+  /** What is still not in Redis when giving up: records held in memory, and the spill file left. */
+  abandon(): { records: number; spillFile?: string } {
+    const records = this.memory.reduce((a, p) => a + p.records, 0);
+    this.memory = [];
+    this.memoryBytes = 0;
+    return {
+      records,
+      spillFile: this.spillFile && existsSync(this.spillFile) ? this.spillFile : undefined,
+    };
   }
 }
 
@@ -377,6 +507,7 @@ export class RedisStore implements Store {
     this.url = c.display;
     this.P = c.store.prefix;
     this.writer = new StreamWriter(this.redis, this.opts);
+    this.redis.on('ready', () => (this.down = undefined));
   }
 
   /** Key names, for the collector and the cluster. */
@@ -391,13 +522,36 @@ export class RedisStore implements Store {
     records: (taskId: string): string => `${this.P}records:${taskId}`,
     journal: (): string => `${this.P}journal`,
     journalSeq: (): string => `${this.P}journal-seq`,
+    leases: (): string => `${this.P}leases`,
+    leaseLock: (key: string): string => `${this.P}lease-lock:${key}`,
   };
 
+  /** Set once a command found Redis unreachable; cleared when the connection is ready again. */
+  private down: string | undefined;
+
+  /** Until when a command finds the store known-away without waiting for it again. */
+  private failFastUntil = 0;
+
   private async cmd<T>(fn: () => Promise<T>): Promise<T> {
+    // Known to be away: wait at most one reconnect period for it (Redis back after an outage:
+    // the client reconnects on its backoff, up to 5 s later; an agent's final bookkeeping must
+    // not be lost to that), and after such a wait failed, fail at once for a while instead of
+    // waiting out a timeout per command (a stop that records a few states would take minutes).
+    if (this.down !== undefined && this.redis.status !== 'ready') {
+      if (Date.now() < this.failFastUntil)
+        throw new UserError(`store ${this.url}: Redis unreachable (${this.down})`);
+      try {
+        await ensureReady(this.redis, RECONNECT_WAIT_MS);
+      } catch {
+        this.failFastUntil = Date.now() + 2 * RECONNECT_WAIT_MS;
+        throw new UserError(`store ${this.url}: Redis unreachable (${this.down})`);
+      }
+    }
     try {
       await ensureReady(this.redis);
       return await fn();
     } catch (e) {
+      if (this.redis.status !== 'ready') this.down = (e as Error).message;
       throw new UserError(
         `store ${this.url}: Redis unreachable or failing (${(e as Error).message})`,
       );
@@ -676,6 +830,7 @@ export class RedisStore implements Store {
     plugin: string,
     action: UndoAction,
     options: Record<string, unknown>,
+    node: string,
   ): Promise<void> {
     const id = await this.cmd(() => this.redis.incr(this.key.journalSeq()));
     const entry: JournalEntry & { undoneAt: number | null } = {
@@ -685,6 +840,7 @@ export class RedisStore implements Store {
       action,
       options,
       createdAt: Date.now(),
+      node,
       undoneAt: null,
     };
     await this.cmd(() => this.redis.hset(this.key.journal(), String(id), JSON.stringify(entry)));
@@ -696,7 +852,62 @@ export class RedisStore implements Store {
       .map((r) => JSON.parse(r) as JournalEntry & { undoneAt: number | null })
       .filter((e) => e.undoneAt === null && (tracerId === undefined || e.tracerId === tracerId))
       .sort((a, b) => b.id - a.id)
-      .map(({ undoneAt: _u, ...e }) => e);
+      .map(({ undoneAt: _u, ...e }) => ({ ...e, node: e.node ?? null }));
+  }
+
+  async tracer(id: number): Promise<TracerRow | undefined> {
+    const raw = await this.cmd(() => this.redis.get(this.key.tracer(id)));
+    return raw ? (JSON.parse(raw) as TracerRow) : undefined;
+  }
+
+  async tryLockLease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    const lock = this.key.leaseLock(key);
+    const got = await this.cmd(() => this.redis.set(lock, owner, 'PX', ttlMs, 'NX'));
+    if (got === 'OK') return true;
+    // Ours already (a retry after a lost reply): extend it.
+    return this.renewLeaseLock(key, owner, ttlMs);
+  }
+
+  async renewLeaseLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    const r = await this.cmd(() =>
+      this.redis.eval(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end",
+        1,
+        this.key.leaseLock(key),
+        owner,
+        String(ttlMs),
+      ),
+    );
+    return Number(r) === 1;
+  }
+
+  async unlockLease(key: string, owner: string): Promise<void> {
+    await this.cmd(() =>
+      this.redis.eval(
+        "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) else return 0 end",
+        1,
+        this.key.leaseLock(key),
+        owner,
+      ),
+    );
+  }
+
+  async getLease(key: string): Promise<LeaseRow | undefined> {
+    const raw = await this.cmd(() => this.redis.hget(this.key.leases(), key));
+    return raw ? (JSON.parse(raw) as LeaseRow) : undefined;
+  }
+
+  async putLease(row: LeaseRow): Promise<void> {
+    await this.cmd(() => this.redis.hset(this.key.leases(), row.key, JSON.stringify(row)));
+  }
+
+  async deleteLease(key: string): Promise<void> {
+    await this.cmd(() => this.redis.hdel(this.key.leases(), key));
+  }
+
+  async listLeases(): Promise<LeaseRow[]> {
+    const all = await this.cmd(() => this.redis.hvals(this.key.leases()));
+    return all.map((r) => JSON.parse(r) as LeaseRow).sort((a, b) => a.key.localeCompare(b.key));
   }
 
   async markUndone(journalId: number): Promise<void> {
@@ -713,8 +924,13 @@ export class RedisStore implements Store {
 
   async close(): Promise<void> {
     await this.writer.flush();
+    const left = this.writer.abandon();
     this.writer.close();
     this.redis.disconnect();
+    if (left.records > 0)
+      process.stderr.write(
+        `scalpels: warning: store ${this.url}: Redis unreachable; ${left.records} record(s) not written${left.spillFile ? ` (kept in ${left.spillFile})` : ''}\n`,
+      );
   }
 }
 

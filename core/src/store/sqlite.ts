@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs';
+import { constants, existsSync, mkdirSync, openSync, readSync, closeSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type BetterSqlite3 from 'better-sqlite3';
@@ -10,6 +10,7 @@ import type {
   EventRanking,
   EventSummary,
   JournalEntry,
+  LeaseRow,
   Marker,
   NewTask,
   NewTracer,
@@ -65,6 +66,9 @@ const MIGRATIONS: readonly string[] = [
   `CREATE TABLE imported_tracers (source TEXT NOT NULL, origin_id INTEGER NOT NULL, tracer_id INTEGER NOT NULL,
      PRIMARY KEY (source, origin_id)) WITHOUT ROWID;
    CREATE TABLE imported_entries (source TEXT NOT NULL, entry TEXT NOT NULL, PRIMARY KEY (source, entry)) WITHOUT ROWID;`,
+  `ALTER TABLE journal ADD COLUMN node TEXT;
+   CREATE TABLE leases (key TEXT PRIMARY KEY, row TEXT NOT NULL) WITHOUT ROWID;
+   CREATE TABLE lease_locks (key TEXT PRIMARY KEY, owner TEXT NOT NULL, until INTEGER NOT NULL) WITHOUT ROWID;`,
 ];
 
 export const SQLITE_SCHEMA_VERSION = MIGRATIONS.length;
@@ -159,8 +163,8 @@ export class SqliteStore implements Store {
          ORDER BY duration_ms LIMIT 1 OFFSET ?`,
       ),
       insertJournal: db.prepare(
-        `INSERT INTO journal (tracer_id, plugin, kind, data, description, options, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO journal (tracer_id, plugin, kind, data, description, options, created_at, node)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       pendingJournal: db.prepare(`SELECT * FROM journal WHERE undone_at IS NULL ORDER BY id DESC`),
       pendingJournalOf: db.prepare(
@@ -480,6 +484,7 @@ export class SqliteStore implements Store {
     plugin: string,
     action: UndoAction,
     options: Record<string, unknown>,
+    node: string,
   ): Promise<void> {
     this.write(() =>
       this.stmts.insertJournal.run(
@@ -490,8 +495,68 @@ export class SqliteStore implements Store {
         action.description,
         JSON.stringify(options),
         Date.now(),
+        node,
       ),
     );
+  }
+
+  async tryLockLease(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    const info = this.write(() =>
+      this.db
+        .prepare(
+          `INSERT INTO lease_locks (key, owner, until) VALUES (?, ?, ?)
+           ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, until = excluded.until
+           WHERE lease_locks.until < ? OR lease_locks.owner = excluded.owner`,
+        )
+        .run(key, owner, now + ttlMs, now),
+    );
+    return info.changes === 1;
+  }
+
+  async renewLeaseLock(key: string, owner: string, ttlMs: number): Promise<boolean> {
+    const info = this.write(() =>
+      this.db
+        .prepare(`UPDATE lease_locks SET until = ? WHERE key = ? AND owner = ?`)
+        .run(Date.now() + ttlMs, key, owner),
+    );
+    return info.changes === 1;
+  }
+
+  async unlockLease(key: string, owner: string): Promise<void> {
+    this.write(() =>
+      this.db.prepare(`DELETE FROM lease_locks WHERE key = ? AND owner = ?`).run(key, owner),
+    );
+  }
+
+  async getLease(key: string): Promise<LeaseRow | undefined> {
+    const r = this.db.prepare(`SELECT row FROM leases WHERE key = ?`).get(key) as Row | undefined;
+    return r ? (JSON.parse(String(r.row)) as LeaseRow) : undefined;
+  }
+
+  async putLease(row: LeaseRow): Promise<void> {
+    this.write(() =>
+      this.db
+        .prepare(
+          `INSERT INTO leases (key, row) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET row = excluded.row`,
+        )
+        .run(row.key, JSON.stringify(row)),
+    );
+  }
+
+  async deleteLease(key: string): Promise<void> {
+    this.write(() => this.db.prepare(`DELETE FROM leases WHERE key = ?`).run(key));
+  }
+
+  async listLeases(): Promise<LeaseRow[]> {
+    return (this.db.prepare(`SELECT row FROM leases ORDER BY key`).all() as Row[]).map(
+      (r) => JSON.parse(String(r.row)) as LeaseRow,
+    );
+  }
+
+  async tracer(id: number): Promise<TracerRow | undefined> {
+    const r = this.stmts.tracerById.get(id) as Row | undefined;
+    return r ? toTracer(r) : undefined;
   }
 
   async pendingJournal(tracerId?: number): Promise<JournalEntry[]> {
@@ -511,6 +576,7 @@ export class SqliteStore implements Store {
       },
       options: JSON.parse(String(r.options)) as Record<string, unknown>,
       createdAt: Number(r.created_at),
+      node: r.node === null || r.node === undefined ? null : String(r.node),
     }));
   }
 
@@ -706,7 +772,21 @@ function openDatabase(path: string): BetterSqlite3.Database {
         );
     }
   } else {
-    mkdirSync(dirname(path), { recursive: true });
+    // Records can hold SQL text and process names: a new store is the user's alone (0600 in a
+    // 0700 folder), made with O_EXCL|O_NOFOLLOW so nothing planted at the path is opened.
+    mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    try {
+      closeSync(
+        openSync(
+          path,
+          constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+          0o600,
+        ),
+      );
+    } catch (e) {
+      // Another process made it meanwhile: SQLite opens it as it is.
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw storeError(path, e);
+    }
   }
   // better-sqlite3 is loaded on first use only: commands that never open a store stay fast.
   const Database = createRequire(import.meta.url)('better-sqlite3') as typeof BetterSqlite3;

@@ -114,6 +114,50 @@ export interface JournalEntry {
   action: UndoAction;
   options: Record<string, unknown>;
   createdAt: number;
+  /** The node whose tracer journaled it (null in entries written before nodes were kept). */
+  node: string | null;
+}
+
+/** A tracer holding a lease. */
+export interface LeaseHolder {
+  tracerId: number;
+  node: string;
+  since: number;
+}
+
+/** A change the first holder made, restored when the last holder leaves. */
+export interface LeaseRestore {
+  plugin: string;
+  action: UndoAction;
+  options: Record<string, unknown>;
+  node: string;
+  tracerId: number;
+}
+
+/** A shared change held by reference (see SetupContext.lease). */
+export interface LeaseRow {
+  /** Scoped key: `shared:<resource>` or `node:<node>:<resource>`. */
+  key: string;
+  holders: LeaseHolder[];
+  /** Oldest first; restored newest first. */
+  restores: LeaseRestore[];
+  createdAt: number;
+}
+
+/**
+ * Lease records and their locks. A record is only read and written by whoever holds its lock;
+ * locks expire (a crashed locker blocks the others for at most its TTL) and are renewed.
+ */
+export interface LeaseStore {
+  /** Takes the lock of a key when free or expired; false when someone else holds it. */
+  tryLockLease(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  /** Extends the lock while its owner still holds it; false when it was lost. */
+  renewLeaseLock(key: string, owner: string, ttlMs: number): Promise<boolean>;
+  unlockLease(key: string, owner: string): Promise<void>;
+  getLease(key: string): Promise<LeaseRow | undefined>;
+  putLease(row: LeaseRow): Promise<void>;
+  deleteLease(key: string): Promise<void>;
+  listLeases(): Promise<LeaseRow[]>;
 }
 
 /** A timestamped note on a task (`scalpels mark TEXT`): reports annotate and split by markers. */
@@ -198,7 +242,7 @@ export interface ReportQueries {
  * Where tasks, tracers and records live. SQLite is the embedded default; Redis streams are the
  * multi-node bus. Reports are aggregations the store computes, never rows loaded into JavaScript.
  */
-export interface Store {
+export interface Store extends LeaseStore {
   readonly url: string;
   createTask(task: NewTask): Promise<TaskRow>;
   updateTask(id: string, patch: TaskPatch): Promise<void>;
@@ -209,6 +253,8 @@ export interface Store {
   createTracer(tracer: NewTracer): Promise<TracerRow>;
   updateTracer(id: number, patch: TracerPatch): Promise<void>;
   listTracers(taskId: string): Promise<TracerRow[]>;
+  /** One tracer by id. */
+  tracer(id: number): Promise<TracerRow | undefined>;
   /** Tracers in a live state (starting, running, stopping), for crash recovery. */
   liveTracers(): Promise<TracerRow[]>;
   /** A sink for one tracer's records; it keeps the tracer's series dictionary. */
@@ -222,6 +268,7 @@ export interface Store {
     plugin: string,
     action: UndoAction,
     options: Record<string, unknown>,
+    node: string,
   ): Promise<void>;
   pendingJournal(tracerId?: number): Promise<JournalEntry[]>;
   markUndone(journalId: number): Promise<void>;

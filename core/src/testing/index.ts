@@ -2,9 +2,12 @@
  * Test helpers for plugin authors (`@scalpels/core/testing`): run a parser over recorded output
  * and compare with expected records; run a plugin's real worker under a timeout.
  */
-import { readFileSync, existsSync, readdirSync } from 'node:fs';
+import { readFileSync, existsSync, readdirSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { join } from 'node:path';
 import type {
+  ParseDiagnostic,
+  ParseNote,
   OptionValues,
   ParseResult,
   PluginManifest,
@@ -12,13 +15,31 @@ import type {
   DroppedNotice,
 } from '../api.js';
 import { validateOptions } from '../options.js';
+import { NODE_CONFIG_DIR } from '../trust.js';
 
-export { runWorker, type RunWorkerOptions, type RunWorkerResult } from './run-worker.js';
+export { runWorker, waitFor, type RunWorkerOptions, type RunWorkerResult } from './run-worker.js';
+export { memorySetupContext } from './setup-context.js';
+export { machineTestLock } from './machine-lock.js';
+export { runCli, runCliOk, cliEntry, type RunCliOptions, type CliResult } from './cli.js';
+export {
+  checkPluginConformance,
+  checkBundleConformance,
+  type ConformanceOptions,
+} from './conformance.js';
+/** A plugin's report view applied to a report, as `scalpels report` renders it. */
+export {
+  summarize,
+  formatSummaryText,
+  type ReportSummary,
+  type SummaryTable,
+} from '../report/summary.js';
 
 export interface ParseOutcome {
   records: TraceRecord[];
   /** Diagnostics for malformed lines, with their 1-based line numbers. */
   diagnostics: { line: number; message: string }[];
+  /** Notes about the figures (see ParseNote). */
+  notes: string[];
   dropped: number;
 }
 
@@ -31,16 +52,19 @@ export function parseLines(
 ): ParseOutcome {
   const options = validateOptions(manifest, rawOptions);
   const parser = manifest.parser({ options, technique, startedAt: 0 });
-  const out: ParseOutcome = { records: [], diagnostics: [], dropped: 0 };
+  const out: ParseOutcome = { records: [], diagnostics: [], notes: [], dropped: 0 };
   let n = 0;
-  const take = (r: ParseResult | DroppedNotice, line: number): void => {
+  const take = (r: ParseResult | DroppedNotice | ParseNote, line: number): void => {
     if (r === null || r === undefined) return;
     if (Array.isArray(r)) {
-      for (const x of r as TraceRecord[]) out.records.push(x);
+      for (const x of r as (TraceRecord | ParseNote)[])
+        if (x.kind === 'note') out.notes.push(x.message);
+        else out.records.push(x);
       return;
     }
-    const one = r as TraceRecord | DroppedNotice | { kind: 'diagnostic'; message: string };
+    const one = r as TraceRecord | DroppedNotice | ParseNote | ParseDiagnostic;
     if (one.kind === 'diagnostic') out.diagnostics.push({ line, message: one.message });
+    else if (one.kind === 'note') out.notes.push(one.message);
     else if (one.kind === 'dropped') out.dropped += one.count;
     else out.records.push(one);
   };
@@ -116,4 +140,16 @@ export function capability(name: string, available: boolean, why: string): boole
     throw new Error(`required capability missing under CI: ${name}: ${why}`);
   console.warn(`skipping tests that need ${name}: ${why}`);
   return false;
+}
+
+/**
+ * A scratch folder root may trust for credential files and scripts (see trustedFile): as root a
+ * fresh 0700 folder inside /etc/scalpels/ (created 0755 when missing), otherwise one in $HOME.
+ * Files written there must be 0600/0640 to pass. Remove it after the test.
+ */
+export function trustedScratchDir(prefix = 'test-'): string {
+  const root = (process.geteuid?.() ?? 0) === 0;
+  const base = root ? NODE_CONFIG_DIR : homedir();
+  if (root) mkdirSync(base, { recursive: true, mode: 0o755 });
+  return mkdtempSync(join(base, prefix));
 }

@@ -5,6 +5,7 @@ import type { OptionValues, PluginManifest, Target, TraceRecord, UndoAction } fr
 import { validateOptions } from '../options.js';
 import { WorkerRunner, type TracerOutcome } from '../runner.js';
 import { ExecaSpawner } from '../spawner.js';
+import { memorySetupContext } from './setup-context.js';
 
 export interface RunWorkerOptions {
   /** Raw options as a user would give them. */
@@ -13,8 +14,12 @@ export interface RunWorkerOptions {
   /** Absolute path of the plugin package (where its scripts are). */
   pluginDir: string;
   technique?: string;
-  /** Called once the worker is ready; the worker is stopped when the returned promise settles. */
-  during?: () => Promise<unknown>;
+  /**
+   * Called once the worker is ready; the worker is stopped when the returned promise settles.
+   * `live.records` grows as the worker's records are parsed, so a test can wait for what it
+   * expects (`waitFor(() => live.records.some(...))`) instead of sleeping a fixed time.
+   */
+  during?: (live: { readonly records: readonly TraceRecord[] }) => Promise<unknown>;
   /** Stop after this long when `during` is not given. Default 2000 ms. */
   durationMs?: number;
   /**
@@ -30,6 +35,23 @@ export interface RunWorkerResult {
   options: OptionValues;
   /** What setup() journaled (with `setup: true`), all undone by the time this returns. */
   journal: UndoAction[];
+}
+
+/**
+ * Polls `condition` until it holds, every `everyMs`; throws after `timeoutMs` naming `what`. For
+ * tests on a busy host: a condition waited for with a generous bound instead of a fixed sleep.
+ */
+export async function waitFor(
+  what: string,
+  condition: () => boolean | Promise<boolean>,
+  timeoutMs = 120_000,
+  everyMs = 50,
+): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
 }
 
 /** Runs a plugin's real worker through the core's runner, collecting its records in memory. */
@@ -52,7 +74,7 @@ export async function runWorker(
   const journal: UndoAction[] = [];
   try {
     if (run.setup && manifest.setup)
-      await manifest.setup(options, { ...ctx, journal: async (a) => void journal.push(a) });
+      await manifest.setup(options, memorySetupContext(ctx, journal));
     const spec = await manifest.worker(options, ctx);
     const parser = manifest.parser({ options, technique: run.technique, startedAt: Date.now() });
     const runner = new WorkerRunner(new ExecaSpawner(), spec, parser, manifest.schema, {
@@ -60,7 +82,7 @@ export async function runWorker(
     });
     await runner.start();
     try {
-      if (run.during) await run.during();
+      if (run.during) await run.during({ records });
       else await new Promise((r) => setTimeout(r, run.durationMs ?? 2000));
     } finally {
       await runner.stop();

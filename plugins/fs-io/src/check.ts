@@ -1,5 +1,6 @@
 import { existsSync, readFileSync } from 'node:fs';
 import type { CheckContext, CheckResult, Technique } from '@scalpels/core';
+import type { Options } from './options.js';
 
 const TRACEFS_DIRS = ['/sys/kernel/tracing', '/sys/kernel/debug/tracing'];
 export const MOUNT_TRACEFS = 'mount -t tracefs nodev /sys/kernel/tracing';
@@ -18,7 +19,7 @@ function lockdown(): string | undefined {
   }
 }
 
-async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
+async function checkBpftrace(ctx: CheckContext<Options>): Promise<CheckResult> {
   const bin = await ctx.which('bpftrace');
   if (!bin)
     return {
@@ -72,7 +73,7 @@ async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
   return { status: 'ok', detail: `${version || 'bpftrace'}: syscall tracepoints attach` };
 }
 
-async function checkProcIo(_ctx: CheckContext): Promise<CheckResult> {
+async function checkProcIo(_ctx: CheckContext<Options>): Promise<CheckResult> {
   if (!existsSync('/proc/self/io'))
     return {
       status: 'unavailable',
@@ -81,7 +82,7 @@ async function checkProcIo(_ctx: CheckContext): Promise<CheckResult> {
   return { status: 'ok', detail: '/proc/PID/io sampling: per-process totals, no per-file detail' };
 }
 
-export const techniques: readonly Technique[] = [
+export const techniques: readonly Technique<Options>[] = [
   {
     name: 'bpftrace',
     description:
@@ -97,14 +98,11 @@ export const techniques: readonly Technique[] = [
 ];
 
 /** Walks the chain: the first technique that works; says why the better ones do not. */
-export async function check(ctx: CheckContext): Promise<CheckResult> {
+export async function check(ctx: CheckContext<Options>): Promise<CheckResult> {
   const notes: string[] = [];
   let fix: string | undefined;
   const forced = ctx.options.technique;
-  const chain =
-    typeof forced === 'string' && forced !== 'auto'
-      ? techniques.filter((t) => t.name === forced)
-      : techniques;
+  const chain = forced !== 'auto' ? techniques.filter((t) => t.name === forced) : techniques;
   for (const t of chain) {
     const r = await t.check(ctx);
     if (r.status === 'ok') {

@@ -5,6 +5,8 @@ import { check, techniques } from './check.js';
 import { createBpftraceParser, createProcIoParser } from './parser.js';
 import { schema } from './schema.js';
 import { worker } from './worker.js';
+import { view } from './view.js';
+import { OPTIONS, type Options } from './options.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -16,61 +18,9 @@ export default definePlugin({
   description:
     'Filesystem I/O per process and per file (reads, writes, opens, fsyncs, latency) aggregated in the kernel, ' +
     'plus node-wide VFS counters; falls back to /proc/PID/io sampling',
-  apiVersion: '>=1.0.0 <2',
+  apiVersion: '>=1.2.0 <2',
   target: 'optional',
-  options: {
-    technique: {
-      type: 'string',
-      default: 'auto',
-      choices: ['auto', 'bpftrace', 'proc-io'],
-      description:
-        'auto: the first technique that works here (bpftrace, then proc-io); or force one',
-    },
-    interval: {
-      type: 'duration',
-      default: '1s',
-      min: '100ms',
-      max: '1h',
-      description: 'how often the kernel totals are read and turned into samples',
-      unit: 'ms',
-    },
-    latency: {
-      type: 'boolean',
-      default: false,
-      description:
-        'also time every read and write: total time and a log2 latency histogram per file',
-    },
-    vfs: {
-      type: 'boolean',
-      default: true,
-      description:
-        'also count read/write/open/create/unlink/fsync calls of the whole node (like vfsstat)',
-    },
-    registers: {
-      type: 'boolean',
-      default: true,
-      description:
-        'on x86-64 with BTF, take the fd of reads and writes from the registers saved at syscall entry ' +
-        '(no entry probe); false: save it in an entry probe',
-    },
-    maxKeys: {
-      type: 'integer',
-      default: 16384,
-      min: 1024,
-      max: 1_048_576,
-      description:
-        'entries per kernel map (files x processes, open descriptors); beyond it new entries are not counted',
-    },
-    pathMax: {
-      type: 'integer',
-      default: 200,
-      min: 32,
-      max: 200,
-      description:
-        'longest path kept, in bytes; longer paths are cut (bpftrace 0.17 allows at most 200)',
-      unit: 'bytes',
-    },
-  },
+  options: OPTIONS,
   requires: [
     {
       kind: 'binary',
@@ -92,7 +42,15 @@ export default definePlugin({
   techniques,
   check,
   worker,
-  parser: (ctx: ParseContext) =>
+  parser: (ctx: ParseContext<Options>) =>
     ctx.technique === 'proc-io' ? createProcIoParser(ctx) : createBpftraceParser(ctx),
   schema,
+  async setup(_options, ctx) {
+    if (ctx.technique === 'proc-io') return;
+    // A reference on the node's tracefs (lease shared with syscalls and systemtap): a tracer that
+    // mounted it does not unmount it while this one still attaches there. check() made sure it
+    // is mounted; nothing is changed here.
+    await ctx.lease({ resource: 'tracefs', scope: 'node', change: async () => undefined });
+  },
+  report: view,
 });

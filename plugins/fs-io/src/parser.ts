@@ -1,4 +1,4 @@
-import { diagnostic } from '@scalpels/core';
+import { diagnostic, WORKER_READY_LINE } from '@scalpels/core';
 import type {
   DroppedNotice,
   ParseContext,
@@ -9,6 +9,7 @@ import type {
   TraceRecord,
 } from '@scalpels/core';
 import { errnoName } from './errno.js';
+import type { Options } from './options.js';
 
 /**
  * Parser of the bpftrace program's output. The program prints cumulative maps at every flush
@@ -101,7 +102,7 @@ export function parseBound(text: string): number {
   return Number(m[1]) * (m[2] ? SUFFIX[m[2]]! : 1);
 }
 
-export function createBpftraceParser(_ctx: ParseContext): Parser {
+export function createBpftraceParser(_ctx: ParseContext<Options>): Parser {
   const comms = new Map<number, string>();
   const names = new Map<string, string>();
   /** Last cumulative value per map key, to turn the printed totals into increases. */
@@ -344,15 +345,16 @@ function mergeDelta(into: FileDelta, d: FileDelta): void {
 
 // ---------------------------------------------------------------------------------------------
 // proc-io fallback: the sampler prints `io PID RCHAR WCHAR SYSCR SYSCW READ_BYTES WRITE_BYTES COMM`
-// with increases since its previous sample, plus `ready` once it has taken its baseline.
+// with increases since its previous sample, plus the ready line once it has taken its baseline
+// (older samplers printed `ready`: recorded output has it).
 
 const PROC_FIELDS = ['rchar', 'wchar', 'syscr', 'syscw', 'read_bytes', 'write_bytes'] as const;
 const RE_PROC = /^io (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (\d+) (.*)$/;
 
-export function createProcIoParser(_ctx: ParseContext): Parser {
+export function createProcIoParser(_ctx: ParseContext<Options>): Parser {
   return {
     line(text: string): ParseResult {
-      if (text === 'ready' || text === '') return;
+      if (text === WORKER_READY_LINE || text === 'ready' || text === '') return;
       const m = RE_PROC.exec(text);
       if (!m) return diagnostic(`unrecognised proc-io sampler output: ${text.slice(0, 120)}`);
       const labels = { pid: m[1]!, comm: m[8]! };

@@ -1,8 +1,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
-import { descendants, openFiles } from './procfs.js';
+import { readyLine, type WorkerContext, type WorkerSpec } from '@scalpels/core';
+import { processTree } from '@scalpels/core/procfs';
+import { openFiles } from './procfs.js';
 import { buildScript, type ScriptSeed } from './script.js';
+import type { Options } from './options.js';
 
 /**
  * At most this many already-open files are handed to the program at start: each one costs a
@@ -19,7 +21,7 @@ const MAX_SEEDED_FILES = 1024;
  */
 function targetSeed(ctx: WorkerContext): ScriptSeed {
   if (ctx.target.kind === 'none') return { pids: [], files: [], comms: [] };
-  const procs = descendants(ctx.target.pids);
+  const procs = processTree(ctx.target.roots ?? ctx.target.pids);
   if (procs.length === 0)
     throw new Error(`fs-io: target ${ctx.target.description}: no live process`);
   const files: ScriptSeed['files'][number][] = [];
@@ -35,26 +37,23 @@ function targetSeed(ctx: WorkerContext): ScriptSeed {
   };
 }
 
-export function bpftraceWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+export function bpftraceWorker(options: Options, ctx: WorkerContext): WorkerSpec {
   const template = readFileSync(join(ctx.pluginDir, 'scripts', 'fs-io.bt'), 'utf8');
   const script = buildScript(template, targetSeed(ctx), {
     systemWide: ctx.target.kind === 'none',
-    intervalMs: options.interval as number,
-    latency: options.latency as boolean,
-    vfs: options.vfs as boolean,
+    intervalMs: options.interval,
+    latency: options.latency,
+    vfs: options.vfs,
     // The register layout is x86-64's, and reaching it needs the kernel's BTF (task_struct).
-    regs:
-      (options.registers as boolean) &&
-      process.arch === 'x64' &&
-      existsSync('/sys/kernel/btf/vmlinux'),
+    regs: options.registers && process.arch === 'x64' && existsSync('/sys/kernel/btf/vmlinux'),
   });
   const path = join(ctx.runtimeDir, 'fs-io.bt');
   writeFileSync(path, script, { mode: 0o600 });
   return {
     argv: ['bpftrace', '-B', 'line', path],
     env: {
-      BPFTRACE_STRLEN: String(options.pathMax),
-      BPFTRACE_MAP_KEYS_MAX: String(options.maxKeys),
+      BPFTRACE_STRLEN: String(options['path-max']),
+      BPFTRACE_MAP_KEYS_MAX: String(options['max-keys']),
     },
     // SIGINT makes bpftrace run END, which prints the final totals.
     stop: { signal: 'SIGINT', graceMs: 10_000 },
@@ -63,16 +62,21 @@ export function bpftraceWorker(options: OptionValues, ctx: WorkerContext): Worke
   };
 }
 
-export function procIoWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
-  const sampler = join(ctx.pluginDir, 'dist', 'proc-io-sampler.js');
-  const pids = ctx.target.kind === 'none' ? [] : ctx.target.pids.map(String);
+export function procIoWorker(options: Options, ctx: WorkerContext): WorkerSpec {
+  const sampler = join(ctx.pluginDir, 'dist', 'worker-main.js');
+  // PID:START: the sampler does not take a process that got a root's pid since for that root.
+  const started = new Map((ctx.target.roots ?? []).map((r) => [r.pid, r.startTime]));
+  const pids =
+    ctx.target.kind === 'none'
+      ? []
+      : ctx.target.pids.map((p) => (started.has(p) ? `${p}:${started.get(p)}` : String(p)));
   return {
     argv: [process.execPath, sampler, String(options.interval), ...pids],
     stop: { signal: 'SIGTERM', graceMs: 5000 },
-    ready: { stdout: /^ready$/, timeoutMs: 30_000 },
+    ready: { stdout: readyLine(), timeoutMs: 30_000 },
   };
 }
 
-export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+export function worker(options: Options, ctx: WorkerContext): WorkerSpec {
   return ctx.technique === 'proc-io' ? procIoWorker(options, ctx) : bpftraceWorker(options, ctx);
 }

@@ -1,19 +1,15 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { capability } from '@scalpels/core/testing';
+import { capability, cliEntry, runCliOk } from '@scalpels/core/testing';
 
-const exec = promisify(execFile);
-const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+const cli = cliEntry();
 const canRun =
   capability(
     'scalpels CLI built',
-    existsSync(cli),
-    `${cli} missing: build the workspace (npx tsc -b)`,
+    cli !== undefined,
+    'no built @scalpels/cli found: build the workspace (npx tsc -b)',
   ) &&
   capability('root', process.getuid?.() === 0, 'bpftrace needs root') &&
   capability(
@@ -36,40 +32,32 @@ interface Report {
   }[];
 }
 
+const env = { XDG_DATA_HOME: scratch, NO_COLOR: '1' };
+
+/** `scalpels run -t fs-io OPTIONS... --store STORE -- COMMAND...`; throws with its stderr when it fails. */
+async function traced(store: string, options: string[], command: string[]): Promise<void> {
+  await runCliOk(['run', '-t', 'fs-io', ...options, '--store', store, '--', ...command], {
+    cli,
+    env,
+    timeoutMs: 120_000,
+  });
+}
+
+async function lastReport(store: string): Promise<Report> {
+  const json = await runCliOk(['report', '--last', '--format', 'json', '--store', store], {
+    cli,
+    env,
+  });
+  return JSON.parse(json) as Report;
+}
+
 describe.runIf(canRun)('fs-io through the scalpels CLI', () => {
   it('run -t fs-io -- dd ... conv=fsync: 67108864 bytes written to the file by dd, at least one fsync', async () => {
     const store = `sqlite://${join(scratch, 'store.db')}`;
     const out = join(scratch, 'x');
-    const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
-    await exec(
-      process.execPath,
-      [
-        cli,
-        'run',
-        '-t',
-        'fs-io',
-        '--store',
-        store,
-        '--',
-        'dd',
-        'if=/dev/zero',
-        `of=${out}`,
-        'bs=1M',
-        'count=64',
-        'conv=fsync',
-      ],
-      { env, timeout: 120_000 },
-    );
+    await traced(store, [], ['dd', 'if=/dev/zero', `of=${out}`, 'bs=1M', 'count=64', 'conv=fsync']);
     expect(statSync(out).size).toBe(67_108_864);
-    const { stdout } = await exec(
-      process.execPath,
-      [cli, 'report', '--last', '--format', 'json', '--store', store],
-      {
-        env,
-        maxBuffer: 64 * 1024 * 1024,
-      },
-    );
-    const report = JSON.parse(stdout) as Report;
+    const report = await lastReport(store);
     expect(report.format).toBe('scalpels.report/v1');
     const t = report.tracers.find((x) => x.tracer === 'fs-io')!;
     expect(t.status).toBe('stopped');
@@ -93,36 +81,12 @@ describe.runIf(canRun)('fs-io through the scalpels CLI', () => {
   it('--set fs-io.latency=true: per-file latency histograms count every write', async () => {
     const store = `sqlite://${join(scratch, 'latency.db')}`;
     const out = join(scratch, 'lat');
-    const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
-    await exec(
-      process.execPath,
-      [
-        cli,
-        'run',
-        '-t',
-        'fs-io',
-        '--set',
-        'fs-io.latency=true',
-        '--set',
-        'fs-io.vfs=false',
-        '--store',
-        store,
-        '--',
-        'dd',
-        'if=/dev/zero',
-        `of=${out}`,
-        'bs=4k',
-        'count=300',
-        'conv=fdatasync',
-      ],
-      { env, timeout: 120_000 },
+    await traced(
+      store,
+      ['--set', 'fs-io.latency=true', '--set', 'fs-io.vfs=false'],
+      ['dd', 'if=/dev/zero', `of=${out}`, 'bs=4k', 'count=300', 'conv=fdatasync'],
     );
-    const { stdout } = await exec(
-      process.execPath,
-      [cli, 'report', '--last', '--format', 'json', '--store', store],
-      { env, maxBuffer: 64 * 1024 * 1024 },
-    );
-    const t = (JSON.parse(stdout) as Report).tracers.find((x) => x.tracer === 'fs-io')!;
+    const t = (await lastReport(store)).tracers.find((x) => x.tracer === 'fs-io')!;
     const sum = (name: string) =>
       t.series
         .filter((s) => s.name === name && s.labels.path === out && s.labels.comm === 'dd')
@@ -141,36 +105,14 @@ describe.runIf(canRun)('fs-io through the scalpels CLI', () => {
   it('--set fs-io.technique=proc-io: per-process bytes from /proc/PID/io, counted once', async () => {
     const store = `sqlite://${join(scratch, 'procio.db')}`;
     const out = join(scratch, 'procio');
-    const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
     // Writes 1 MiB and stays alive past a few samples, so the sampler sees it itself.
     const prog = `import os, sys, time\nfd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)\nfor i in range(16):\n    os.write(fd, b'q' * 65536)\ntime.sleep(0.6)\n`;
-    await exec(
-      process.execPath,
-      [
-        cli,
-        'run',
-        '-t',
-        'fs-io',
-        '--set',
-        'fs-io.technique=proc-io',
-        '--set',
-        'fs-io.interval=100ms',
-        '--store',
-        store,
-        '--',
-        'python3',
-        '-c',
-        prog,
-        out,
-      ],
-      { env, timeout: 120_000 },
+    await traced(
+      store,
+      ['--set', 'fs-io.technique=proc-io', '--set', 'fs-io.interval=100ms'],
+      ['python3', '-c', prog, out],
     );
-    const { stdout } = await exec(
-      process.execPath,
-      [cli, 'report', '--last', '--format', 'json', '--store', store],
-      { env, maxBuffer: 64 * 1024 * 1024 },
-    );
-    const t = (JSON.parse(stdout) as Report).tracers.find((x) => x.tracer === 'fs-io')!;
+    const t = (await lastReport(store)).tracers.find((x) => x.tracer === 'fs-io')!;
     expect(t.status).toBe('stopped');
     const wchar = t.series.filter((s) => s.name === 'proc.io.wchar');
     const python = wchar.filter((s) => s.labels.comm === 'python3');

@@ -5,7 +5,7 @@ import type { Sample, TraceEvent, TraceRecord } from '@scalpels/core';
 export const pluginDir = fileURLToPath(new URL('..', import.meta.url));
 export const testdataDir = fileURLToPath(new URL('../testdata', import.meta.url));
 export const samplerBuilt = existsSync(
-  fileURLToPath(new URL('../dist/proc-io-sampler.js', import.meta.url)),
+  fileURLToPath(new URL('../dist/worker-main.js', import.meta.url)),
 );
 
 export const samples = (records: readonly TraceRecord[]): Sample[] =>

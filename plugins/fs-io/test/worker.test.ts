@@ -1,13 +1,22 @@
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { CheckContext } from '@scalpels/core';
+import { validateOptions, type CheckContext } from '@scalpels/core';
 import { capability, runWorker } from '@scalpels/core/testing';
 import manifest from '../src/index.js';
 import { EXPECTED_MIXED, launch, MIXED_PY } from './workloads.mjs';
 import { events, pluginDir, samplerBuilt, samples, total } from './helpers.js';
+import type { Options } from '../src/options.js';
 
 const isRoot = process.getuid?.() === 0;
 const hasBpftrace = (() => {
@@ -39,9 +48,9 @@ const run = (argv: readonly string[]) => {
   return { w, target: { kind: 'run' as const, pids: [w.pid], description: `run: ${argv[0]}` } };
 };
 
-function checkContext(depth: 'quick' | 'full'): CheckContext {
+function checkContext(depth: 'quick' | 'full'): CheckContext<Options> {
   return {
-    options: {},
+    options: validateOptions(manifest, {}),
     depth,
     isRoot,
     exec: (argv, timeoutMs) =>
@@ -350,5 +359,71 @@ time.sleep(0.8)
         wchar.set(s.labels!.pid!, (wchar.get(s.labels!.pid!) ?? 0) + s.value);
     // One process (the child) has the 100 000 bytes; nobody else has them again.
     expect([...wchar.values()].filter((v) => v >= 100_000)).toEqual([100_000]);
+  });
+
+  it('counts a process that got a recycled pid from zero, not against the old one', async (t) => {
+    let writable = false;
+    try {
+      writeFileSync('/proc/sys/kernel/ns_last_pid', readFileSync('/proc/sys/kernel/ns_last_pid'));
+      writable = true;
+    } catch {
+      // not root
+    }
+    if (!capability('ns_last_pid', writable, 'cannot write /proc/sys/kernel/ns_last_pid'))
+      return t.skip();
+    const file = join(scratch, 'recycled.dat');
+    const result = join(scratch, 'recycled.json');
+    // Child A writes 1 000 000 bytes and is reaped; the parent then forks until a child gets
+    // A's pid back (through ns_last_pid) and that child B writes 100 000 bytes. Within one
+    // interval the sampler sees pid A before and after: B's counters are below A's.
+    const prog = `
+import json, os, sys, time
+def child(n):
+    fd = os.open(sys.argv[1], os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o644)
+    os.write(fd, b'r' * n)
+    time.sleep(0.6)
+    os._exit(0)
+a = os.fork()
+if a == 0:
+    child(1000000)
+os.waitpid(a, 0)
+recycled = False
+for attempt in range(200):
+    with open('/proc/sys/kernel/ns_last_pid', 'w') as f:
+        f.write(str(a - 1))
+    b = os.fork()
+    if b == 0:
+        if os.getpid() == a:
+            child(100000)
+        os._exit(0)
+    if b == a:
+        recycled = True
+        break
+    os.waitpid(b, 0)
+if recycled:
+    os.waitpid(b, 0)
+open(sys.argv[2], 'w').write(json.dumps({'pid': a, 'recycled': recycled}))
+time.sleep(0.3)
+`;
+    const { w, target } = run(['python3', '-c', prog, file, result]);
+    const { outcome, records } = await runWorker(manifest, {
+      pluginDir,
+      target,
+      technique: 'proc-io',
+      options: { interval: '100ms' },
+      during: () => w.go(),
+    });
+    expect(outcome.status, outcome.stderrTail).toBe('stopped');
+    const r = JSON.parse(readFileSync(result, 'utf8')) as { pid: number; recycled: boolean };
+    expect(r.recycled, 'no fork got the pid back in 200 tries (the host forks too much)').toBe(
+      true,
+    );
+    const wchar = new Map<string, number>();
+    for (const s of samples(records))
+      if (s.series === 'proc.io.wchar')
+        wchar.set(s.labels!.pid!, (wchar.get(s.labels!.pid!) ?? 0) + s.value);
+    // Both processes under the one pid, each counted in full, once; nobody else has them.
+    expect(wchar.get(String(r.pid))).toBe(1_100_000);
+    expect([...wchar.values()].filter((v) => v >= 100_000)).toEqual([1_100_000]);
   });
 });

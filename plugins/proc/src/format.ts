@@ -8,8 +8,6 @@
  * This module must not import anything outside node's standard library: the sampler runs alone.
  */
 
-export const READY_LINE = '# ready';
-
 /** Clock ticks per second of every tick count in /proc (USER_HZ): 100 on every Linux ABI. */
 export const USER_HZ = 100;
 

@@ -1,10 +1,13 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { definePlugin, type CheckContext, type CheckResult } from '@scalpels/core';
+import { readStat } from '@scalpels/core/procfs';
 import { USER_HZ } from './format.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
 import { samplerPath, workerSpec } from './worker.js';
+import { view } from './view.js';
+import { OPTIONS, type Options } from './options.js';
 
 /** Package root: src/ (tests) and dist/ (installed) are both one level below it. */
 const packageDir = fileURLToPath(new URL('..', import.meta.url));
@@ -14,8 +17,8 @@ const { version } = JSON.parse(
   version: string;
 };
 
-async function check(ctx: CheckContext): Promise<CheckResult> {
-  if (!existsSync('/proc/stat') || !existsSync('/proc/self/stat'))
+async function check(ctx: CheckContext<Options>): Promise<CheckResult> {
+  if (!existsSync('/proc/stat') || !readStat('self'))
     return {
       status: 'unavailable',
       detail: 'no /proc filesystem (Linux with procfs mounted is required)',
@@ -64,31 +67,9 @@ export default definePlugin({
   version,
   description:
     'System statistics (CPU, memory, load, disks, network) and per target process tree, sampled from /proc',
-  apiVersion: '>=1.0.0 <2',
+  apiVersion: '>=1.2.0 <2',
   target: 'optional',
-  options: {
-    interval: {
-      type: 'duration',
-      default: '1s',
-      min: '100ms',
-      max: '1h',
-      description: 'Sampling interval',
-    },
-    system: {
-      type: 'boolean',
-      default: true,
-      description: 'Include system-wide series (kernel.*, mem.*, disk.*, network.*)',
-    },
-    devices: {
-      type: 'list',
-      description:
-        'Block devices to report (globs, e.g. sd*,nvme0n1); default: whole disks except loop and ram',
-    },
-    interfaces: {
-      type: 'list',
-      description: 'Network interfaces to report (globs, e.g. eth*,br-ex); default: all',
-    },
-  },
+  options: OPTIONS,
   requires: [
     { kind: 'file', what: '/proc', why: 'every series is read from procfs' },
     {
@@ -101,4 +82,5 @@ export default definePlugin({
   worker: workerSpec,
   parser: createParser,
   schema,
+  report: view,
 });

@@ -1,18 +1,20 @@
 import {
   diagnostic,
+  WORKER_READY_LINE,
   type Labels,
   type ParseContext,
   type Parser,
   type Sample,
 } from '@scalpels/core';
 import { unescapeLabel } from './format.js';
+import type { Options } from './options.js';
 
 const SERIES = /^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$/;
 const LABEL_KEY = /^[a-z][a-z0-9_]*$/;
 
-/** Parses one sampler line (see ./format.ts) into a sample; comments give nothing. Pure. */
+/** Parses one sampler line (see ./format.ts) into a sample; comments and the ready line give nothing. Pure. */
 export function parseLine(text: string): Sample | ReturnType<typeof diagnostic> | null {
-  if (text === '' || text.startsWith('#')) return null;
+  if (text === '' || text.startsWith('#') || text === WORKER_READY_LINE) return null;
   const fields = text.split('\t');
   if (fields.length < 3)
     return diagnostic(`expected ts, series and value: ${JSON.stringify(text.slice(0, 120))}`);
@@ -41,6 +43,6 @@ export function parseLine(text: string): Sample | ReturnType<typeof diagnostic> 
   return sample;
 }
 
-export function createParser(_ctx: ParseContext): Parser {
+export function createParser(_ctx: ParseContext<Options>): Parser {
   return { line: parseLine };
 }

@@ -17,9 +17,19 @@
  * move to a parent, so every thread that disappears is frozen. Emitted totals only grow (a
  * high-water mark): a race that loses a reaping can make a total lag, never go back.
  *
- * No imports but ./procfs.js: the sampler runs alone.
+ * Parent links follow the core's one rule for pid reuse (parentOf): a process younger than its
+ * child is not its parent.
+ *
+ * No imports but @scalpels/core/procfs: the sampler runs alone.
  */
-import type { PidIo, PidStat, TaskStatus } from './procfs.js';
+import {
+  findRoot,
+  parentOf,
+  type ProcessRef,
+  type ProcIo,
+  type ProcStat,
+  type ProcStatus,
+} from '@scalpels/core/procfs';
 
 /** Counters that move into the reaper when a child is waited for. */
 export interface Inherited {
@@ -59,17 +69,17 @@ export interface TreeReading {
 
 /** What the sampler reads of one process of a tree. */
 export interface MemberReading {
-  stat: PidStat;
+  stat: ProcStat;
   /** undefined when unreadable (another user's process without root, or gone mid-read). */
-  io?: PidIo;
+  io?: ProcIo;
   /** Per thread id; empty when unreadable. */
-  tasks: Map<number, TaskStatus>;
+  tasks: Map<number, ProcStatus>;
   rssBytes: number;
   fds: number;
 }
 
 /** Reads the details of a process that belongs to a tree; undefined when it vanished. */
-export type ReadMember = (stat: PidStat) => MemberReading | undefined;
+export type ReadMember = (stat: ProcStat) => MemberReading | undefined;
 
 interface Member {
   key: string;
@@ -87,7 +97,7 @@ interface Tree {
   root: number;
   comm: string;
   /** Start time of the root process, fixed at the first reading (pid reuse guard). */
-  starttime: number;
+  startTime: number;
   departed: TreeCounters;
   emitted: TreeCounters | undefined;
 }
@@ -117,7 +127,7 @@ export class TreeTracker {
    *   their reaped children used still counts through their cutime/cstime and /proc/PID/io.
    */
   constructor(
-    private readonly rootPids: readonly number[],
+    private readonly roots: readonly (number | ProcessRef)[],
     private readonly childrenOnly: ReadonlySet<number> = new Set(),
   ) {}
 
@@ -130,17 +140,18 @@ export class TreeTracker {
    * Takes one snapshot: `procs` is every process of /proc (pid → stat). Returns one reading per
    * tracked tree; the first call is the baseline and returns deltas of zero.
    */
-  update(procs: ReadonlyMap<number, PidStat>, read: ReadMember): TreeReading[] {
+  update(procs: ReadonlyMap<number, ProcStat>, read: ReadMember): TreeReading[] {
     const baseline = !this.started;
     if (baseline) {
       this.started = true;
-      for (const pid of this.rootPids) {
-        const st = procs.get(pid);
-        if (!st || this.trees.has(pid)) continue;
-        this.trees.set(pid, {
-          root: pid,
+      for (const root of this.roots) {
+        // A root given with its start time is not found once its pid went to another process.
+        const st = findRoot(root, procs);
+        if (!st || this.trees.has(st.pid)) continue;
+        this.trees.set(st.pid, {
+          root: st.pid,
           comm: st.comm,
-          starttime: st.starttime,
+          startTime: st.startTime,
           departed: zeroCounters(),
           emitted: undefined,
         });
@@ -236,7 +247,7 @@ export class TreeTracker {
   }
 
   /** Maps every process of the snapshot that belongs to a tree to its tree's root pid. */
-  private assignRoots(procs: ReadonlyMap<number, PidStat>): Map<number, number> {
+  private assignRoots(procs: ReadonlyMap<number, ProcStat>): Map<number, number> {
     const rootOf = new Map<number, number>();
     const outside = new Set<number>();
     const resolve = (pid: number): number | undefined => {
@@ -257,11 +268,11 @@ export class TreeTracker {
           break;
         }
         const tree = this.trees.get(cur);
-        if (tree && tree.starttime === st.starttime) {
+        if (tree && tree.startTime === st.startTime) {
           found = cur;
           break;
         }
-        cur = st.ppid > 0 && st.ppid !== cur ? st.ppid : undefined;
+        cur = parentOf(st, procs)?.pid;
       }
       for (const p of path) {
         if (found === undefined) outside.add(p);
@@ -338,6 +349,6 @@ export class TreeTracker {
   }
 }
 
-function memberKey(st: PidStat): string {
-  return `${st.pid}:${st.starttime}`;
+function memberKey(st: ProcStat): string {
+  return `${st.pid}:${st.startTime}`;
 }

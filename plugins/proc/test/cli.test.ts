@@ -1,20 +1,16 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { capability } from '@scalpels/core/testing';
+import { capability, cliEntry, runCliOk } from '@scalpels/core/testing';
 import { samplerBuilt } from './helpers.js';
 
-const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
+const cli = cliEntry();
 const canRun =
   capability(
     'scalpels CLI built',
-    existsSync(cli),
-    `${cli} missing: build the workspace (npx tsc -b)`,
+    cli !== undefined,
+    'no built @scalpels/cli found: build the workspace (npx tsc -b)',
   ) && capability('proc sampler built', samplerBuilt, 'run `npx tsc -b plugins/proc` first');
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-proc-cli-'));
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
@@ -40,11 +36,9 @@ describe.runIf(canRun)('proc through the scalpels CLI', () => {
   it('run -t proc reports the CPU time the kernel accounted for the workload', async () => {
     const store = `sqlite://${join(scratch, 'store.db')}`;
     const truthFile = join(scratch, 'truth.json');
-    const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
-    await run(
-      process.execPath,
+    const env = { XDG_DATA_HOME: scratch, NO_COLOR: '1' };
+    await runCliOk(
       [
-        cli,
         'run',
         '-t',
         'proc',
@@ -59,15 +53,12 @@ describe.runIf(canRun)('proc through the scalpels CLI', () => {
         process.execPath,
         truthFile,
       ],
-      { env, timeout: 60_000 },
+      { cli, env, timeoutMs: 60_000 },
     );
-    const { stdout } = await run(
-      process.execPath,
-      [cli, 'report', '--last', '--format', 'json', '--store', store],
-      {
-        env,
-      },
-    );
+    const stdout = await runCliOk(['report', '--last', '--format', 'json', '--store', store], {
+      cli,
+      env,
+    });
     const report = JSON.parse(stdout) as {
       format: string;
       tracers: {

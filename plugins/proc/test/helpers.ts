@@ -7,7 +7,7 @@ export const pluginDir = fileURLToPath(new URL('..', import.meta.url));
 export const burnTree = fileURLToPath(new URL('./fixtures/burn-tree.mjs', import.meta.url));
 /** The worker runs the compiled sampler: the package must be built (npx tsc -b plugins/proc). */
 export const samplerBuilt = existsSync(
-  fileURLToPath(new URL('../dist/sampler.js', import.meta.url)),
+  fileURLToPath(new URL('../dist/worker-main.js', import.meta.url)),
 );
 
 export function samples(records: readonly TraceRecord[], series?: string): Sample[] {

@@ -9,11 +9,14 @@ import {
   parseLoadavg,
   parseMeminfo,
   parseNetDev,
-  parsePidIo,
-  parsePidStat,
-  parseTaskStatus,
   parseVmstat,
 } from '../src/procfs.js';
+// The per-process parsers the sampler uses are the core's.
+import {
+  parseIo as parsePidIo,
+  parseStat as parsePidStat,
+  parseStatus as parseTaskStatus,
+} from '@scalpels/core/procfs';
 
 const read = (path: string): string => readFileSync(path, 'latin1');
 
@@ -78,7 +81,7 @@ describe('procfs parsers on this machine', () => {
       cutime: 2,
       cstime: 1,
     });
-    expect(st).toMatchObject({ threads: 4, starttime: 555 });
+    expect(st).toMatchObject({ threads: 4, startTime: 555 });
     expect(parsePidStat('42 (truncated')).toBeUndefined();
   });
 

@@ -1,7 +1,7 @@
 // The tree accounting on hand-made /proc snapshots: the cases here (reaping across trees, pid
 // reuse, daemons re-parented to init) are races a live test cannot stage reliably.
 import { describe, expect, it } from 'vitest';
-import type { PidStat } from '../src/procfs.js';
+import type { ProcStat } from '@scalpels/core/procfs';
 import { TreeTracker, type MemberReading, type TreeReading } from '../src/tree.js';
 
 interface P {
@@ -16,7 +16,7 @@ interface P {
   vol?: number;
 }
 
-function snapshot(list: P[]): Map<number, PidStat> {
+function snapshot(list: P[]): Map<number, ProcStat> {
   return new Map(
     list.map((p) => [
       p.pid,
@@ -34,16 +34,16 @@ function snapshot(list: P[]): Map<number, PidStat> {
         majflt: 0,
         cmajflt: 0,
         threads: 1,
-        starttime: p.start ?? p.pid,
+        startTime: p.start ?? p.pid,
       },
     ]),
   );
 }
 
 const vol = new Map<number, number>();
-const read = (st: PidStat): MemberReading => ({
+const read = (st: ProcStat): MemberReading => ({
   stat: st,
-  io: { rchar: 0, wchar: 0, readBytes: 0, writeBytes: 0 },
+  io: { rchar: 0, wchar: 0, syscr: 0, syscw: 0, readBytes: 0, writeBytes: 0 },
   tasks: new Map([[st.pid, { rss: 0, voluntary: vol.get(st.pid) ?? 0, involuntary: 0 }]]),
   rssBytes: 4096,
   fds: 3,
@@ -125,6 +125,27 @@ describe('TreeTracker', () => {
     const t = new TreeTracker([10, 77]);
     step(t, [init, { pid: 10, ppid: 1, u: 0 }]);
     expect(t.trackedRoots).toEqual([10]);
+  });
+
+  it('does not track a root given with its start time once its pid went to another process', () => {
+    const t = new TreeTracker([
+      { pid: 10, startTime: 5 },
+      { pid: 20, startTime: 20 },
+    ]);
+    step(t, [init, { pid: 10, ppid: 1, u: 0 }, { pid: 20, ppid: 1, u: 0 }]);
+    expect(t.trackedRoots).toEqual([20]);
+  });
+
+  it('does not follow a ppid taken by a younger process (recycled while /proc was read)', () => {
+    const t = new TreeTracker([10]);
+    const r = step(t, [
+      init,
+      { pid: 10, ppid: 1, u: 0 },
+      { pid: 12, ppid: 10, u: 0, start: 50 },
+      // Started at 15, under a parent pid 12 that then exited; its pid went to a child of 10.
+      { pid: 40, ppid: 12, u: 0, start: 15 },
+    ]);
+    expect(r.get(10)!.gauges.count).toBe(2);
   });
 
   it('freezes the context switches of a thread that ended', () => {

@@ -3,7 +3,9 @@ import { chmodSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync 
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { capability, parseLines, runWorker, splitRecorded } from '@scalpels/core/testing';
+import { readStat } from '@scalpels/core/procfs';
+import { capability, parseLines, runWorker, splitRecorded, waitFor } from '@scalpels/core/testing';
+import { validateOptions } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { pluginDir, samplerBuilt, samples, startBurnTree, sum, waitForLine } from './helpers.js';
 
@@ -96,6 +98,43 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
     }
   });
 
+  it('traces a root given with its start time only while its pid is still that process', async () => {
+    const kept = spawn('sleep', ['60'], { stdio: 'ignore' });
+    const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+    try {
+      await waitFor('both sleeps', () =>
+        [kept, other].every((c) => readStat(c.pid!)?.comm === 'sleep'),
+      );
+      const keptStart = readStat(kept.pid!)!.startTime;
+      // `other` stands for a root whose pid went to a new process since the target was
+      // resolved: the start time the target holds is not the current process's.
+      const staleStart = readStat(other.pid!)!.startTime - 1;
+      const result = await runWorker(plugin, {
+        pluginDir,
+        options: { interval: '100ms', system: false },
+        target: {
+          kind: 'pid',
+          pids: [kept.pid!, other.pid!],
+          roots: [
+            { pid: kept.pid!, startTime: keptStart },
+            { pid: other.pid!, startTime: staleStart },
+          ],
+          description: 'two sleeps',
+        },
+        during: async (live) => {
+          await waitFor('a few samples', () => samples(live.records, 'proc.count').length >= 3);
+        },
+      });
+      expect(result.outcome.parseErrors).toBe(0);
+      const pids = new Set(samples(result.records, 'proc.count').map((s) => s.labels?.pid));
+      expect([...pids]).toEqual([String(kept.pid)]);
+      expect(result.outcome.stderrTail).toContain(`target pid ${other.pid} does not exist`);
+    } finally {
+      kept.kill('SIGKILL');
+      other.kill('SIGKILL');
+    }
+  });
+
   it('follows a daemon re-parented to init out of the tree', async () => {
     const out = join(mkdtempSync(join(scratch, 'daemon-')), 'daemon.json');
     const burn =
@@ -135,13 +174,19 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
 
   it('splits nested roots (a parent and its child both given) without counting the child twice', async () => {
     const out = mkdtempSync(join(scratch, 'nested-'));
-    // The outer root waits for "go", then its child (the inner root, started before the sampler)
-    // burns 300 ms and exits; the outer root reaps it.
-    const burn = (file: string): string =>
-      'const b = process.cpuUsage(); let x = 0;' +
-      'while (process.cpuUsage(b).user + process.cpuUsage(b).system < 300e3) x += Math.sqrt(x + 1);' +
-      `require('fs').writeFileSync(${JSON.stringify(join(out, file))}, JSON.stringify({ b, e: process.cpuUsage() }));`;
-    const inner = `process.stdin.once('data', () => { ${burn('inner.json')} process.exit(0); });`;
+    // The outer root waits for "go", then its child (the inner root, started and idle before the
+    // sampler starts) burns 300 ms and exits; the outer root reaps it. The inner's reference CPU
+    // runs from when it says it is ready (before the sampler starts) to its end: what the sampler
+    // can see of it, whatever its start-up cost on a busy machine.
+    const inner =
+      'const ready = process.cpuUsage();' +
+      "process.stdin.once('data', () => {" +
+      ' const b = process.cpuUsage(); let x = 0;' +
+      ' while (process.cpuUsage(b).user + process.cpuUsage(b).system < 300e3) x += Math.sqrt(x + 1);' +
+      ` require('fs').writeFileSync(${JSON.stringify(join(out, 'inner.json'))}, JSON.stringify({ b: ready, e: process.cpuUsage() }));` +
+      ' process.exit(0);' +
+      '});' +
+      "console.log('inner ready');";
     const outer =
       `const c = require('child_process').spawn(process.execPath, ['-e', ${JSON.stringify(inner)}], { stdio: ['pipe', 'inherit', 'inherit'] });` +
       `console.log('child ' + c.pid);` +
@@ -149,12 +194,20 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
       `c.on('exit', () => console.log('done'));`;
     const root = spawn(process.execPath, ['-e', outer], { stdio: ['pipe', 'pipe', 'inherit'] });
     try {
-      const childPid = await new Promise<number>((resolve) =>
-        root.stdout!.once('data', (d: Buffer) =>
-          resolve(Number(/child (\d+)/.exec(d.toString())![1])),
-        ),
-      );
-      await new Promise((r) => setTimeout(r, 300)); // both node processes started up
+      const innerReady = waitForLine(root, 'inner ready');
+      const childPid = await new Promise<number>((resolve) => {
+        let seen = '';
+        const onData = (d: Buffer): void => {
+          seen += d.toString();
+          const m = /child (\d+)/.exec(seen);
+          if (m) {
+            root.stdout!.off('data', onData);
+            resolve(Number(m[1]));
+          }
+        };
+        root.stdout!.on('data', onData);
+      });
+      await innerReady;
       const result = await runWorker(plugin, {
         pluginDir,
         options: { interval: '100ms', system: false },
@@ -178,7 +231,7 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
       >;
       const innerMs = (usage.e.user + usage.e.system - usage.b.user - usage.b.system) / 1000;
       console.log(
-        `nested roots: inner ${cpuOf(childPid)} ms (burned ${innerMs.toFixed(1)}), outer ${cpuOf(root.pid!)} ms`,
+        `nested roots: inner ${cpuOf(childPid)} ms (${innerMs.toFixed(1)} since ready, 300 of it burned), outer ${cpuOf(root.pid!)} ms`,
       );
       expect(Math.abs(cpuOf(childPid) - innerMs)).toBeLessThan(0.1 * innerMs + 20);
       // The outer root only forwarded a line: a double count would add the inner's 300 ms.
@@ -268,7 +321,7 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
   it('skips samples while its reader stalls, and its counters then cover the gap', async () => {
     const sampler = spawn(
       process.execPath,
-      [join(pluginDir, 'dist', 'sampler.js'), '--interval-ms', '10'],
+      [join(pluginDir, 'dist', 'worker-main.js'), '--interval-ms', '10'],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -278,12 +331,15 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
     const chunks: Buffer[] = [];
     sampler.stdout!.on('data', (d: Buffer) => chunks.push(d));
     sampler.stdout!.pause();
-    await new Promise((r) => setTimeout(r, 3000));
+    // Stalled until the sampler says it skips (its pipe and buffer full: how long that takes
+    // depends on the machine's load), then for a stall of 2 s more.
+    await waitFor('the sampler to skip samples', () => /skipping samples/.test(stderr));
+    await new Promise((r) => setTimeout(r, 2000));
     sampler.stdout!.resume();
-    await new Promise((r) => setTimeout(r, 300));
-    const exited = new Promise((r) => sampler.once('exit', r));
+    // 'close': the exit code once every byte of stdout has been read.
+    const closed = new Promise((r) => sampler.once('close', r));
     sampler.kill('SIGTERM');
-    expect(await exited).toBe(0);
+    expect(await closed).toBe(0);
     expect(stderr).toMatch(/skipping samples/);
     const out = parseLines(plugin, splitRecorded(Buffer.concat(chunks).toString('utf8')));
     expect(out.diagnostics).toEqual([]);
@@ -319,23 +375,20 @@ describe.runIf(canRun)('proc worker (real sampler on this machine)', () => {
 describe('proc manifest', () => {
   it('refuses system=false without a target', () => {
     expect(() =>
-      plugin.worker(
-        { interval: 1000, system: false },
-        {
-          target: { kind: 'none', pids: [], description: 'system-wide' },
-          taskId: 't',
-          tracerId: 1,
-          runtimeDir: scratch,
-          pluginDir,
-        },
-      ),
+      plugin.worker(validateOptions(plugin, { interval: 1000, system: false }), {
+        target: { kind: 'none', pids: [], description: 'system-wide' },
+        taskId: 't',
+        tracerId: 1,
+        runtimeDir: scratch,
+        pluginDir,
+      }),
     ).toThrow(/needs a target/);
   });
 
   it.runIf(canRun)('check() answers ok here, quick and full', async () => {
     const { execFileSync } = await import('node:child_process');
     const ctx = {
-      options: {},
+      options: validateOptions(plugin, {}),
       isRoot: process.getuid?.() === 0,
       which: async () => undefined,
       exec: async (argv: readonly string[]) => {

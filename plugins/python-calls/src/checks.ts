@@ -1,5 +1,16 @@
 import { openSync, readSync, closeSync, statSync, realpathSync, readFileSync } from 'node:fs';
-import type { CheckContext, CheckResult } from '@scalpels/core';
+import { configuredProgram, type CheckContext, type CheckResult } from '@scalpels/core';
+import type { Options } from './options.js';
+
+/**
+ * The interpreter the USDT technique self-tests (and attaches to when the target runs none yet):
+ * the one the node configuration names (`plugins.python-calls.python` in
+ * /etc/scalpels/config.json, checked with trustedFile), else the system's. Never an option: the
+ * self-test runs it as root.
+ */
+export function defaultPython(): string {
+  return configuredProgram('python-calls', 'python') ?? '/usr/bin/python3';
+}
 
 /** Whether an ELF file carries CPython's USDT markers (a `python` provider `function__entry` note). */
 export function hasUsdtMarkers(file: string): boolean {
@@ -26,7 +37,7 @@ export function hasUsdtMarkers(file: string): boolean {
 
 /** The interpreter `python3` runs here, following pyenv-style shims (full checks only: runs it). */
 export async function resolvePython(
-  ctx: CheckContext,
+  ctx: CheckContext<Options>,
   python: string,
 ): Promise<string | undefined> {
   if (python.startsWith('/') && !isScript(python)) return realpath(python);
@@ -58,7 +69,7 @@ const SELFTEST_CALLS = 200;
  * tells.
  */
 export async function usdtSelfTest(
-  ctx: CheckContext,
+  ctx: CheckContext<Options>,
   python: string,
 ): Promise<{ seen: number; error?: string }> {
   const prog = `BEGIN { @n = 0; } usdt:${python}:python:function__entry /str(arg1) == "scalpels_selftest"/ { @n = @n + 1; } END { printf("seen %d\\n", @n); clear(@n); }`;
@@ -77,7 +88,7 @@ export async function usdtSelfTest(
 
 export { SELFTEST_CALLS };
 
-export async function checkUsdt(ctx: CheckContext): Promise<CheckResult> {
+export async function checkUsdt(ctx: CheckContext<Options>): Promise<CheckResult> {
   const technique = 'usdt';
   const bpftrace = await ctx.which('bpftrace');
   if (!bpftrace)
@@ -89,9 +100,9 @@ export async function checkUsdt(ctx: CheckContext): Promise<CheckResult> {
     };
   if (!ctx.isRoot)
     return { status: 'fixable', technique, detail: 'USDT probes need root', hint: 'run as root' };
-  const option = typeof ctx.options.python === 'string' ? ctx.options.python : 'python3';
+  const option = defaultPython();
   if (ctx.depth === 'quick') {
-    const guess = option.startsWith('/') ? option : '/usr/bin/python3';
+    const guess = option;
     return {
       status: 'unavailable',
       technique,
@@ -115,7 +126,7 @@ export async function checkUsdt(ctx: CheckContext): Promise<CheckResult> {
 }
 
 async function usdtVerdict(
-  ctx: CheckContext,
+  ctx: CheckContext<Options>,
   python: string,
 ): Promise<{ ok: boolean; detail: string }> {
   if (!hasUsdtMarkers(python))
@@ -130,7 +141,7 @@ async function usdtVerdict(
   return { ok: true, detail: `USDT probes of ${python} fire (self-test saw ${t.seen} calls)` };
 }
 
-export async function checkProfiler(ctx: CheckContext): Promise<CheckResult> {
+export async function checkProfiler(ctx: CheckContext<Options>): Promise<CheckResult> {
   const technique = 'profiler';
   const gdb = await ctx.which('gdb');
   if (!gdb)

@@ -1,14 +1,15 @@
-import { definePlugin, PLUGIN_API_VERSION, type CheckResult } from '@scalpels/core';
+import { definePlugin, NODE_CONFIG_FILE, type CheckResult } from '@scalpels/core';
 import { createRequire } from 'node:module';
 import { createParser } from './parser.js';
-import { PRESETS } from './presets.js';
 import { schema } from './schema.js';
 import { checkProfiler, checkUsdt } from './checks.js';
+import { describePlan } from './plan.js';
 import { profilerWorker } from './worker.js';
 import { usdtWorker } from './usdt.js';
+import { view } from './view.js';
+import { OPTIONS } from './options.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
-const presetNames = Object.keys(PRESETS);
 
 const techniques = [
   {
@@ -20,7 +21,7 @@ const techniques = [
   {
     name: 'profiler',
     description:
-      'an in-process profiler (sys.setprofile, or sys.monitoring on 3.12+) loaded with gdb into running interpreters and at start into new ones, streaming counts over a unix socket',
+      'an in-process agent loaded with gdb into running interpreters and at start into new ones, streaming counts over a unix socket: it instruments only the functions the rules name (a counting trampoline as their __code__ before 3.12, sys.monitoring events on their code objects on 3.12+), or, for a bare file glob or no rule, hooks every call (sys.setprofile, sys.monitoring)',
     check: checkProfiler,
   },
 ] as const;
@@ -30,71 +31,11 @@ export default definePlugin({
   version: pkg.version,
   description:
     'Which Python functions a process calls, how often and for how long (USDT or an in-process profiler)',
-  apiVersion: PLUGIN_API_VERSION,
+  apiVersion: '>=1.2.0 <2',
   target: 'required',
-  options: {
-    function: {
-      type: 'list',
-      description:
-        'Function names to count (matched against the name or the qualified name, Class.method)',
-      pattern: /^[A-Za-z_][A-Za-z0-9_.<>]*$/,
-    },
-    module: {
-      type: 'list',
-      description: "Module name globs (the function's module, e.g. oslo_messaging.*)",
-    },
-    file: {
-      type: 'list',
-      description: 'Source file path globs (e.g. */oslo_messaging/rpc/client.py)',
-    },
-    preset: {
-      type: 'list',
-      description: `Ready-made filters, added to the others: ${presetNames.join(', ')}`,
-      pattern: new RegExp(`^(${presetNames.join('|')})$`),
-    },
-    top: {
-      type: 'integer',
-      default: 100,
-      min: 0,
-      description:
-        'Report the N most called functions by name and sum the rest as "(other)"; 0 = no limit',
-    },
-    timing: {
-      type: 'boolean',
-      default: false,
-      description:
-        'Measure inclusive time per call (python.call.time, python.call.duration); costs more',
-    },
-    exceptions: {
-      type: 'boolean',
-      default: false,
-      description: 'Count calls that end by raising (python.exceptions)',
-    },
-    interval: {
-      type: 'duration',
-      default: '1s',
-      min: '50ms',
-      description: 'How often counts are reported',
-      unit: 'ms',
-    },
-    follow: {
-      type: 'boolean',
-      default: true,
-      description:
-        'Also trace Python processes the target starts later (caught at exec, before they run any code)',
-    },
-    attachTimeout: {
-      type: 'duration',
-      default: '10s',
-      description: "How long a running interpreter's main thread may take to pick up the profiler",
-      unit: 'ms',
-    },
-    python: {
-      type: 'string',
-      default: 'python3',
-      description:
-        'Interpreter the USDT technique self-tests and attaches to (the one the target runs)',
-    },
+  options: OPTIONS,
+  retiredOptions: {
+    python: `an option never names a program: USDT probes use the target's own interpreter, else "python" in the "python-calls" section of ${NODE_CONFIG_FILE}, else /usr/bin/python3`,
   },
   requires: [
     { kind: 'root', what: 'root', why: 'ptrace (gdb) and bpftrace on processes of any user' },
@@ -118,7 +59,10 @@ export default definePlugin({
       const r = await t.check(ctx);
       if (r.status === 'ok') {
         const before = results.map((x) => `${x.technique}: ${x.detail}`).join('; ');
-        return before ? { ...r, detail: `${r.detail} (${before})` } : r;
+        // Per rule, how the profiler counts it (instrumented functions or the global hook).
+        const plan = r.technique === 'profiler' ? `; rules: ${describePlan(ctx.options)}` : '';
+        const detail = `${r.detail}${plan}`;
+        return { ...r, detail: before ? `${detail} (${before})` : detail };
       }
       results.push(r);
     }
@@ -131,4 +75,5 @@ export default definePlugin({
   },
   parser: createParser,
   schema,
+  report: view,
 });

@@ -1,6 +1,16 @@
-import { diagnostic, type ParseContext, type Parser, type TraceRecord } from '@scalpels/core';
+import {
+  diagnostic,
+  pythonKeyOfFile,
+  pythonSysPath,
+  WORKER_READY_LINE,
+  type ParseContext,
+  type Parser,
+  type TraceRecord,
+} from '@scalpels/core';
 import { DURATION_BOUNDS_MS } from './schema.js';
 import { buildRules, type Rule } from './presets.js';
+import { defaultPython } from './checks.js';
+import type { Options } from './options.js';
 
 /**
  * Worker lines are JSON objects with a `t` (type) field:
@@ -10,12 +20,19 @@ import { buildRules, type Rule } from './presets.js';
  * - `dropped`: events lost on the kernel side (USDT technique);
  * - `ready`, `info`: for people reading the raw output, no record.
  */
-export function createParser(ctx: ParseContext): Parser {
+export function createParser(ctx: ParseContext<Options>): Parser {
   const usdt = ctx.technique === 'usdt' ? usdtFilter(ctx) : undefined;
+  const threads = ctx.options.thread;
+  let sysPath: string[] | undefined;
+  // The node's trusted interpreter, never the target's binary: root must not run a program a
+  // traced user may have written.
+  const searchPath = (): string[] => (sysPath ??= pythonSysPath(defaultPython()));
+  // USDT maps are cumulative: the last count printed per key, to record increases.
+  const printed = new Map<string, number>();
   return {
     line(text) {
-      if (text.trim() === '') return null;
-      if (usdt) return usdtLine(text, usdt);
+      if (text.trim() === '' || text === WORKER_READY_LINE) return null;
+      if (usdt) return usdtLine(text, usdt, threads, searchPath, printed);
       let m: Record<string, unknown>;
       try {
         const v: unknown = JSON.parse(text);
@@ -37,10 +54,31 @@ export function createParser(ctx: ParseContext): Parser {
           if (typeof pid !== 'number' || typeof how !== 'string')
             return diagnostic(`malformed ${m.t} line: ${cut(text)}`);
           const data: Record<string, unknown> = { pid };
-          for (const f of ['python', 'hook', 'executable', 'reason', 'attachMs'] as const)
+          for (const f of [
+            'python',
+            'hook',
+            'executable',
+            'reason',
+            'attachMs',
+            'techniques',
+          ] as const)
             if (m[f] !== undefined) data[f] = m[f];
           // The report groups events by key alone: say which kind of event it is.
           const ev: TraceRecord = { kind: 'event', type: m.t, key: `${m.t}:${how}`, data };
+          if (ts !== undefined) ev.ts = ts;
+          return ev;
+        }
+        case 'technique': {
+          if (typeof m.pid !== 'number' || typeof m.technique !== 'string')
+            return diagnostic(`malformed technique line: ${cut(text)}`);
+          const data: Record<string, unknown> = { pid: m.pid };
+          if (typeof m.techniques === 'string') data.techniques = m.techniques;
+          const ev: TraceRecord = {
+            kind: 'event',
+            type: 'technique',
+            key: `technique:${m.technique}`,
+            data,
+          };
           if (ts !== undefined) ev.ts = ts;
           return ev;
         }
@@ -65,13 +103,14 @@ function callRecords(
   const { function: fn, file, line, pid, thread, calls } = m;
   if (typeof fn !== 'string' || typeof pid !== 'number' || typeof calls !== 'number' || calls < 0)
     return undefined;
-  const labels = {
+  const labels: Record<string, string> = {
     function: fn,
     file: typeof file === 'string' ? file : '',
     line: typeof line === 'number' ? String(line) : '',
     pid: String(pid),
-    thread: typeof thread === 'string' ? thread : '',
   };
+  // Only with the `thread` option: one series per function and process otherwise.
+  if (typeof thread === 'string' && thread !== '') labels.thread = thread;
   const stamp = <T extends TraceRecord>(r: T): T => {
     if (ts !== undefined) r.ts = ts;
     return r;
@@ -119,8 +158,8 @@ function cut(s: string): string {
 
 type FileFilter = (file: string, fn: string) => boolean;
 
-function usdtFilter(ctx: ParseContext): FileFilter {
-  const o = ctx.options as Record<string, readonly string[] | undefined>;
+function usdtFilter(ctx: ParseContext<Options>): FileFilter {
+  const o = ctx.options;
   const rules: Rule[] = buildRules({ function: o.function, file: o.file, preset: o.preset });
   if (rules.length === 0) return () => true;
   const compiled = rules.map((r) => ({
@@ -146,17 +185,13 @@ export function globToRegExp(glob: string): RegExp {
   return new RegExp(`^${re}$`, 's');
 }
 
-/** `module:function` from a source path: the dotted path below site-/dist-packages, else the file's stem. */
-export function moduleOfFile(file: string): string {
-  const m =
-    /(?:site-packages|dist-packages)\/(.+)\.py$/.exec(file) ??
-    /\/lib\/python\d+(?:\.\d+)?\/(.+)\.py$/.exec(file);
-  return m
-    ? m[1]!.replace(/\//g, '.').replace(/\.__init__$/, '')
-    : (/([^/]+)\.py$/.exec(file)?.[1] ?? file);
-}
-
-function usdtLine(text: string, keep: FileFilter): ReturnType<Parser['line']> {
+function usdtLine(
+  text: string,
+  keep: FileFilter,
+  threads: boolean,
+  sysPath: () => readonly string[],
+  printed: Map<string, number>,
+): ReturnType<Parser['line']> {
   let m: { type?: unknown; data?: Record<string, unknown> };
   try {
     m = JSON.parse(text) as typeof m;
@@ -178,20 +213,25 @@ function usdtLine(text: string, keep: FileFilter): ReturnType<Parser['line']> {
   const out: TraceRecord[] = [];
   for (const [key, value] of Object.entries(calls as Record<string, unknown>)) {
     const parts = key.split(',');
-    if (parts.length < 5 || typeof value !== 'number')
+    const head = threads ? 2 : 1;
+    if (parts.length < head + 3 || typeof value !== 'number')
       return diagnostic(`malformed @calls entry: ${cut(key)}`);
     const pid = parts[0]!;
-    const tid = parts[1]!;
     const line = parts.at(-1)!;
     const fn = parts.at(-2)!;
-    const file = parts.slice(2, -2).join(',');
-    if (!keep(file, fn) || value <= 0) continue;
-    out.push({
-      kind: 'sample',
-      series: 'python.calls',
-      labels: { function: `${moduleOfFile(file)}:${fn}`, file, line, pid, thread: tid },
-      value,
-    });
+    const file = parts.slice(head, -2).join(',');
+    const increase = value - (printed.get(key) ?? 0);
+    printed.set(key, value);
+    if (!keep(file, fn) || increase <= 0) continue;
+    const labels: Record<string, string> = {
+      // The key every tracer of Python functions gives (the core's normalizer).
+      function: pythonKeyOfFile(file, fn, sysPath()),
+      file,
+      line,
+      pid,
+    };
+    if (threads) labels.thread = parts[1]!;
+    out.push({ kind: 'sample', series: 'python.calls', labels, value: increase });
   }
   return out;
 }

@@ -49,15 +49,22 @@ export const schema: Schema = {
   events: {
     attach: {
       description: 'The profiler started in a process.',
-      key: 'attach:<how>: pending-call (running process), start (new interpreter), fork',
+      key: 'attach:<how>: direct (running process waiting in a system call), pending-call (running process, at its next safe point), start (new interpreter), fork',
       fields: {
         pid: 'process id',
         python: 'interpreter version',
-        hook: 'setprofile or monitoring',
+        hook: 'instrument (functions instrumented, before 3.12), monitoring-local (3.12+ events on matching code only), setprofile or monitoring (global hook)',
+        techniques: 'which technique each rule uses and why',
         executable: 'interpreter path',
         attachMs:
-          'milliseconds from the exec (start) or from attaching (pending-call) until the profiler ran',
+          'milliseconds from the exec (start) or from attaching (direct, pending-call) until the profiler ran',
       },
+    },
+    technique: {
+      description:
+        'How a process counts: instrument (only the functions the rules name are instrumented) or hook (a global hook sees every call: a bare file glob or no rule).',
+      key: 'technique:<instrument|hook>',
+      fields: { pid: 'process id', techniques: 'per rule, the technique and why' },
     },
     detach: {
       description: 'The profiler left a process (stop, process exit, connection lost).',

@@ -5,17 +5,12 @@
  * process, thread and interval. SIGTERM detaches every agent, prints the last counts and exits.
  */
 import { spawn } from 'node:child_process';
-import {
-  chmodSync,
-  mkdtempSync,
-  readFileSync,
-  readdirSync,
-  readlinkSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
+import { processTree, readExe, readStat, ticksSinceBoot } from '@scalpels/core/procfs';
+import { announceReady, WORKER_READY_LINE } from '@scalpels/core/api';
 import {
   bootstrapSource,
   execStopProgram,
@@ -36,11 +31,31 @@ function makeSocketDir(): string {
 }
 const dir = makeSocketDir();
 // Traced services may run as other users: they need to reach the socket. The directory is not
-// listable (0711) and has an unguessable name.
+// listable (0711) and has an unguessable name; the socket's path is still public
+// (/proc/net/unix), so what keeps other local users out is the key below.
 chmodSync(dir, 0o711);
 const socketPath = join(dir, 'agent.sock');
 const bootFile = join(dir, 'bootstrap.py');
-writeFileSync(bootFile, bootstrapSource(socketPath), { mode: 0o600 });
+/**
+ * Who may talk to this worker: a connection's first line must carry this key. It exists here,
+ * in the root-only bootstrap file gdb reads, and in the memory of the interpreters gdb made run
+ * the bootstrap (and of their forked children): only traced processes and their descendants
+ * have it. Node cannot read SO_PEERCRED, and a pid a peer claims proves nothing.
+ */
+const key = randomBytes(32).toString('hex');
+writeFileSync(bootFile, bootstrapSource(socketPath, key), { mode: 0o600 });
+/** Bounds: the first line (before the key is checked), any later line, waiting connections. */
+const MAX_AUTH_LINE = 4096;
+const MAX_LINE = 16 << 20;
+const MAX_UNAUTHENTICATED = 64;
+const AUTH_TIMEOUT_MS = 10_000;
+let unauthenticated = 0;
+let refusals = 0;
+
+function keyMatches(given: unknown): boolean {
+  if (typeof given !== 'string' || given.length !== key.length) return false;
+  return timingSafeEqual(Buffer.from(given), Buffer.from(key));
+}
 
 let stopping = false;
 const conns = new Set<Socket>();
@@ -70,6 +85,8 @@ function log(text: string): void {
 
 interface AgentMessage {
   t: string;
+  /** The worker's key: required in a connection's first message. */
+  key?: string;
   pid?: number;
   message?: string;
   reason?: string;
@@ -77,15 +94,34 @@ interface AgentMessage {
   hook?: string;
   executable?: string;
   forked?: boolean;
+  via?: string;
+  plan?: [Record<string, string[]>, string, string][];
   items?: [string, string, string, number, number, number, number, Record<string, number>?][];
 }
 
 function serve(): Promise<Server> {
   const server = createServer((sock) => {
-    conns.add(sock);
     let pid: number | undefined;
     let detached = false;
+    let authed = false;
     let buf = '';
+    if (unauthenticated >= MAX_UNAUTHENTICATED) {
+      sock.destroy();
+      return;
+    }
+    unauthenticated++;
+    let counted = true;
+    const settle = (): void => {
+      if (counted) unauthenticated--;
+      counted = false;
+    };
+    const refuse = (why: string): void => {
+      // Logged a bounded number of times: a local user must not be able to flood the log.
+      if (++refusals <= 10) log(`refused a connection on the agent socket: ${why}`);
+      settle();
+      sock.destroy();
+    };
+    const timer = setTimeout(() => refuse('no key in time'), AUTH_TIMEOUT_MS);
     sock.setEncoding('utf8');
     sock.on('data', (chunk: string) => {
       buf += chunk;
@@ -97,17 +133,34 @@ function serve(): Promise<Server> {
         try {
           m = JSON.parse(line) as AgentMessage;
         } catch {
+          if (!authed) return refuse('first line is not JSON');
           log(`bad message from agent: ${line.slice(0, 100)}`);
           continue;
         }
-        if (typeof m.pid === 'number') pid = m.pid;
+        if (!authed) {
+          if (!keyMatches(m.key)) return refuse('bad or missing key');
+          authed = true;
+          clearTimeout(timer);
+          settle();
+          conns.add(sock);
+        }
+        // The pid is the one of the connection's first message: a connection speaks for one process.
+        if (pid === undefined && typeof m.pid === 'number') pid = m.pid;
+        else if (typeof m.pid === 'number' && m.pid !== pid) continue;
         onMessage(sock, m, pid, () => (detached = true));
+      }
+      if (buf.length > (authed ? MAX_LINE : MAX_AUTH_LINE)) {
+        if (!authed) return refuse('first line too long');
+        log(`message from pid ${pid ?? '?'} larger than ${MAX_LINE} bytes: connection closed`);
+        sock.destroy();
       }
     });
     sock.on('error', () => {});
     sock.on('close', () => {
+      clearTimeout(timer);
+      settle();
       conns.delete(sock);
-      if (pid !== undefined && !detached) emit({ t: 'detach', pid, reason: 'lost' });
+      if (authed && pid !== undefined && !detached) emit({ t: 'detach', pid, reason: 'lost' });
     });
   });
   return new Promise((resolve, reject) => {
@@ -127,11 +180,19 @@ function onMessage(
 ): void {
   switch (m.t) {
     case 'boot': {
+      if (pid !== undefined && typeof m.via === 'string' && /^[a-z-]{1,20}$/.test(m.via))
+        via.set(pid, m.via);
       const header = {
         size: agentSource.length,
         name: '<scalpels-python-calls-agent>',
         sock: socketPath,
+        // For the connection a forked child opens (it inherits the process's memory anyway).
+        key,
         rules: cfg.rules,
+        threads: cfg.threads,
+        // A new interpreter (caught at exec) has not run its script yet: the agent also watches
+        // for the functions the script defines.
+        via: pid !== undefined ? via.get(pid) : undefined,
         timing: cfg.timing,
         exceptions: cfg.exceptions,
         intervalMs: cfg.intervalMs,
@@ -150,7 +211,15 @@ function onMessage(
         python: m.python,
         hook: m.hook,
         executable: m.executable,
+        ...(m.plan ? { techniques: describePlan(m.plan) } : {}),
         ...(began !== undefined ? { attachMs: Date.now() - began } : {}),
+      });
+      // What the report and status list: per process, instrumented functions or the global hook.
+      emit({
+        t: 'technique',
+        pid,
+        technique: m.hook === 'instrument' || m.hook === 'monitoring-local' ? 'instrument' : 'hook',
+        ...(m.plan ? { techniques: describePlan(m.plan) } : {}),
       });
       waiters.get(pid!)?.(undefined);
       if (stopping) sock.write('{"cmd":"stop"}\n');
@@ -170,6 +239,16 @@ function onMessage(
     default:
       log(`unknown message ${JSON.stringify(m.t)}`);
   }
+}
+
+/** Which technique each rule uses and why, as one line (the attach event's `techniques`). */
+function describePlan(plan: NonNullable<AgentMessage['plan']>): string {
+  return plan
+    .map(([rule, technique, why]) => {
+      const parts = Object.entries(rule).map(([k, v]) => `${k}=${v.join(',')}`);
+      return `${parts.join(' ') || 'every call'}: ${technique} (${why})`;
+    })
+    .join('; ');
 }
 
 /** One line per function and thread; with `top`, functions outside the top N (by calls so far) become `(other)`. */
@@ -224,17 +303,9 @@ function callsLine(
 // ---------------------------------------------------------------------------------------------
 // Getting the agent into interpreters
 
-function exeOf(pid: number): string | undefined {
-  try {
-    return readlinkSync(`/proc/${pid}/exe`);
-  } catch {
-    return undefined;
-  }
-}
-
 /** An interpreter started as `python*` (directly, through a shebang or a venv link). */
 function isPython(pid: number): boolean {
-  const exe = exeOf(pid);
+  const exe = readExe(pid);
   return (
     exe !== undefined &&
     /^python\d*(\.\d+)?[dmu]*$/.test(basename(exe).replace(/ \(deleted\)$/, ''))
@@ -327,7 +398,7 @@ function waitHello(pid: number, timeoutMs: number): Promise<string | undefined> 
 
 /** A running interpreter: queue the bootstrap for its main thread. */
 async function attachRunning(pid: number): Promise<string | undefined> {
-  via.set(pid, 'pending-call');
+  via.set(pid, 'pending-call'); // or `direct`, as the bootstrap says
   attachStart.set(pid, Date.now());
   const hello = waitHello(pid, cfg.attachTimeoutMs);
   const r = await runGdb(pid, gdbPendingCallScript(bootFile), 15_000);
@@ -366,7 +437,7 @@ function startExecWatcher(rootPids: readonly number[]): Promise<void> {
   // Its own process group, so the core's stop signal to the worker's group does not end it
   // before it has printed every process it stopped; --pdeathsig ends it with the worker, so it
   // never stops processes with nobody left to resume them.
-  watcherStartedAt = bootTicksNow();
+  watcherStartedAt = ticksSinceBoot();
   const child = spawn('setpriv', ['--pdeathsig', 'KILL', '--', cfg.bpftrace, '--unsafe', prog], {
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
@@ -382,7 +453,7 @@ function startExecWatcher(rootPids: readonly number[]): Promise<void> {
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl);
         buf = buf.slice(nl + 1);
-        if (line === 'ready') resolve();
+        if (line === WORKER_READY_LINE) resolve();
         const m = /^exec (\d+)$/.exec(line);
         if (m) {
           const p = onExec(Number(m[1]));
@@ -410,30 +481,9 @@ function startExecWatcher(rootPids: readonly number[]): Promise<void> {
   });
 }
 
-/** The target's processes now: roots and their descendants. */
-function processTree(roots: readonly number[]): number[] {
-  const children = new Map<number, number[]>();
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      const list = children.get(ppid) ?? [];
-      list.push(Number(name));
-      children.set(ppid, list);
-    } catch {
-      // exited meanwhile
-    }
-  }
-  const out: number[] = [];
-  const queue = [...roots];
-  while (queue.length) {
-    const p = queue.shift()!;
-    if (out.includes(p)) continue;
-    out.push(p);
-    queue.push(...(children.get(p) ?? []));
-  }
-  return out;
+/** The target's processes now: roots (the same processes, by pid and start time) and their descendants. */
+function targetTree(): number[] {
+  return processTree(cfg.target.roots ?? cfg.target.pids).map((p) => p.pid);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -481,29 +531,22 @@ async function fail(message: string): Promise<never> {
   process.exit(1);
 }
 
-/** Clock ticks since boot now, as in /proc/PID/stat's starttime. */
-function bootTicksNow(): number {
-  const uptime = Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
-  return Math.floor(uptime * 100); // USER_HZ is 100 on Linux
-}
-
 /**
  * After the exec watcher has ended: a process of the target that is stopped, was started after
  * the watcher and was never resumed by us can only be one whose exec line was lost; resume it.
  */
 function sweepStopped(): void {
   if (!watcherStartedAt) return;
-  for (const pid of processTree(cfg.target.pids)) {
+  for (const pid of targetTree()) {
     if (resumed.has(pid)) continue;
-    try {
-      const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (fields[0] === 'T' && Number(fields[19]) >= watcherStartedAt) {
+    const st = readStat(pid);
+    if (st?.state === 'T' && st.startTime >= watcherStartedAt) {
+      try {
         process.kill(pid, 'SIGCONT');
         log(`resumed pid ${pid}, stopped at exec while the tracer was ending`);
+      } catch {
+        // gone
       }
-    } catch {
-      // gone
     }
   }
 }
@@ -520,7 +563,7 @@ async function main(): Promise<void> {
       return fail((e as Error).message);
     }
   }
-  const pythons = processTree(roots).filter(hasPython);
+  const pythons = targetTree().filter(hasPython);
   if (cfg.target.kind !== 'run' && pythons.length === 0)
     return fail(`no Python interpreter in the target (${cfg.target.description})`);
   const attaching = Promise.all(
@@ -536,6 +579,7 @@ async function main(): Promise<void> {
   if (failed.length > 0 && failed.length === results.length)
     return fail(failed.map((r) => `pid ${r.pid}: ${r.error}`).join('; '));
   emit({ t: 'ready', attached: results.length - failed.length, follow: cfg.follow });
+  announceReady();
 }
 
 main().catch((e: Error) => fail(e.message));

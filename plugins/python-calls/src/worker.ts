@@ -1,27 +1,28 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
+import { readyLine, type WorkerContext, type WorkerSpec } from '@scalpels/core';
 import { buildRules } from './presets.js';
 import type { WorkerConfig } from './worker-config.js';
+import type { Options } from './options.js';
 
-export const READY_LINE = /^\{"t":"ready"/;
+export const READY_LINE = readyLine();
 
-export function profilerWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
-  const list = (k: string): string[] => [...((options[k] as readonly string[] | undefined) ?? [])];
+export function profilerWorker(options: Options, ctx: WorkerContext): WorkerSpec {
   const config: WorkerConfig = {
-    target: { kind: ctx.target.kind, pids: ctx.target.pids, description: ctx.target.description },
-    rules: buildRules({
-      function: list('function'),
-      module: list('module'),
-      file: list('file'),
-      preset: list('preset'),
-    }),
-    timing: options.timing === true,
-    exceptions: options.exceptions === true,
-    intervalMs: Number(options.interval ?? 1000),
-    top: Number(options.top ?? 0),
-    follow: options.follow !== false,
-    attachTimeoutMs: Number(options.attachTimeout ?? 10_000),
+    target: {
+      kind: ctx.target.kind,
+      pids: ctx.target.pids,
+      ...(ctx.target.roots ? { roots: ctx.target.roots } : {}),
+      description: ctx.target.description,
+    },
+    rules: buildRules(options),
+    threads: options.thread,
+    timing: options.timing,
+    exceptions: options.exceptions,
+    intervalMs: options.interval,
+    top: options.top,
+    follow: options.follow,
+    attachTimeoutMs: options['attach-timeout'],
     agentFile: join(ctx.pluginDir, 'scripts', 'pycalls_agent.py'),
     gdb: 'gdb',
     bpftrace: 'bpftrace',

@@ -1,13 +1,10 @@
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { capability } from '@scalpels/core/testing';
+import { capability, runCliOk, waitFor } from '@scalpels/core/testing';
 import { Child, fixture, hasBinary, isRoot, pluginDir } from './helpers.js';
 
-const run = promisify(execFile);
 const cli = join(pluginDir, '..', '..', 'cli', 'dist', 'main.js');
 const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
 const can =
@@ -34,11 +31,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const env = { ...process.env, XDG_DATA_HOME: dir, NO_COLOR: '1' };
 
 async function scalpels(store: string, ...args: string[]): Promise<string> {
-  const r = await run(process.execPath, [cli, args[0]!, '--store', store, ...args.slice(1)], {
-    env,
-    timeout: 120_000,
-  });
-  return r.stdout;
+  return runCliOk([args[0]!, '--store', store, ...args.slice(1)], { cli, env });
 }
 
 async function report(store: string): Promise<Report['tracers'][number]> {
@@ -93,8 +86,7 @@ describe.runIf(can)('through the scalpels CLI', () => {
       hold,
     ]);
     try {
-      for (let i = 0; i < 200 && !existsSync(socket); i++)
-        await new Promise((r) => setTimeout(r, 50));
+      await waitFor('the agent socket', () => existsSync(socket));
       const a = ['--agent', `unix://${socket}`];
       await scalpels(
         store,
@@ -120,7 +112,13 @@ describe.runIf(can)('through the scalpels CLI', () => {
       const t = await report(store);
       expect(t.status).toBe('stopped');
       expect(callSums(t)).toEqual({ '__main__:f': 10000, '__main__:g': 11000 });
-      expect(t.events.top.map((e) => e.key).sort()).toEqual(['attach:pending-call', 'detach:stop']);
+      const keys = t.events.top.map((e) => e.key).sort();
+      // The target sleeps between checks: attached at once (direct) or at its next safe point.
+      expect(keys).toHaveLength(3);
+      expect(['attach:direct', 'attach:pending-call']).toContain(keys[0]);
+      // A function rule: instrumented, no global hook (what the report and status list).
+      expect(keys.slice(1)).toEqual(['detach:stop', 'technique:instrument']);
+      expect(target.result()).toMatchObject({ functionsRestored: true });
     } finally {
       target.kill();
       agent.proc.kill('SIGTERM');

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadTestdata, parseLines, parseTestdataCase } from '@scalpels/core/testing';
 import plugin from '../src/index.js';
-import { globToRegExp, moduleOfFile } from '../src/parser.js';
+import { pythonModuleOfFile as moduleOfFile } from '@scalpels/core';
+import { globToRegExp } from '../src/parser.js';
 import { pluginDir, sums } from './helpers.js';
 
 const cases = loadTestdata(join(pluginDir, 'testdata'));
@@ -29,6 +30,12 @@ describe('parser on recorded output', () => {
     },
     'profiler-cpython3.12.1-run-top': { '__main__:a': 50, '__main__:b': 40, '(other)': 62 },
     'bpftrace-0.17.0-usdt-hooked': { 'hooked:f': 3000, 'hooked:g': 2000 },
+    'bpftrace-0.17.0-usdt-hooked-default': { 'hooked:f': 3000, 'hooked:g': 2000 },
+    'profiler-cpython3.11.2-instrument-timing': {
+      '__main__:slow': 5,
+      '__main__:fails': 7,
+      '__main__:f': 100,
+    },
   };
   it.each(Object.entries(truth))('%s sums to the traced program’s own counts', (name, expected) => {
     const c = cases.find((x) => x.name === name);
@@ -97,7 +104,7 @@ describe('parser on bad input', () => {
         '{"type": "map", "data": {"@calls": {"bad": 1}}}',
         'Attaching 3 probes...',
       ],
-      { preset: 'rpc-client' },
+      { preset: 'rpc-client', thread: true },
       'usdt',
     );
     expect(out.dropped).toBe(12);
@@ -128,8 +135,20 @@ describe('parser on bad input', () => {
       globToRegExp('*/oslo_db/sqlalchemy/models.py').test('/x/oslo_db/sqlalchemy/models.pyc'),
     ).toBe(false);
     expect(globToRegExp('a?c[1].py').test('abc[1].py')).toBe(true);
-    expect(moduleOfFile('/usr/lib/python3.11/json/decoder.py')).toBe('json.decoder');
-    expect(moduleOfFile('/opt/venv/lib/python3.11/site-packages/nova/__init__.py')).toBe('nova');
-    expect(moduleOfFile('/tmp/script.py')).toBe('script');
+    const sysPath = ['/usr/lib/python3.11', '/opt/venv/lib/python3.11/site-packages'];
+    expect(moduleOfFile('/usr/lib/python3.11/json/decoder.py', sysPath)).toBe('json.decoder');
+    expect(moduleOfFile('/opt/venv/lib/python3.11/site-packages/nova/__init__.py', sysPath)).toBe(
+      'nova',
+    );
+    expect(moduleOfFile('/tmp/script.py', sysPath)).toBe('script');
+    // A script in a checkout under a folder with dots (issue 18): the script's own stem.
+    expect(
+      moduleOfFile('/tmp/ci.x1.y2/scalpels-clone.d/plugins/python-calls/test/fixtures/hooked.py'),
+    ).toBe('hooked');
+    // A path cut at the USDT string length: the module is unknown, not a guess from the path.
+    expect(
+      moduleOfFile('/tmp/a-very-long-checkout-folder/plugins/python-calls/test/fixtures/hoo'),
+    ).toBe('?');
+    expect(moduleOfFile('<frozen importlib._bootstrap>')).toBe('importlib._bootstrap');
   });
 });

@@ -1,7 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import {
   chmodSync,
+  closeSync,
   copyFileSync,
+  openSync,
+  writeSync,
   existsSync,
   mkdtempSync,
   rmSync,
@@ -129,6 +132,9 @@ describe.runIf(can)('profiler technique', () => {
       expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key)).toEqual([
         'attach:start',
       ]);
+      expect(events(res.records, 'technique').map((e) => e.kind === 'event' && e.key)).toEqual([
+        'technique:instrument',
+      ]);
     });
 
     it('attaches to a running interpreter, counts the calls made after, and leaves no hook', async () => {
@@ -155,6 +161,7 @@ describe.runIf(can)('profiler technique', () => {
           hookAfterStop: false,
           agentModuleLeft: false,
           osExitWrapped: false,
+          functionsRestored: true,
         });
         expect(result.threads).toEqual(['MainThread']);
         expect(res.outcome.status).toBe('stopped');
@@ -162,9 +169,11 @@ describe.runIf(can)('profiler technique', () => {
           '__main__:f': 10000,
           '__main__:g': 12000,
         });
-        expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key)).toEqual([
-          'attach:pending-call',
-        ]);
+        // The script waits in time.sleep: the bootstrap runs at once on its main thread (direct),
+        // or, caught between two sleeps, at its next safe point (pending-call).
+        const keys = events(res.records, 'attach').map((e) => e.kind === 'event' && e.key);
+        expect(keys).toHaveLength(1);
+        expect(['attach:direct', 'attach:pending-call']).toContain(keys[0]);
         expect(events(res.records, 'detach').map((e) => e.kind === 'event' && e.key)).toEqual([
           'detach:stop',
         ]);
@@ -240,7 +249,10 @@ describe.runIf(can)('profiler technique', () => {
     });
 
     it('labels calls with their thread', async () => {
-      const { res } = await traceRun([py, fixture('work.py'), 'thread'], { function: 'f,g' });
+      const { res } = await traceRun([py, fixture('work.py'), 'thread'], {
+        function: 'f,g',
+        thread: true,
+      });
       expect(sums(res.records, 'python.calls', 'thread')).toEqual({
         MainThread: 300,
         'worker-1': 500,
@@ -264,49 +276,107 @@ describe.runIf(can)('profiler technique', () => {
         top: 2,
       });
       const counts = sums(res.records, 'python.calls');
-      // a 50, b 40; c+d+e = 60, main() and the script's <module> code once each: 62 as (other).
-      expect(counts).toEqual({ '__main__:a': 50, '__main__:b': 40, '(other)': 62 });
+      // a 50, b 40; c+d+e = 60 and main() once: 61 as (other). Functions are counted, not the
+      // script's <module> code.
+      expect(counts).toEqual({ '__main__:a': 50, '__main__:b': 40, '(other)': 61 });
+    });
+
+    it('a bare file glob uses the global hook, which also sees the script’s <module> code', async () => {
+      const { res } = await traceRun([py, fixture('work.py'), 'many'], {
+        file: '*/work.py',
+        top: 2,
+      });
+      // As above, plus the <module> code once: 62 as (other).
+      expect(sums(res.records, 'python.calls')).toEqual({
+        '__main__:a': 50,
+        '__main__:b': 40,
+        '(other)': 62,
+      });
+      const technique = events(res.records, 'technique');
+      expect(technique.map((e) => e.kind === 'event' && e.key)).toEqual(['technique:hook']);
+      expect(technique[0]?.kind === 'event' && technique[0].data?.techniques).toMatch(
+        /a bare file glob names no function/,
+      );
     });
   });
 
   describe.runIf(hasEventlet)(
     'an eventlet program (like OpenStack services), Debian python3',
     () => {
-      it('counts exactly from the start, green threads switching inside the calls', async () => {
-        const { res, out } = await traceRun(
-          [debianPython!.path, fixture('green.py'), '8000', '4000'],
-          {
-            function: 'f,g',
-          },
-        );
-        expect(JSON.parse(out.trim())).toEqual({ f: 8000, g: 4000 });
-        expect(sums(res.records, 'python.calls')).toEqual({
-          '__main__:f': 8000,
-          '__main__:g': 4000,
-        });
-      });
-
-      it('attaches after monkey_patch (the agent keeps a real thread and socket)', async () => {
-        const child = new Child([
-          debianPython!.path,
-          fixture('green.py'),
-          '8000',
-          '4000',
-          '--wait-hook',
-        ]);
-        try {
-          const res = await traceAttach(child.pid, { function: 'f,g' }, () => child.waitFor('"f"'));
-          expect(await child.closed).toBe(0);
-          expect(child.result()).toEqual({ f: 8000, g: 4000 });
+      // Importing eventlet and its thousands of green switches take a few CPU seconds, which a
+      // busy host stretches to a minute or more of wall time: a bound, not a speed check.
+      const EVENTLET_TIMEOUT = 240_000;
+      it(
+        'counts exactly from the start, green threads switching inside the calls',
+        async () => {
+          const { res, out } = await traceRun(
+            [debianPython!.path, fixture('green.py'), '8000', '4000'],
+            {
+              function: 'f,g',
+            },
+          );
+          expect(JSON.parse(out.trim())).toEqual({ f: 8000, g: 4000 });
           expect(sums(res.records, 'python.calls')).toEqual({
             '__main__:f': 8000,
             '__main__:g': 4000,
           });
-          expect(sums(res.records, 'python.calls', 'thread')).toEqual({ MainThread: 12000 });
-        } finally {
-          child.kill();
-        }
-      });
+        },
+        EVENTLET_TIMEOUT,
+      );
+
+      it(
+        'attaches after monkey_patch (the agent keeps a real thread and socket)',
+        async () => {
+          const child = new Child([
+            debianPython!.path,
+            fixture('green.py'),
+            '8000',
+            '4000',
+            '--wait-hook',
+          ]);
+          try {
+            const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
+              child.waitFor('"f"', EVENTLET_TIMEOUT - 30_000),
+            );
+            expect(await child.closed).toBe(0);
+            expect(child.result()).toEqual({ f: 8000, g: 4000 });
+            expect(sums(res.records, 'python.calls')).toEqual({
+              '__main__:f': 8000,
+              '__main__:g': 4000,
+            });
+            // One series per function and process: no thread label by default.
+            const series = new Set(
+              res.records
+                .filter((r) => r.kind === 'sample' && r.series === 'python.calls')
+                .map((r) => JSON.stringify(r.kind === 'sample' && r.labels)),
+            );
+            expect(series.size).toBe(2);
+            expect(sums(res.records, 'python.calls', 'thread')).toEqual({ '': 12000 });
+          } finally {
+            child.kill();
+          }
+        },
+        EVENTLET_TIMEOUT,
+      );
+
+      it(
+        'with thread=true, labels each call with its green thread',
+        async () => {
+          const { res, out } = await traceRun(
+            [debianPython!.path, fixture('green.py'), '8000', '4000'],
+            { function: 'f,g', thread: true },
+          );
+          expect(JSON.parse(out.trim())).toEqual({ f: 8000, g: 4000 });
+          // green.py's four workers each call f 2000 and g 1000 times.
+          expect(sums(res.records, 'python.calls', 'thread')).toEqual({
+            'GreenThread-1': 3000,
+            'GreenThread-2': 3000,
+            'GreenThread-3': 3000,
+            'GreenThread-4': 3000,
+          });
+        },
+        EVENTLET_TIMEOUT,
+      );
     },
   );
 
@@ -316,9 +386,11 @@ describe.runIf(can)('profiler technique', () => {
       const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
       const child = new Child([path, fixture('work.py'), 'prethread', hold]);
       try {
-        await new Promise((r) => setTimeout(r, 300));
-        const res = await traceAttach(child.pid, { function: 'f,g', timing: true }, () =>
-          child.waitFor('called'),
+        await child.waitFor('thread started');
+        const res = await traceAttach(
+          child.pid,
+          { function: 'f,g', timing: true, thread: true },
+          () => child.waitFor('called'),
         );
         writeFileSync(hold, '');
         expect(await child.closed).toBe(0);
@@ -340,7 +412,7 @@ describe.runIf(can)('profiler technique', () => {
     const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
     const child = new Child([mainPython!.path, fixture('work.py'), 'prefork', hold]);
     try {
-      await new Promise((r) => setTimeout(r, 500));
+      await child.waitFor('forked');
       const res = await traceAttach(child.pid, { function: 'f' }, async () => {
         while ((child.out.match(/served/g) ?? []).length < 3)
           await new Promise((r) => setTimeout(r, 20));
@@ -377,7 +449,7 @@ describe.runIf(can)('profiler technique', () => {
       const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
       const child = new Child([host, 'run', '3000', '2000', hold]);
       try {
-        await new Promise((r) => setTimeout(r, 300));
+        await child.waitFor('waiting for a profiler');
         const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
           child.waitFor('holding'),
         );
@@ -393,13 +465,42 @@ describe.runIf(can)('profiler technique', () => {
       }
     });
 
-    it('refuses it while its interpreter is not initialized, and leaves it running', async () => {
-      const child = new Child([host, 'idle', '3']);
+    it('attaches without traffic to a host waiting in C, like a uwsgi worker or master', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'pycalls-serve-'));
+      const fifo = join(dir, 'requests');
+      expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+      const child = new Child([host, 'serve', fifo]);
+      let fd: number | undefined;
       try {
-        await new Promise((r) => setTimeout(r, 300));
+        await child.waitFor('ready');
+        // The host now waits on a lock (a futex, like uwsgi's accept lock): no request yet.
+        fd = openSync(fifo, 'w');
+        const res = await traceAttach(child.pid, { function: 'f' }, async () => {
+          writeSync(fd!, '3000\n');
+          await child.waitFor('served 3000');
+        });
+        expect(events(res.records, 'attach').map((e) => e.kind === 'event' && e.key)).toEqual([
+          'attach:direct',
+        ]);
+        expect(sums(res.records, 'python.calls')).toEqual({ '__main__:f': 3000 });
+        closeSync(fd);
+        fd = undefined;
+        expect(await child.closed).toBe(0);
+      } finally {
+        if (fd !== undefined) closeSync(fd);
+        child.kill();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('refuses it while its interpreter is not initialized, and leaves it running', async () => {
+      const child = new Child([host, 'idle', '300']);
+      try {
+        await child.waitFor('idle');
         await expect(traceAttach(child.pid, { function: 'f' }, async () => {})).rejects.toThrow(
           /interpreter of this process is not initialized/,
         );
+        process.kill(child.pid, 'SIGUSR1');
         expect(await child.closed).toBe(0);
         expect(child.result()).toEqual({ idle: true, initialized: 0 });
       } finally {
@@ -428,11 +529,10 @@ describe.runIf(can)('profiler technique', () => {
         script,
       ]);
       try {
-        // unshare and sh exec into Python on the same pid: attach only once it is Python (a
-        // fixed sleep was too short on a loaded machine).
-        for (let i = 0; i < 100 && !/python/.test(exeOf(child.pid)); i++)
-          await new Promise((r) => setTimeout(r, 100));
-        await new Promise((r) => setTimeout(r, 300));
+        // unshare and sh exec into Python on the same pid: attach only once Python runs the
+        // script (a fixed sleep was too short on a loaded machine).
+        await child.waitFor('waiting for a profiler');
+        expect(exeOf(child.pid)).toMatch(/python/);
         const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
           child.waitFor('holding'),
         );
@@ -489,14 +589,17 @@ describe.runIf(can)('profiler technique', () => {
   });
 
   it.runIf(mainPython)(
-    'refuses a process that has its own profile hook and leaves the hook in place',
+    'with a rule needing the global hook, refuses a process that has its own profile hook and leaves it in place',
     async () => {
-      const child = new Child([mainPython!.path, fixture('work.py'), 'own-hook', '3']);
+      const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
+      const child = new Child([mainPython!.path, fixture('work.py'), 'own-hook', hold]);
       try {
         await child.waitFor('hooked');
-        await expect(traceAttach(child.pid, { function: 'f' }, async () => {})).rejects.toThrow(
+        // A bare file glob needs the global hook; a function rule would not touch the hook.
+        await expect(traceAttach(child.pid, { file: '*/work.py' }, async () => {})).rejects.toThrow(
           /already has a profile hook/,
         );
+        writeFileSync(hold, '');
         expect(await child.closed).toBe(0);
         expect(child.result()).toMatchObject({ ownHookKept: true });
       } finally {
@@ -506,16 +609,17 @@ describe.runIf(can)('profiler technique', () => {
   );
 
   it.runIf(mainPython)(
-    'fails with the reason when the main thread runs no Python code, target untouched',
+    'fails with the reason when the main thread waits on a Python lock, target untouched',
     async () => {
-      const child = new Child([mainPython!.path, fixture('work.py'), 'blocked', '4']);
+      const child = new Child([mainPython!.path, fixture('work.py'), 'blocked']);
       try {
-        await new Promise((r) => setTimeout(r, 300));
+        await child.waitFor('blocked');
         await expect(
-          traceAttach(child.pid, { function: 'f', attachTimeout: '1s' }, async () => {}),
+          traceAttach(child.pid, { function: 'f', 'attach-timeout': '1s' }, async () => {}),
         ).rejects.toThrow(/did not run the profiler within 1000 ms/);
         expect(procState(child.pid)).toBe('S');
         // When the main thread wakes up, the queued bootstrap finds no tracer and does nothing.
+        process.kill(child.pid, 'SIGUSR1');
         expect(await child.closed).toBe(0);
         expect(child.result()).toMatchObject({ hook: false, agentModule: false });
       } finally {

@@ -4,14 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { capability, runWorker } from '@scalpels/core/testing';
-import type { CheckContext, OptionValues } from '@scalpels/core';
+import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { hasUsdtMarkers } from '../src/checks.js';
 import { Child, fixture, hasBinary, isRoot, pluginDir, sums } from './helpers.js';
+import type { Options } from '../src/options.js';
 
-function context(depth: 'quick' | 'full', options: OptionValues = {}): CheckContext {
+function context(
+  depth: 'quick' | 'full',
+  raw: Record<string, unknown> = {},
+): CheckContext<Options> {
   return {
-    options,
+    options: validateOptions(plugin, raw),
     depth,
     isRoot,
     async exec(argv, timeoutMs) {
@@ -48,6 +52,34 @@ describe('check', () => {
     } else expect(r.status).not.toBe('ok');
   });
 
+  it.runIf(isRoot && hasBinary('gdb') && hasBinary('bpftrace'))(
+    'says which technique each rule uses and why (what doctor shows)',
+    async () => {
+      const named = await plugin.check(
+        context('quick', { function: ['f'], preset: ['rpc-client'] }),
+      );
+      expect(named.detail).toMatch(/function=f: instrumented \(names functions or modules/);
+      expect(named.detail).toMatch(
+        /function=call,cast file=\*\/oslo_messaging\/rpc\/client.py: instrumented/,
+      );
+      const glob = await plugin.check(
+        context('quick', { function: ['f'], file: [], module: [], preset: [], top: 0 }),
+      );
+      expect(glob.detail).toMatch(/instrumented/);
+      const bare = await plugin.check(context('quick', { file: ['*/x.py'], function: ['f'] }));
+      expect(bare.detail).toMatch(/file=\*\/x.py function=f|function=f file=\*\/x.py/);
+      const hook = await plugin.check(
+        context('quick', { preset: ['rpc-client'], file: ['*/x.py'] }),
+      );
+      expect(hook.detail).toMatch(
+        /file=\*\/x.py: global hook \(a bare file glob names no function to resolve/,
+      );
+      expect(hook.detail).toMatch(/function=call,cast .*: global hook \(another rule needs it/);
+      const none = await plugin.check(context('quick', {}));
+      expect(none.detail).toMatch(/every call \(no rule\): global hook/);
+    },
+  );
+
   it('fixable with a hint when gdb is missing', async () => {
     const ctx = context('quick');
     const which = ctx.which;
@@ -60,7 +92,8 @@ describe('check', () => {
   it.runIf(canUsdt)(
     'full: the USDT self-test tells why Debian 3.11 probes are not used',
     async () => {
-      const r = await plugin.check(context('full', { python: debian }));
+      // The default interpreter is the system's (/usr/bin/python3, Debian's 3.11 here).
+      const r = await plugin.check(context('full'));
       // On CPython 3.11 the probes need a hook: the chain falls back to the profiler and says why.
       expect(r).toMatchObject({ status: 'ok', technique: 'profiler' });
       expect(r.detail).toMatch(
@@ -96,7 +129,8 @@ const t = setInterval(() => { if (!fs.existsSync(${JSON.stringify(go)})) return;
       const res = await runWorker(plugin, {
         pluginDir,
         technique: 'usdt',
-        options: { function: 'f,g', python: debian, interval: '200ms' },
+        // The target runs no Python yet at start: the probes go on the system interpreter.
+        options: { function: 'f,g', interval: '200ms' },
         target: { kind: 'run', pids: [launcher.pid], description: 'run' },
         during: async () => {
           writeFileSync(go, '');

@@ -4,8 +4,17 @@
  * HTTP API when `management-url` is set.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import type { OptionValues } from '@scalpels/core';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  configuredProgram,
+  nodeConfigPath,
+  nodeSettings,
+  readTrustedFile,
+  trustedFile,
+  UserError,
+} from '@scalpels/core';
+import type { Options } from './options.js';
 
 export const PASSWORD_FILE_ENV = 'SCALPELS_RABBITMQ_PASSWORD';
 
@@ -18,6 +27,8 @@ export interface BrokerAdmin {
   /** Names of the queues of the vhost. */
   queues(vhost: string): Promise<string[]>;
   describe(): string;
+  /** The Erlang node whose switch this admin sets (`rabbit@host`): the broker's own name for it. */
+  nodeName(): Promise<string>;
 }
 
 export function run(
@@ -46,12 +57,77 @@ export function run(
   });
 }
 
-/** Broker password: the option password-file, else $SCALPELS_RABBITMQ_PASSWORD, else `guest`. */
-export function brokerPassword(options: OptionValues): string {
+/**
+ * Broker password: the option password-file, else $SCALPELS_RABBITMQ_PASSWORD, else `guest`. The
+ * file is read only when root protected it (see readTrustedFile): a request must not make root
+ * read /etc/shadow or a private key and send it to a broker of its choice. A password other than
+ * guest's goes only to this host or to a broker the node configuration lists (`brokers`).
+ */
+export function brokerPassword(options: Options): string {
   const file = options['password-file'];
-  if (typeof file === 'string' && file !== '')
-    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
-  return process.env[PASSWORD_FILE_ENV] ?? 'guest';
+  const password =
+    typeof file === 'string' && file !== ''
+      ? readTrustedFile(file, { label: 'rpc-calls: option "password-file"' }).replace(/\r?\n$/, '')
+      : process.env[PASSWORD_FILE_ENV];
+  if (password === undefined) return 'guest';
+  const host = options.host;
+  const brokers = nodeSettings('rpc-calls').brokers;
+  const listed =
+    Array.isArray(brokers) && brokers.some((b) => typeof b === 'string' && sameHost(b, host));
+  if (!LOCAL_NAMES.has(host.toLowerCase()) && !listed)
+    throw new UserError(
+      `rpc-calls: option "host" refused: the broker password goes only to this host or to a broker listed in "brokers" of the "rpc-calls" section of ${nodeConfigPath()}`,
+    );
+  return password;
+}
+
+const LOCAL_NAMES = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+function sameHost(a: string, b: string): boolean {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  return x === y || (LOCAL_NAMES.has(x) && LOCAL_NAMES.has(y));
+}
+
+/**
+ * The management API base URL to use: the option `management-url`, else the node's configured
+ * one. An URL from a request must name the broker host (option `host`): the password goes there,
+ * so a request cannot send it (or anything root reads) to a server of its choice.
+ */
+export function managementUrl(options: Options): string | undefined {
+  const configured = nodeSettings('rpc-calls')['management-url'];
+  if (configured !== undefined && typeof configured !== 'string')
+    throw new UserError(`${nodeConfigPath()}: plugins.rpc-calls.management-url must be a URL`);
+  const given = options['management-url'];
+  if (typeof given !== 'string' || given === '') return configured || undefined;
+  if (given === configured) return given;
+  let host: string;
+  try {
+    host = new URL(given).hostname;
+  } catch {
+    throw new UserError(
+      `rpc-calls: option "management-url": ${JSON.stringify(given)} is not a URL`,
+    );
+  }
+  const broker = options.host;
+  if (!sameHost(host, broker))
+    throw new UserError(
+      `rpc-calls: option "management-url" refused: it names ${host}, not the broker host ${broker} (another URL is set as "management-url" in the "rpc-calls" section of ${nodeConfigPath()})`,
+    );
+  return given;
+}
+
+/**
+ * The rabbitmqctl this node runs: the one the node configuration names (`plugins.rpc-calls.
+ * rabbitmqctl`), else the system's; never one named by a request. Checked with trustedFile.
+ */
+export function rabbitmqctlPath(): string | undefined {
+  const configured = configuredProgram('rpc-calls', 'rabbitmqctl');
+  if (configured) return configured;
+  const found = ['/usr/sbin', '/usr/bin', '/sbin', '/bin']
+    .map((d) => join(d, 'rabbitmqctl'))
+    .find((p) => existsSync(p));
+  return found ? trustedFile(found, 'program', { label: 'rpc-calls: rabbitmqctl' }) : undefined;
 }
 
 // Colour codes (ESC [ ... m) that rabbitmqctl puts in its usage text.
@@ -124,6 +200,14 @@ export class RabbitmqctlAdmin implements BrokerAdmin {
     const out = await this.call(['-q', '--formatter', 'json', 'list_queues', '-p', vhost, 'name']);
     return (JSON.parse(out) as { name: string }[]).map((q) => q.name);
   }
+
+  async nodeName(): Promise<string> {
+    if (this.node) return this.node;
+    const out = (await this.call(['-q', 'eval', 'node().'])).trim().replace(/^'|'$/g, '');
+    if (!/^[^@\s]+@[^@\s]+$/.test(out))
+      throw new Error(`unexpected node name ${JSON.stringify(out)}`);
+    return out;
+  }
 }
 
 /** The management plugin's HTTP API (`rabbitmq_management`), for brokers on another host. */
@@ -145,15 +229,24 @@ export class ManagementAdmin implements BrokerAdmin {
     missingOk = method === 'DELETE',
   ): Promise<Response> {
     const auth = Buffer.from(`${this.user}:${this.password}`).toString('base64');
-    const res = await fetch(
-      new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`),
-      {
+    const url = new URL(path, this.baseUrl.endsWith('/') ? this.baseUrl : `${this.baseUrl}/`);
+    const send = () =>
+      fetch(url, {
         method,
         headers: { authorization: `Basic ${auth}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(10_000),
-      },
-    );
+      });
+    let res: Response;
+    try {
+      res = await send();
+    } catch (err) {
+      // A kept-alive connection the server closed while idle fails the next request before it
+      // is sent ("other side closed"); every request here is idempotent, so one more try on a
+      // new connection is safe.
+      if (!staleConnection(err)) throw err;
+      res = await send();
+    }
     if (!res.ok && !(missingOk && res.status === 404))
       throw new Error(`${method} ${path}: HTTP ${res.status} ${res.statusText}`);
     return res;
@@ -195,17 +288,34 @@ export class ManagementAdmin implements BrokerAdmin {
     const res = await this.request('GET', `api/queues/${encodeURIComponent(vhost)}?columns=name`);
     return ((await res.json()) as { name: string }[]).map((q) => q.name);
   }
+
+  async nodeName(): Promise<string> {
+    const res = await this.request('GET', 'api/overview');
+    const node = ((await res.json()) as { node?: unknown }).node;
+    if (typeof node !== 'string' || !node) throw new Error('the management API names no node');
+    return node;
+  }
 }
 
-export function brokerAdmin(options: OptionValues, node?: string): BrokerAdmin {
-  const url = options['management-url'];
-  if (typeof url === 'string' && url !== '')
-    return new ManagementAdmin(url, String(options.user ?? 'guest'), brokerPassword(options));
-  return new RabbitmqctlAdmin(String(options.rabbitmqctl ?? 'rabbitmqctl'), node);
+export function brokerAdmin(options: Options, node?: string): BrokerAdmin {
+  const url = managementUrl(options);
+  if (url) return new ManagementAdmin(url, options.user, brokerPassword(options));
+  const ctl = rabbitmqctlPath();
+  if (!ctl)
+    throw new Error(
+      `rabbitmqctl not found (/usr/sbin, /usr/bin, /sbin, /bin, or "rabbitmqctl" in the "rpc-calls" section of ${nodeConfigPath()})`,
+    );
+  return new RabbitmqctlAdmin(ctl, node);
 }
 
 /** The nodes whose tracing switch the tracer sets: the option `nodes`, else the local one. */
-export function switchNodes(options: OptionValues): (string | undefined)[] {
-  const nodes = (options.nodes as readonly string[] | undefined) ?? [];
+export function switchNodes(options: Options): (string | undefined)[] {
+  const nodes = options.nodes ?? [];
   return nodes.length > 0 ? [...nodes] : [undefined];
+}
+
+/** Whether a fetch failed because its pooled connection was closed under it, before any answer. */
+function staleConnection(err: unknown): boolean {
+  const code = (err as { cause?: { code?: unknown } } | undefined)?.cause?.code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
 }

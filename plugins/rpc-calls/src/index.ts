@@ -3,19 +3,27 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   definePlugin,
+  NODE_CONFIG_FILE,
   type CheckContext,
   type CheckResult,
-  type OptionValues,
   type Technique,
   type UndoAction,
 } from '@scalpels/core';
-import { brokerAdmin, brokerPassword, switchNodes } from './broker.js';
-import { DEFAULT_CONTEXT_FIELDS } from './oslo.js';
+import {
+  brokerAdmin,
+  brokerPassword,
+  managementUrl,
+  rabbitmqctlPath,
+  switchNodes,
+} from './broker.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
 import { createTable, deleteTable, nftTableName } from './nft.js';
 import { verify } from './verify.js';
+import { tracedVhost } from './vhosts.js';
 import { traceQueueName, workerSpec, type Tools } from './worker.js';
+import { view } from './view.js';
+import { OPTIONS, type Options } from './options.js';
 
 const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 const pkg = JSON.parse(readFileSync(join(pluginDir, 'package.json'), 'utf8')) as {
@@ -53,15 +61,14 @@ function tools(): Tools {
 }
 
 /** Ways of measuring the traffic to the broker port; the firehose part is the same in all. */
-const techniques: Technique[] = [
+const techniques: Technique<Options>[] = [
   {
     name: 'firehose+nft',
     description:
       'firehose, plus exact packet and byte counts from an nftables table of our own (root, nf_tables)',
     async check(ctx) {
       const nftBin = findBinary('nft');
-      if (ctx.options.traffic === false)
-        return { status: 'unavailable', detail: 'traffic sampling is off' };
+      if (!ctx.options.traffic) return { status: 'unavailable', detail: 'traffic sampling is off' };
       if (!nftBin)
         return { status: 'fixable', detail: 'nft not found', hint: 'apt-get install nftables' };
       if (!ctx.isRoot) return { status: 'unavailable', detail: 'nftables counters need root' };
@@ -81,8 +88,7 @@ const techniques: Technique[] = [
     description:
       'firehose, plus traffic sampled from socket counters with ss (connections shorter than the interval are missed)',
     async check(ctx) {
-      if (ctx.options.traffic === false)
-        return { status: 'unavailable', detail: 'traffic sampling is off' };
+      if (!ctx.options.traffic) return { status: 'unavailable', detail: 'traffic sampling is off' };
       return findBinary('ss')
         ? { status: 'ok', detail: 'traffic from socket counters (ss)' }
         : { status: 'fixable', detail: 'ss not found', hint: 'apt-get install iproute2' };
@@ -99,15 +105,16 @@ const techniques: Technique[] = [
 
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
 
-async function brokerCheck(ctx: CheckContext): Promise<CheckResult> {
+async function brokerCheck(ctx: CheckContext<Options>): Promise<CheckResult> {
   const o = ctx.options;
-  const host = String(o.host ?? '127.0.0.1');
-  const port = Number(o.port ?? 5672);
-  const vhost = String(o.vhost ?? '/');
-  const management = typeof o['management-url'] === 'string' && o['management-url'] !== '';
+  const { host, port } = o;
+  const { vhost, why } = tracedVhost(o);
+  // Refusals (an URL naming another host, an unprotected password file) throw a UserError.
+  const management = managementUrl(o) !== undefined;
+  if (o['password-file'] !== undefined) brokerPassword(o);
   let ctl: string | undefined;
   if (!management) {
-    ctl = await ctx.which(String(o.rabbitmqctl ?? 'rabbitmqctl'));
+    ctl = rabbitmqctlPath();
     if (!ctl)
       return {
         status: 'fixable',
@@ -135,11 +142,11 @@ async function brokerCheck(ctx: CheckContext): Promise<CheckResult> {
   try {
     conn = await amqp.connect(
       {
-        protocol: o.tls === true ? 'amqps' : 'amqp',
+        protocol: o.tls ? 'amqps' : 'amqp',
         hostname: host,
         port,
         vhost,
-        username: String(o.user ?? 'guest'),
+        username: o.user,
         password: brokerPassword(o),
       },
       { timeout: 5000 },
@@ -151,15 +158,15 @@ async function brokerCheck(ctx: CheckContext): Promise<CheckResult> {
     if (/ACCESS_REFUSED|403|auth/i.test(msg))
       return {
         status: 'fixable',
-        detail: `broker ${host}:${port} refused the credentials of user ${String(o.user ?? 'guest')}: ${msg}`,
+        detail: `broker ${host}:${port} refused the credentials of user ${o.user}: ${msg}`,
         hint: 'set rpc-calls.user and rpc-calls.password-file (or $SCALPELS_RABBITMQ_PASSWORD); the user needs read permission on the vhost',
       };
     // A missing vhost, or one the user has no permission on, closes the connection at open.
     if (/NOT_ALLOWED|vhost|ConnectionOpenOk/i.test(msg))
       return {
         status: 'fixable',
-        detail: `vhost ${vhost} does not exist or user ${String(o.user ?? 'guest')} has no permission on it`,
-        hint: `check rpc-calls.vhost (rabbitmqctl list_vhosts), then rabbitmqctl set_permissions -p ${vhost} ${String(o.user ?? 'guest')} ".*" ".*" ".*"`,
+        detail: `vhost ${vhost} does not exist or user ${o.user} has no permission on it`,
+        hint: `check rpc-calls.vhost (rabbitmqctl list_vhosts), then rabbitmqctl set_permissions -p ${vhost} ${o.user} ".*" ".*" ".*"`,
       };
     if (/NOT_FOUND/.test(msg))
       return {
@@ -187,11 +194,11 @@ async function brokerCheck(ctx: CheckContext): Promise<CheckResult> {
   }
   return {
     status: 'ok',
-    detail: `broker ${host}:${port} vhost ${vhost} reachable, tracing switch via ${management ? 'management API' : ctl}`,
+    detail: `broker ${host}:${port} vhost ${vhost} (${why}) reachable, tracing switch via ${management ? 'management API' : ctl}`,
   };
 }
 
-async function check(ctx: CheckContext): Promise<CheckResult> {
+async function check(ctx: CheckContext<Options>): Promise<CheckResult> {
   const broker = await brokerCheck(ctx);
   if (broker.status !== 'ok') return broker;
   for (const t of techniques) {
@@ -202,7 +209,8 @@ async function check(ctx: CheckContext): Promise<CheckResult> {
   return { ...broker, technique: 'firehose' };
 }
 
-async function undo(action: UndoAction, options: OptionValues): Promise<void> {
+async function undo(action: UndoAction, stored: Options): Promise<void> {
+  const options = checkUndoOptions(stored);
   const admin = brokerAdmin(options);
   if (action.kind === UNDO_TRACE_ON) {
     const data = action.data as TraceOnData;
@@ -217,94 +225,32 @@ async function undo(action: UndoAction, options: OptionValues): Promise<void> {
   }
 }
 
+/**
+ * Options as undo() uses them: they come from a journal (data in the store), so a management URL
+ * must name the broker host, so that no credential is sent elsewhere. No program is taken from
+ * them: the core refuses a journal naming an option the plugin does not declare (the retired
+ * `rabbitmqctl`), and brokerAdmin() finds rabbitmqctl on this host.
+ */
+function checkUndoOptions(options: Options): Options {
+  const url = options['management-url'];
+  if (url !== undefined && url !== '') {
+    const host = new URL(url).hostname.replace(/^\[|\]$/g, '');
+    if (host !== options.host)
+      throw new Error(`management-url ${host} is not the broker host: refused in undo`);
+  }
+  return options;
+}
+
 export default definePlugin({
   name: 'rpc-calls',
   version: pkg.version,
   description:
     'OpenStack RPC over RabbitMQ: the firehose decoded method by method (calls, casts, replies, failures, timeouts), call latency, bytes, and traffic to the broker port',
-  apiVersion: '>=1.0.0 <2',
+  apiVersion: '>=1.2.0 <2',
   target: 'none',
-  options: {
-    host: { type: 'string', default: '127.0.0.1', description: 'Broker host' },
-    port: {
-      type: 'port',
-      default: 5672,
-      description: 'Broker AMQP port (also the port whose traffic is sampled)',
-    },
-    vhost: { type: 'string', default: '/', description: 'Virtual host to trace' },
-    user: {
-      type: 'string',
-      default: 'guest',
-      description: 'Broker user (needs read permission on the vhost)',
-    },
-    'password-file': {
-      type: 'path',
-      mustExist: true,
-      description:
-        'File holding the broker password; else $SCALPELS_RABBITMQ_PASSWORD, else "guest"',
-    },
-    tls: { type: 'boolean', default: false, description: 'Connect with amqps' },
-    deliver: {
-      type: 'boolean',
-      default: false,
-      description: 'Also trace deliveries to consumers (deliver.#): doubles the firehose traffic',
-    },
-    events: {
-      type: 'boolean',
-      default: false,
-      description: 'Record one event per call, cast and notification, with its request id',
-    },
-    interval: {
-      type: 'duration',
-      default: '1s',
-      min: '100ms',
-      unit: 'ms',
-      description: 'How often counters and traffic are sampled',
-    },
-    'max-backlog': {
-      type: 'integer',
-      default: 100_000,
-      min: 100,
-      description:
-        'Most trace copies queued on the broker for the tracer; beyond it the oldest are dropped (protects the broker memory)',
-    },
-    'call-timeout': {
-      type: 'duration',
-      default: '60s',
-      min: '1ms',
-      unit: 'ms',
-      description:
-        'Timeout of calls that carry neither `_timeout` nor an AMQP expiration (oslo.messaging rpc_response_timeout)',
-    },
-    'context-fields': {
-      type: 'list',
-      default: DEFAULT_CONTEXT_FIELDS,
-      pattern: /^[a-z0-9_]+$/,
-      description:
-        'Request-context keys (after `_context_`) kept in events; keys that look secret are always redacted',
-    },
-    traffic: {
-      type: 'boolean',
-      default: true,
-      description: 'Sample TCP packets and bytes to the broker port (needs ss)',
-    },
-    rabbitmqctl: {
-      type: 'string',
-      default: 'rabbitmqctl',
-      description: 'rabbitmqctl binary (broker on this host)',
-    },
-    nodes: {
-      type: 'list',
-      pattern: /^[^@\s]+@[^@\s]+$/,
-      description:
-        'Erlang nodes (rabbit@host) whose tracing switch rabbitmqctl sets: the firehose is per node, so list every node of a cluster the services publish through (default: the local node)',
-    },
-    'management-url': {
-      type: 'string',
-      pattern: /^https?:\/\//,
-      description:
-        'Management API base URL (http://host:15672): switches tracing over HTTP instead of rabbitmqctl',
-    },
+  options: OPTIONS,
+  retiredOptions: {
+    rabbitmqctl: `an option never names a program: rabbitmqctl is found in /usr/sbin, /usr/bin, /sbin or /bin, or set as "rabbitmqctl" in the "rpc-calls" section of ${NODE_CONFIG_FILE}`,
   },
   requires: [
     {
@@ -333,24 +279,25 @@ export default definePlugin({
   check,
   verify: (_options, ctx) => verify(ctx, techniques),
   validate(options) {
-    const fields = (options['context-fields'] as readonly string[] | undefined) ?? [];
-    if (fields.length > 50) return 'context-fields: at most 50 keys';
-    const nodes = (options.nodes as readonly string[] | undefined) ?? [];
-    if (nodes.length > 0 && typeof options['management-url'] === 'string')
+    if (options['context-fields'].length > 50) return 'context-fields: at most 50 keys';
+    const nodes = options.nodes ?? [];
+    if (nodes.length > 0 && options['management-url'] !== undefined)
       return 'nodes: rabbitmqctl only; the management API switches the node it is served by';
+    // Refuses an URL that names another host than the broker (throws a UserError).
+    managementUrl(options);
     return undefined;
   },
   async setup(options, ctx) {
-    const vhost = String(options.vhost ?? '/');
+    const { vhost } = tracedVhost(options);
     const nftBin = findBinary('nft');
-    if (ctx.technique === 'firehose+nft' && options.traffic !== false && nftBin) {
+    if (ctx.technique === 'firehose+nft' && options.traffic && nftBin) {
       const table = nftTableName(ctx.taskId, ctx.tracerId);
       await ctx.journal({
         kind: UNDO_NFT_TABLE,
         data: { table } satisfies NftTableData,
         description: `delete the nftables table inet ${table} (traffic counters)`,
       });
-      await createTable(nftBin, table, Number(options.port ?? 5672));
+      await createTable(nftBin, table, options.port);
     }
     // The queue is exclusive (gone with the worker's connection); journaled anyway so that a
     // broker that kept it (a half-open connection) is cleaned by recover.
@@ -359,16 +306,24 @@ export default definePlugin({
       data: { vhost, queue: traceQueueName(ctx) } satisfies TraceQueueData,
       description: `delete the trace queue ${traceQueueName(ctx)} on vhost ${vhost}`,
     });
-    // The firehose is switched per node: every node the services publish through.
+    // The firehose is switched per node: every node the services publish through. The switch
+    // is shared by every tracer of the vhost on that node (of any scalpels node): a lease keyed
+    // by the broker's own node name, so the first tracer to stop does not cut the others off.
     for (const node of switchNodes(options)) {
       const admin = brokerAdmin(options, node);
-      if (await admin.tracing(vhost)) continue; // On before us: someone else's, left alone.
-      await ctx.journal({
-        kind: UNDO_TRACE_ON,
-        data: { vhost, wasOn: false, ...(node ? { node } : {}) } satisfies TraceOnData,
-        description: `turn RabbitMQ tracing off again on vhost ${vhost} (${admin.describe()})`,
+      const erlangNode = await admin.nodeName();
+      await ctx.lease({
+        resource: `rabbitmq:${erlangNode}/vhost:${vhost}/trace_on`,
+        async change(journal) {
+          if (await admin.tracing(vhost)) return; // On before us: someone else's, left alone.
+          await journal({
+            kind: UNDO_TRACE_ON,
+            data: { vhost, wasOn: false, ...(node ? { node } : {}) } satisfies TraceOnData,
+            description: `turn RabbitMQ tracing off again on vhost ${vhost} (${admin.describe()})`,
+          });
+          await admin.setTracing(vhost, true);
+        },
       });
-      await admin.setTracing(vhost, true);
     }
   },
   undo,
@@ -377,4 +332,5 @@ export default definePlugin({
   },
   parser: createParser,
   schema,
+  report: view,
 });

@@ -62,10 +62,31 @@ export function summarizeTraced(
     bytes: body.length,
   };
   if (Number.isFinite(expiration) && expiration >= 0) msg.expirationMs = expiration;
+  const brokerTs = brokerTimestamp(props.headers);
+  if (brokerTs !== undefined) msg.brokerTs = brokerTs;
   const decoded = decodeOslo(body, contextFields);
   if ('error' in decoded) msg.undecoded = decoded.error;
   else msg.oslo = decoded.summary;
   return msg;
+}
+
+/**
+ * The broker's entry time stamp of a message (`timestamp_in_ms`, an AMQP long), when the broker
+ * sets one; a value that is not a plausible epoch time in ms is ignored.
+ */
+export function brokerTimestamp(headers: unknown): number | undefined {
+  if (!isObject(headers)) return undefined;
+  const v = headers.timestamp_in_ms;
+  const n =
+    typeof v === 'number'
+      ? v
+      : typeof v === 'bigint'
+        ? Number(v)
+        : typeof v === 'string' && /^\d+$/.test(v)
+          ? Number(v)
+          : NaN;
+  // Between 2001 and 2286: anything else is not a time stamp in ms.
+  return Number.isSafeInteger(n) && n >= 1e12 && n < 1e13 ? n : undefined;
 }
 
 /** Decodes an oslo.messaging body: the 2.0 envelope (`oslo.version`, `oslo.message`) or a bare dict. */

@@ -1,5 +1,8 @@
 import {
   diagnostic,
+  note,
+  WORKER_READY_LINE,
+  type ParseNote,
   type ParseContext,
   type ParseResult,
   type Parser,
@@ -7,13 +10,19 @@ import {
 } from '@scalpels/core';
 import { Quantiles } from './quantiles.js';
 import { LATENCY_BUCKETS_MS } from './schema.js';
-import type { WireMessage, WireTraffic } from './wire.js';
+import type { WireMessage, WireReady, WireTraffic } from './wire.js';
+import type { Options } from './options.js';
+
+/** Bytes to the broker with no traced message beyond which the tracer says so (heartbeats are a few bytes a second). */
+const UNDECODED_BYTES = 64 << 10;
 
 export type MessageKind = 'call' | 'cast' | 'fanout' | 'reply' | 'notification' | 'other';
 
 interface PendingCall {
   key: string;
   ts: number;
+  /** The broker's entry time of the call, when the broker stamps messages. */
+  brokerTs?: number;
   deadline: number;
   /** `_timeout` in ms: heartbeats from the server push the deadline by this much. */
   monitorMs?: number;
@@ -86,19 +95,24 @@ export class RpcParser implements Parser {
   private readonly queueWaits = new Map<string, Quantiles>();
   private readonly queueWaitChanged = new Set<string>();
   private lastPending = -1;
+  private messages = 0;
+  private trafficBytes = 0;
+  private trafficPort = 0;
+  private vhost: string | undefined;
+  private otherVhosts: string[] = [];
   private lastTs = 0;
   private readonly events: boolean;
   private readonly deliver: boolean;
   private readonly callTimeoutMs: number;
 
-  constructor(ctx: Pick<ParseContext, 'options'>) {
-    this.events = ctx.options.events === true;
-    this.deliver = ctx.options.deliver === true;
-    this.callTimeoutMs =
-      typeof ctx.options['call-timeout'] === 'number' ? ctx.options['call-timeout'] : 60_000;
+  constructor(ctx: Pick<ParseContext<Options>, 'options'>) {
+    this.events = ctx.options.events;
+    this.deliver = ctx.options.deliver;
+    this.callTimeoutMs = ctx.options['call-timeout'];
   }
 
   line(text: string): ParseResult {
+    if (text === WORKER_READY_LINE) return null;
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
@@ -111,8 +125,12 @@ export class RpcParser implements Parser {
     if (typeof line.ts !== 'number' || !Number.isFinite(line.ts))
       return diagnostic('line without a numeric ts');
     switch (line.type) {
-      case 'ready':
+      case 'ready': {
+        const r = parsed as WireReady;
+        if (typeof r.vhost === 'string') this.vhost = r.vhost;
+        if (Array.isArray(r.otherVhosts)) this.otherVhosts = r.otherVhosts.map(String);
         return null;
+      }
       case 'tick':
         return this.tick(line.ts);
       case 'traffic':
@@ -130,6 +148,7 @@ export class RpcParser implements Parser {
           typeof m.bytes !== 'number'
         )
           return diagnostic('message line without exchange, routingKeys or bytes');
+        this.messages++;
         return this.message(m);
       }
       default:
@@ -145,6 +164,25 @@ export class RpcParser implements Parser {
       for (const [msgId, call] of this.pending)
         out.push(this.callEvent(msgId, call, 'pending', undefined, {}));
     this.flush(this.lastTs, out);
+    return [...out, ...this.notes()];
+  }
+
+  /** What the reader must know: traffic that nothing decoded, vhosts not traced. */
+  private notes(): ParseNote[] {
+    const out: ParseNote[] = [];
+    const vhost = this.vhost ?? '?';
+    if (this.messages === 0 && this.trafficBytes > UNDECODED_BYTES)
+      out.push(
+        note(
+          `port ${this.trafficPort} carried ${this.trafficBytes} bytes to the broker but no message was traced on vhost ${vhost}: the clients publish on another vhost (rabbitmqctl list_vhosts; set rpc-calls.vhost)`,
+        ),
+      );
+    if (this.otherVhosts.length > 0)
+      out.push(
+        note(
+          `the services also use vhost${this.otherVhosts.length > 1 ? 's' : ''} ${this.otherVhosts.join(', ')} (transport_url), not traced: run another rpc-calls tracer with rpc-calls.vhost=${this.otherVhosts[0]}`,
+        ),
+      );
     return out;
   }
 
@@ -200,6 +238,7 @@ export class RpcParser implements Parser {
         this.pending.set(o!.msgId!, {
           key: c.key,
           ts: m.ts,
+          ...(m.brokerTs !== undefined ? { brokerTs: m.brokerTs } : {}),
           deadline: m.ts + timeoutMs,
           monitorMs,
           bytes: m.bytes,
@@ -297,7 +336,11 @@ export class RpcParser implements Parser {
       this.timeout(o.msgId!, call, out);
       return;
     }
-    const latency = m.ts - call.ts;
+    // The broker's clock when it stamps both messages: the time the reply entered the broker
+    // minus the time the call did, whatever delayed the trace copies on their way to this
+    // tracer. Otherwise the tracer's receive times, which a stalled tracer skews.
+    const brokerClock = call.brokerTs !== undefined && m.brokerTs !== undefined;
+    const latency = brokerClock ? Math.max(0, m.brokerTs! - call.brokerTs!) : m.ts - call.ts;
     this.count('rpc.replies', { method: call.key });
     if (o.failure)
       this.count('rpc.failures', { method: call.key, exception: o.failure.class ?? 'unknown' });
@@ -308,6 +351,7 @@ export class RpcParser implements Parser {
       out.push(
         this.callEvent(o.msgId!, call, o.failure ? 'failure' : 'reply', latency, {
           replyBytes,
+          clock: brokerClock ? 'broker' : 'tracer',
           ...(o.failure ? { exception: o.failure.class } : {}),
         }),
       );
@@ -468,6 +512,8 @@ export class RpcParser implements Parser {
 
   private traffic(t: WireTraffic): TraceRecord[] {
     if (typeof t.port !== 'number') return [];
+    this.trafficPort = t.port;
+    if (typeof t.bytesToBroker === 'number') this.trafficBytes += t.bytesToBroker;
     const port = String(t.port);
     const s = (series: string, direction: string | undefined, value: number): TraceRecord => ({
       kind: 'sample',
@@ -488,6 +534,6 @@ export class RpcParser implements Parser {
   }
 }
 
-export function createParser(ctx: ParseContext): Parser {
+export function createParser(ctx: ParseContext<Options>): Parser {
   return new RpcParser(ctx);
 }

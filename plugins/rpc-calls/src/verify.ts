@@ -5,16 +5,16 @@
  */
 import type { CheckContext, Technique, VerifyStage } from '@scalpels/core';
 import { brokerAdmin, brokerPassword, switchNodes } from './broker.js';
+import { tracedVhost } from './vhosts.js';
+import type { Options } from './options.js';
 
 export async function verify(
-  ctx: CheckContext,
-  techniques: readonly Technique[],
+  ctx: CheckContext<Options>,
+  techniques: readonly Technique<Options>[],
 ): Promise<VerifyStage[]> {
   const o = ctx.options;
-  const host = String(o.host ?? '127.0.0.1');
-  const port = Number(o.port ?? 5672);
-  const vhost = String(o.vhost ?? '/');
-  const user = String(o.user ?? 'guest');
+  const { host, port, user } = o;
+  const { vhost } = tracedVhost(o);
   const stages: VerifyStage[] = [];
   const skipRest = (names: string[], why: string): void => {
     for (const stage of names) stages.push({ stage, status: 'skipped', detail: why });
@@ -26,7 +26,7 @@ export async function verify(
     try {
       conn = await amqp.connect(
         {
-          protocol: o.tls === true ? 'amqps' : 'amqp',
+          protocol: o.tls ? 'amqps' : 'amqp',
           hostname: host,
           port,
           vhost,

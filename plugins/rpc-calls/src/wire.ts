@@ -9,6 +9,13 @@ export interface WireMessage {
   type: 'msg';
   /** Wall-clock milliseconds (fractional) when the worker received the traced copy. */
   ts: number;
+  /**
+   * Wall-clock milliseconds when the message entered the broker, from the broker's own clock: the
+   * `timestamp_in_ms` header that RabbitMQ 3.12+ sets with
+   * `message_interceptors.incoming.set_header_timestamp` (3.6-3.11: the rabbitmq_message_timestamp
+   * plugin), carried in the trace copy's `properties`. Absent when the broker does not stamp.
+   */
+  brokerTs?: number;
   /** `publish`: a client published it; `deliver`: the broker handed it to a consumer. */
   dir: 'publish' | 'deliver';
   exchange: string;
@@ -70,6 +77,8 @@ export interface WireReady {
   queue: string;
   vhost: string;
   bindings: string[];
+  /** Other vhosts the services of this node use (transport_url), not traced by this tracer. */
+  otherVhosts?: string[];
 }
 
 /** Increases of TCP traffic to and from the broker port since the previous sample. */
@@ -99,6 +108,8 @@ export interface WorkerConfig {
   host: string;
   port: number;
   vhost: string;
+  /** Other vhosts the services use (see vhosts.ts), said in the tracer's note. */
+  otherVhosts?: string[];
   user: string;
   queue: string;
   deliver: boolean;

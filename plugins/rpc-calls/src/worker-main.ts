@@ -6,6 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { Worker } from 'node:worker_threads';
+import { announceReady } from '@scalpels/core/api';
 import amqp from 'amqplib';
 import { summarizeTraced, type FirehoseHeaders } from './oslo.js';
 import type { TrafficThreadData, TrafficThreadMessage } from './traffic-sampler.js';
@@ -135,7 +136,16 @@ async function main(): Promise<void> {
   const sampleTraffic = traffic.sample;
   await sampleTraffic();
   // Ready only now: `scalpels run` starts the workload on this line, and the traffic baseline is taken.
-  emit({ type: 'ready', ts: now(), queue: config.queue, vhost: config.vhost, bindings });
+  emit({
+    type: 'ready',
+    ts: now(),
+    queue: config.queue,
+    vhost: config.vhost,
+    bindings,
+    ...(config.otherVhosts ? { otherVhosts: config.otherVhosts } : {}),
+  });
+  flushLines();
+  announceReady();
 
   let busy = false;
   const timer = setInterval(() => {

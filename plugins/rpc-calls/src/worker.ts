@@ -1,9 +1,10 @@
 import { join } from 'node:path';
-import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
+import { readyLine, type WorkerContext, type WorkerSpec } from '@scalpels/core';
 import { brokerPassword } from './broker.js';
 import { nftTableName } from './nft.js';
-import { DEFAULT_CONTEXT_FIELDS } from './oslo.js';
+import { tracedVhost } from './vhosts.js';
 import { CONFIG_ENV, PASSWORD_ENV, type TrafficConfig, type WorkerConfig } from './wire.js';
+import type { Options } from './options.js';
 
 /** The trace queue's name: known before the worker starts, so setup can journal its removal. */
 export function traceQueueName(ctx: Pick<WorkerContext, 'taskId' | 'tracerId'>): string {
@@ -20,12 +21,12 @@ export interface Tools {
 }
 
 function trafficConfig(
-  options: OptionValues,
+  options: Options,
   ctx: Pick<WorkerContext, 'taskId' | 'tracerId' | 'technique'>,
   tools: Tools,
 ): TrafficConfig | undefined {
-  const port = Number(options.port ?? 5672);
-  if (options.traffic === false) return undefined;
+  const port = options.port;
+  if (!options.traffic) return undefined;
   if (ctx.technique === 'firehose+nft' && tools.nft)
     return {
       mode: 'nft',
@@ -39,31 +40,35 @@ function trafficConfig(
   return undefined;
 }
 
+function vhostConfig(options: Options): { vhost: string; otherVhosts?: string[] } {
+  const t = tracedVhost(options);
+  return t.others.length > 0
+    ? { vhost: t.vhost, otherVhosts: t.others.map((o) => o.vhost) }
+    : { vhost: t.vhost };
+}
+
 export function workerConfig(
-  options: OptionValues,
+  options: Options,
   ctx: Pick<WorkerContext, 'taskId' | 'tracerId' | 'technique'>,
   tools: Tools,
 ): WorkerConfig {
-  const port = Number(options.port ?? 5672);
   return {
-    host: String(options.host ?? '127.0.0.1'),
-    port,
-    vhost: String(options.vhost ?? '/'),
-    user: String(options.user ?? 'guest'),
+    host: options.host,
+    port: options.port,
+    ...vhostConfig(options),
+    user: options.user,
     queue: traceQueueName(ctx),
-    deliver: options.deliver === true,
-    intervalMs: Number(options.interval ?? 1000),
-    maxBacklog: Number(options['max-backlog'] ?? 100_000),
-    contextFields: [
-      ...((options['context-fields'] as readonly string[] | undefined) ?? DEFAULT_CONTEXT_FIELDS),
-    ],
+    deliver: options.deliver,
+    intervalMs: options.interval,
+    maxBacklog: options['max-backlog'],
+    contextFields: [...options['context-fields']],
     traffic: trafficConfig(options, ctx, tools),
-    tls: options.tls === true,
+    tls: options.tls,
   };
 }
 
 /** The worker is a Node script run by the same Node binary; its settings and password go in env. */
-export function workerSpec(options: OptionValues, ctx: WorkerContext, tools: Tools): WorkerSpec {
+export function workerSpec(options: Options, ctx: WorkerContext, tools: Tools): WorkerSpec {
   return {
     argv: [process.execPath, join(ctx.pluginDir, 'dist', 'worker-main.js')],
     env: {
@@ -71,6 +76,6 @@ export function workerSpec(options: OptionValues, ctx: WorkerContext, tools: Too
       [PASSWORD_ENV]: brokerPassword(options),
     },
     stop: { signal: 'SIGTERM', graceMs: 5000 },
-    ready: { stdout: /^\{"type":"ready"/, timeoutMs: 30_000 },
+    ready: { stdout: readyLine(), timeoutMs: 30_000 },
   };
 }

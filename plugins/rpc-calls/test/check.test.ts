@@ -1,11 +1,11 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { capability } from '@scalpels/core/testing';
+import { capability, trustedScratchDir } from '@scalpels/core/testing';
 import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
+import type { Options } from '../src/options.js';
 import { ctlReason } from '../src/broker.js';
 import { createVhost, deleteVhost, vhostTracing } from './fixtures/oslo-peer.mjs';
 import { brokerUp, checkContext, rabbitmqctlWorks, runSetup, runUndo } from './helpers.js';
@@ -13,13 +13,14 @@ import { brokerUp, checkContext, rabbitmqctlWorks, runSetup, runUndo } from './h
 const live =
   capability('rabbitmq', await brokerUp(), 'no RabbitMQ listening on 127.0.0.1:5672') &&
   capability('rabbitmqctl', rabbitmqctlWorks(), 'rabbitmqctl missing or not allowed (run as root)');
-const scratch = mkdtempSync(join(tmpdir(), 'scalpels-rpc-check-'));
+// Password files must be root's and protected (see docs/security.md): a trusted scratch folder.
+const scratch = trustedScratchDir('rpc-check-');
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 
 const check = (
   raw: Record<string, unknown>,
   depth: 'quick' | 'full',
-  tweak: Partial<CheckContext> = {},
+  tweak: Partial<CheckContext<Options>> = {},
 ) => plugin.check({ ...checkContext(validateOptions(plugin, raw), depth), ...tweak });
 
 describe.runIf(live)('rpc-calls check against the real broker', () => {
@@ -55,7 +56,7 @@ describe.runIf(live)('rpc-calls check against the real broker', () => {
 
   it('refused credentials are fixable, with a hint', async () => {
     const file = join(scratch, 'password');
-    writeFileSync(file, 'not-the-password\n');
+    writeFileSync(file, 'not-the-password\n', { mode: 0o600 });
     const r = await check({ 'password-file': file }, 'full');
     expect(r.status).toBe('fixable');
     expect(r.detail).toMatch(/refused the credentials of user guest/);
@@ -75,10 +76,10 @@ describe.runIf(live)('rpc-calls check against the real broker', () => {
     expect(r.detail).toContain('no-such-vhost-for-scalpels');
   });
 
-  it('without rabbitmqctl or for a remote broker, points to the management API', async () => {
-    const missing = await check({ rabbitmqctl: 'no-such-rabbitmqctl' }, 'quick');
-    expect(missing.status).toBe('fixable');
-    expect(missing.hint).toContain('management-url');
+  it('for a remote broker, points to the management API; rabbitmqctl is never an option', async () => {
+    expect(() => validateOptions(plugin, { rabbitmqctl: '/usr/sbin/rabbitmqctl' })).toThrow(
+      /^rpc-calls: option "rabbitmqctl" is no longer accepted: .*\/etc\/scalpels\/config\.json$/,
+    );
     const remote = await check({ host: '192.0.2.1' }, 'quick');
     expect(remote.status).toBe('fixable');
     expect(remote.hint).toContain('rpc-calls.management-url=http://192.0.2.1:15672');
@@ -101,9 +102,11 @@ describe.runIf(live)('rpc-calls check against the real broker', () => {
   });
 
   it('validate: every stage short of changing the broker, and which permission is missing', async () => {
+    // vhost / explicitly: the default is the vhost the node's OpenStack services use (the lab's
+    // `openstack` when it runs), and the read-only user below is given rights on / only.
     const ok = await plugin.verify!(
-      validateOptions(plugin, {}),
-      checkContext(validateOptions(plugin, {}), 'full'),
+      validateOptions(plugin, { vhost: '/' }),
+      checkContext(validateOptions(plugin, { vhost: '/' }), 'full'),
     );
     expect(ok.map((s) => [s.stage, s.status])).toEqual([
       ['broker', 'passed'],
@@ -115,11 +118,11 @@ describe.runIf(live)('rpc-calls check against the real broker', () => {
     // A user that may read but not configure (declare queues) on the vhost.
     const user = `scalpels-ro-${process.pid}`;
     const file = join(scratch, 'ro-password');
-    writeFileSync(file, 'ro-secret\n');
+    writeFileSync(file, 'ro-secret\n', { mode: 0o600 });
     execFileSync('rabbitmqctl', ['-q', 'add_user', user, 'ro-secret']);
     try {
       execFileSync('rabbitmqctl', ['-q', 'set_permissions', '-p', '/', user, '^$', '^$', '.*']);
-      const options = validateOptions(plugin, { user, 'password-file': file });
+      const options = validateOptions(plugin, { user, 'password-file': file, vhost: '/' });
       const stages = await plugin.verify!(options, checkContext(options, 'full'));
       expect(stages.find((s) => s.stage === 'broker')?.status).toBe('passed');
       expect(stages.find((s) => s.stage === 'trace queue')).toMatchObject({ status: 'failed' });

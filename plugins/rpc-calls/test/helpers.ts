@@ -1,17 +1,19 @@
-import { execFile, execFileSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import {
+  execFile,
+  execFileSync,
+  spawn,
+  type ChildProcess,
+  type StdioOptions,
+} from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type {
-  CheckContext,
-  OptionValues,
-  Sample,
-  SetupContext,
-  TraceRecord,
-  UndoAction,
-} from '@scalpels/core';
+import type { CheckContext, Sample, SetupContext, TraceRecord, UndoAction } from '@scalpels/core';
+import { capability, cliEntry, memorySetupContext, runCliOk } from '@scalpels/core/testing';
 import plugin from '../src/index.js';
+import type { Options } from '../src/options.js';
 
 export const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -49,8 +51,8 @@ export function nftTables(): string[] {
   }
 }
 
-/** A CheckContext like the core's: real exec and PATH lookup. */
-export function checkContext(options: OptionValues, depth: 'quick' | 'full'): CheckContext {
+/** A CheckContext<Options> like the core's: real exec and PATH lookup. */
+export function checkContext(options: Options, depth: 'quick' | 'full'): CheckContext<Options> {
   return {
     options,
     depth,
@@ -77,29 +79,28 @@ export function checkContext(options: OptionValues, depth: 'quick' | 'full'): Ch
 
 /** Runs the plugin's setup() as the core would, keeping the journal in memory. */
 export async function runSetup(
-  options: OptionValues,
+  options: Options,
   taskId: string,
   technique?: string,
 ): Promise<{ journal: UndoAction[]; ctx: SetupContext }> {
   const journal: UndoAction[] = [];
-  const ctx: SetupContext = {
-    target: { kind: 'none', pids: [], description: 'system-wide' },
-    taskId,
-    tracerId: 1,
-    technique,
-    runtimeDir: '/tmp',
-    pluginDir,
-    journal: async (a) => void journal.push(structuredClone(a)),
-  };
+  const ctx: SetupContext = memorySetupContext(
+    {
+      target: { kind: 'none', pids: [], description: 'system-wide' },
+      taskId,
+      tracerId: 1,
+      technique,
+      runtimeDir: '/tmp',
+      pluginDir,
+    },
+    journal,
+  );
   await plugin.setup!(options, ctx);
   return { journal, ctx };
 }
 
 /** Undoes a journal newest first, as the core does on stop and on recover. */
-export async function runUndo(
-  journal: readonly UndoAction[],
-  options: OptionValues,
-): Promise<void> {
+export async function runUndo(journal: readonly UndoAction[], options: Options): Promise<void> {
   for (const a of [...journal].reverse()) await plugin.undo!(a, options);
 }
 
@@ -128,4 +129,105 @@ export function last(
   for (const r of records)
     if (r.kind === 'sample' && r.series === series && r.labels?.method === method) v = r.value;
   return v;
+}
+
+/** The `scalpels` entry script; undefined when it is not built. */
+export const cli = cliEntry();
+
+/** The oslo.messaging-like workload the CLI tests trace (`node oslo-workload.mjs VHOST K C DELAY TRUTH`). */
+export const osloWorkload = join(pluginDir, 'test', 'fixtures', 'oslo-workload.mjs');
+
+/**
+ * Whether the worker tests can run here: a broker, rabbitmqctl and the worker built. Under
+ * `CI=true` a missing one throws (capability()).
+ */
+export async function brokerTestsCanRun(): Promise<boolean> {
+  return (
+    capability('rabbitmq', await brokerUp(), 'no RabbitMQ listening on 127.0.0.1:5672') &&
+    capability(
+      'rabbitmqctl',
+      rabbitmqctlWorks(),
+      'rabbitmqctl missing or not allowed (run as root)',
+    ) &&
+    capability(
+      'worker build',
+      workerBuilt(),
+      'dist/worker-main.js missing: run npx tsc -b in plugins/rpc-calls',
+    )
+  );
+}
+
+/** Whether the CLI tests can run here: the CLI built, and what brokerTestsCanRun() needs. */
+export async function cliTestsCanRun(): Promise<boolean> {
+  return (
+    capability(
+      'scalpels CLI built',
+      cli !== undefined,
+      'no built @scalpels/cli found: build the workspace (npx tsc -b)',
+    ) && (await brokerTestsCanRun())
+  );
+}
+
+export interface ReportSeries {
+  name: string;
+  kind: string;
+  unit: string;
+  labels: Record<string, string>;
+  sum?: number;
+  last?: number;
+}
+
+/** A task's report as `scalpels report --format json` prints it: the parts the CLI tests read. */
+export interface CliReport {
+  format: string;
+  task: { id: string };
+  tracers: {
+    id: number;
+    tracer: string;
+    status: string;
+    error?: string | null;
+    parseErrors: number;
+    series: ReportSeries[];
+    events: { count: number; top: { key: string; count: number; meanMs?: number }[] };
+  }[];
+}
+
+/** The series `name` of a report's (first and only) tracer, of one method when given. */
+export function reportSeries(r: CliReport, name: string, method?: string): ReportSeries[] {
+  return r.tracers[0]!.series.filter(
+    (s) => s.name === name && (method === undefined || s.labels.method === method),
+  );
+}
+
+export interface CliScratch {
+  /** The data folder (XDG_DATA_HOME: the default store is in it); `remove()` deletes it. */
+  readonly dir: string;
+  /** `scalpels ARGS...` run to completion: its stdout; throws with its stderr when it exits non-zero. */
+  ok(args: readonly string[], extraEnv?: Record<string, string>): Promise<string>;
+  /** `scalpels report TASK --format json` (of `store` when given), parsed. */
+  report(task: string, store?: string): Promise<CliReport>;
+  /** A long-lived `scalpels ARGS...` the test itself signals, kills or waits for. */
+  start(args: readonly string[], stdio: StdioOptions): ChildProcess;
+  remove(): void;
+}
+
+/** `scalpels` runs on a scratch data folder of their own, without colours. */
+export function cliScratch(prefix: string): CliScratch {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const env = { XDG_DATA_HOME: dir, NO_COLOR: '1' };
+  const ok = (args: readonly string[], extraEnv: Record<string, string> = {}): Promise<string> =>
+    runCliOk(args, { cli, env: { ...env, ...extraEnv } });
+  return {
+    dir,
+    ok,
+    report: async (task, store) =>
+      JSON.parse(
+        await ok(['report', task, '--format', 'json', ...(store ? ['--store', store] : [])]),
+      ) as CliReport,
+    start: (args, stdio) => {
+      if (!cli) throw new Error('the scalpels CLI is not built');
+      return spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio });
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
 }

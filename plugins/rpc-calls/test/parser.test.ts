@@ -94,4 +94,45 @@ describe('rpc-calls parser on recorded firehose output', () => {
         .map((r) => r.kind === 'sample' && r.value),
     ).toEqual([1]);
   });
+  it('takes call latency from the broker stamps when both messages carry one, else from the tracer', () => {
+    const c = cases.find((x) => x.name.endsWith('-broker-stamps'))!;
+    const lines = c.stdout.trimEnd().split('\n');
+    type Line = {
+      type: string;
+      dir?: string;
+      brokerTs?: number;
+      oslo?: { msgId?: string; method?: string; isReply?: boolean };
+    };
+    const parsed = lines.map((l) => JSON.parse(l) as Line);
+    // From the recording itself, independent of the parser: reply stamp minus call stamp.
+    const callStamp = new Map<string, number>();
+    const want = new Map<string, number>();
+    for (const m of parsed) {
+      if (m.type !== 'msg' || m.dir !== 'publish' || !m.oslo?.msgId) continue;
+      expect(m.brokerTs).toBeTypeOf('number');
+      if (m.oslo.method) callStamp.set(m.oslo.msgId, m.brokerTs!);
+      else if (m.oslo.isReply && callStamp.has(m.oslo.msgId))
+        want.set(m.oslo.msgId, m.brokerTs! - callStamp.get(m.oslo.msgId)!);
+    }
+    const events = (records: TraceRecord[]) =>
+      records.filter(
+        (r) => r.kind === 'event' && r.type === 'rpc.call' && r.durationMs !== undefined,
+      );
+    const stamped = events(parseTestdataCase(plugin, c).records);
+    expect(stamped.length).toBe(want.size);
+    for (const e of stamped) {
+      if (e.kind !== 'event') continue;
+      expect(e.data?.clock).toBe('broker');
+      expect(e.durationMs).toBe(want.get(e.data?.msgId as string));
+    }
+    // The same messages without the broker's stamps: the tracer's receive times.
+    const unstamped = lines.map((l) => {
+      const m = JSON.parse(l) as Record<string, unknown>;
+      delete m.brokerTs;
+      return JSON.stringify(m);
+    });
+    const fallback = events(parseLines(plugin, unstamped, c.options).records);
+    expect(fallback.length).toBe(want.size);
+    for (const e of fallback) if (e.kind === 'event') expect(e.data?.clock).toBe('tracer');
+  });
 });

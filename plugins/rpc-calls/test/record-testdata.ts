@@ -27,6 +27,7 @@ async function record(
   name: string,
   raw: Record<string, unknown>,
   technique?: string,
+  stamp = false,
 ): Promise<void> {
   const vhost = `scalpels-record-${name}`;
   createVhost(vhost);
@@ -60,8 +61,9 @@ async function record(
     delayMs: 30,
     failing: ['get_console_output'],
     silent: ['never_answers'],
+    stamp,
   });
-  const client = await OsloClient.connect(amqpUrl(vhost), 'nova');
+  const client = await OsloClient.connect(amqpUrl(vhost), 'nova', stamp);
   const call = async (target: string, method: string, timeoutS = 60): Promise<void> => {
     truth.calls[method] = (truth.calls[method] ?? 0) + 1;
     const r = await client.call(
@@ -119,12 +121,22 @@ async function record(
   );
 }
 
+// RECORD=name,name records only those cases (all by default).
+const only = process.env.RECORD?.split(',');
+const want = (name: string): boolean => !only || only.includes(name);
+
 it('records rabbitmq firehose testdata', { timeout: 120_000 }, async () => {
-  await record('oslo-rpc', { interval: '500ms' }, 'firehose+ss');
-  await record(
-    'oslo-rpc-deliver-events',
-    { interval: '500ms', deliver: true, events: true },
-    'firehose+ss',
-  );
-  await record('oslo-rpc-nft', { interval: '500ms', events: true }, 'firehose+nft');
+  if (want('oslo-rpc')) await record('oslo-rpc', { interval: '500ms' }, 'firehose+ss');
+  if (want('oslo-rpc-deliver-events'))
+    await record(
+      'oslo-rpc-deliver-events',
+      { interval: '500ms', deliver: true, events: true },
+      'firehose+ss',
+    );
+  if (want('oslo-rpc-nft'))
+    await record('oslo-rpc-nft', { interval: '500ms', events: true }, 'firehose+nft');
+  // Messages stamped with timestamp_in_ms (what a 3.12+ broker with set_header_timestamp adds;
+  // the peers stamp them here, see oslo-peer.mjs): latencies come from those stamps.
+  if (want('oslo-rpc-broker-stamps'))
+    await record('oslo-rpc-broker-stamps', { interval: '500ms', events: true }, 'firehose', true);
 });

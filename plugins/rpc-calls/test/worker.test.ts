@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { capability, runWorker } from '@scalpels/core/testing';
+import { runWorker, waitFor } from '@scalpels/core/testing';
 import { validateOptions, type TraceEvent } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { traceQueueName } from '../src/worker.js';
@@ -17,30 +17,17 @@ import {
   vhostTracing,
 } from './fixtures/oslo-peer.mjs';
 import {
-  brokerUp,
+  brokerTestsCanRun,
   checkContext,
   nftTables,
   last,
   pluginDir,
-  rabbitmqctlWorks,
   runSetup,
   runUndo,
   sums,
-  workerBuilt,
 } from './helpers.js';
 
-const live =
-  capability('rabbitmq', await brokerUp(), 'no RabbitMQ listening on 127.0.0.1:5672') &&
-  capability(
-    'rabbitmqctl',
-    rabbitmqctlWorks(),
-    'rabbitmqctl missing or not allowed (run as root)',
-  ) &&
-  capability(
-    'worker build',
-    workerBuilt(),
-    'dist/worker-main.js missing: run npx tsc -b in plugins/rpc-calls',
-  );
+const live = await brokerTestsCanRun();
 
 const vhost = `scalpels-test-rpc-${randomUUID().slice(0, 8)}`;
 const DELAY_MS = 40;
@@ -75,8 +62,11 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
       delayMs: DELAY_MS,
       failing: ['get_console_output'],
       silent: ['never_answers'],
+      // Stamped like a 3.12+ broker with set_header_timestamp stamps (this 3.10 one does not):
+      // latencies then come from those stamps, not from when this tracer read the trace copies.
+      stamp: true,
     });
-    const client = await OsloClient.connect(amqpUrl(vhost), 'nova');
+    const client = await OsloClient.connect(amqpUrl(vhost), 'nova', true);
     const requestIds: string[] = [];
     const clientMs: number[] = [];
     let result;
@@ -85,7 +75,7 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
         options: raw,
         pluginDir,
         technique: checked.technique,
-        during: async () => {
+        during: async (live) => {
           expect(vhostQueues(vhost)).toContain(traceQueueName({ taskId: 'test', tracerId: 1 }));
           expect(
             queueArguments(vhost, traceQueueName({ taskId: 'test', tracerId: 1 })),
@@ -122,8 +112,14 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
             context(TOKEN),
           );
           await client.flush();
-          // Let the trace copies of the last messages arrive, and a tick pass the timeout.
-          await new Promise((r) => setTimeout(r, 800));
+          // Until a tick has passed never_answers' 0.3 s deadline on the tracer's clock (however
+          // late the tracer read that call's trace copy), and the notification has been seen.
+          await waitFor(
+            'the timeout and the notification in the records',
+            () =>
+              live.records.some((r) => r.kind === 'sample' && r.series === 'rpc.timeouts') &&
+              live.records.some((r) => r.kind === 'sample' && r.series === 'rpc.notifications'),
+          );
         },
       });
     } finally {
@@ -156,9 +152,9 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     // Every call, cast and reply was delivered to a consumer too.
     expect(sums(records, 'rpc.deliveries')[build]).toBe(2 * K);
 
-    // Latency: at least the server's artificial delay, and not more than what the client itself
-    // waited (the tracer sees the call after it left the client and the reply before it arrives),
-    // give or take the scheduling jitter of two processes on a shared machine.
+    // Latency from the stamps: at least the server's artificial delay, and not more than what the
+    // client itself waited (the call is stamped after the client's clock started, the reply
+    // before it arrives), to the millisecond of the stamps, however loaded the machine is.
     const p50 = last(records, 'rpc.latency.p50', build)!;
     const p99 = last(records, 'rpc.latency.p99', build)!;
     const clientP50 = [...clientMs].sort((a, b) => a - b)[Math.ceil(K / 2) - 1]!;
@@ -166,7 +162,7 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
       `rpc-calls latency p50: tracer ${p50} ms, client ${clientP50.toFixed(3)} ms, server delay ${DELAY_MS} ms`,
     );
     expect(p50).toBeGreaterThanOrEqual(DELAY_MS - 1);
-    expect(p50).toBeLessThanOrEqual(clientP50 + 3);
+    expect(p50).toBeLessThanOrEqual(clientP50 + 1);
     expect(p99).toBeGreaterThanOrEqual(p50);
     // With deliver: the time calls waited in their queue, a part of their latency.
     const queueWait = last(records, 'rpc.queue_wait.p50', build)!;
@@ -187,8 +183,8 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     expect(calls.map((e) => e.data?.requestId).sort()).toEqual([...requestIds].sort());
     for (const e of calls) {
       expect(e.data?.outcome).toBe('reply');
-      // Each one around the delay; a stalled tracer can stamp a call a few ms late under load.
-      expect(e.durationMs).toBeGreaterThan(DELAY_MS / 2);
+      expect(e.data?.clock).toBe('broker');
+      expect(e.durationMs).toBeGreaterThanOrEqual(DELAY_MS - 1);
       expect(e.data?.server).toBe('host1');
       expect(e.data?.args).toEqual(['instances', 'admin_password']);
     }
@@ -211,7 +207,8 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
     expect(nftTables()).not.toContain(nftTableName('test', 1));
     expect(vhostTracing(vhost)).toBe(false);
     expect(vhostQueues(vhost).filter((q) => q.startsWith('scalpels.rpc-calls.'))).toEqual([]);
-  });
+    // Each rabbitmqctl call starts an Erlang VM: seconds apiece on a busy machine.
+  }, 240_000);
 
   it('heartbeats keep a monitored call alive, a silent one times out after _timeout, a pre-reply-queue reply is matched', async () => {
     const raw = { vhost, interval: '200ms', traffic: false };
@@ -244,7 +241,7 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
           expect(await client.legacyCall('conductor', 'ping', {}, context('t'))).toMatchObject({
             result: { ok: true },
           });
-          await new Promise((r) => setTimeout(r, 500));
+          // No wait for the last trace copies: the worker drains its queue when it is stopped.
         },
       });
     } finally {
@@ -263,8 +260,10 @@ describe.runIf(live)('rpc-calls worker against the real RabbitMQ', () => {
       'nova/conductor.ping': 1,
     });
     expect(sums(records, 'rpc.timeouts')).toEqual({ 'nova/conductor.never_answers': 1 });
-    // The whole 1.2 s of work, not the 0.2 s to the first heartbeat (give or take scheduling).
-    expect(last(records, 'rpc.latency.p50', 'nova/conductor.build_and_run')).toBeGreaterThan(1150);
+    // Unstamped messages (a 3.10 broker): latency from the tracer's receive times. The whole 1.2 s
+    // of work, not the 0.2 s to the first heartbeat: the bound sits between the two, so a tracer
+    // stalled for a while on a busy host still tells them apart.
+    expect(last(records, 'rpc.latency.p50', 'nova/conductor.build_and_run')).toBeGreaterThan(700);
     expect(vhostTracing(vhost)).toBe(false);
   });
 

@@ -1,6 +1,6 @@
 /** What check() finds out about the server, once per check, and what each technique makes of it. */
 import { existsSync } from 'node:fs';
-import type { CheckContext, CheckResult, OptionValues } from '@scalpels/core';
+import type { CheckContext, CheckResult } from '@scalpels/core';
 import {
   connectError,
   connectMysql,
@@ -17,6 +17,7 @@ import {
   mysqlRows,
   pgLogFile,
 } from './server.js';
+import type { Options } from './options.js';
 
 export const MYSQL_TECHNIQUES = ['mysql-digest', 'mysql-slow-log', 'mysql-general-log'] as const;
 export const PG_TECHNIQUES = ['pg-stat-statements', 'pg-log'] as const;
@@ -34,6 +35,8 @@ export interface MysqlFacts {
   consumersUpdateError?: string;
   setGlobalsError?: string;
   local?: boolean;
+  /** Client connections open now: the slow log of events=true will not see their statements. */
+  openConnections?: number;
 }
 
 export interface PgFacts {
@@ -50,10 +53,10 @@ export interface PgFacts {
 
 type Facts = MysqlFacts | PgFacts;
 
-const cache = new WeakMap<CheckContext, Promise<Facts>>();
+const cache = new WeakMap<CheckContext<Options>, Promise<Facts>>();
 
 /** Facts of one check context, gathered once (the techniques' checks share them). */
-export function facts(ctx: CheckContext): Promise<Facts> {
+export function facts(ctx: CheckContext<Options>): Promise<Facts> {
   let f = cache.get(ctx);
   if (!f) {
     f = gather(ctx.options);
@@ -70,7 +73,7 @@ function isLocal(c: ConnectionSettings): boolean {
   );
 }
 
-async function gather(options: OptionValues): Promise<Facts> {
+async function gather(options: Options): Promise<Facts> {
   let c: ConnectionSettings;
   try {
     c = connectionSettings(options);
@@ -119,6 +122,12 @@ async function gather(options: OptionValues): Promise<Facts> {
         }
       }
       f.setGlobalsError = await mysqlCanSetGlobals(conn);
+      const [open] = await mysqlRows(
+        conn,
+        `SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST
+          WHERE ID <> CONNECTION_ID() AND COMMAND NOT IN ('Daemon', 'Binlog Dump') AND USER <> 'system user'`,
+      ).catch(() => [undefined]);
+      if (open) f.openConnections = Number(open.n);
     } catch (e) {
       f.error = `${where}: ${(e as Error).message}`;
     } finally {
@@ -191,7 +200,10 @@ function mysqlLogCheck(f: MysqlFacts, kind: 'slow-log' | 'general-log'): CheckRe
   return undefined;
 }
 
-export async function checkTechnique(name: string, ctx: CheckContext): Promise<CheckResult> {
+export async function checkTechnique(
+  name: string,
+  ctx: CheckContext<Options>,
+): Promise<CheckResult> {
   const options = ctx.options;
   const engine = engineOf(options);
   const forEngine =
@@ -212,7 +224,7 @@ export async function checkTechnique(name: string, ctx: CheckContext): Promise<C
   return { ...result, technique: name };
 }
 
-export function checkMysql(name: string, f: MysqlFacts, options: OptionValues): CheckResult {
+export function checkMysql(name: string, f: MysqlFacts, options: Options): CheckResult {
   const eventsSource = options['events-source'] === 'general-log' ? 'general-log' : 'slow-log';
   if (name === 'mysql-digest') {
     if (!f.performanceSchema)
@@ -237,9 +249,14 @@ export function checkMysql(name: string, f: MysqlFacts, options: OptionValues): 
       const logBad = mysqlLogCheck(f, eventsSource);
       if (logBad) return logBad;
     }
+    // Said by doctor too: events from the slow log miss the pooled connections open now.
+    const pooled =
+      eventsSource === 'slow-log' && (f.openConnections ?? 0) > 0
+        ? `; note: events=true with the slow log would miss the statements of the ${f.openConnections} connection(s) open now (pooled connections keep their long_query_time): use events-source=general-log for them`
+        : '';
     return {
       status: 'ok',
-      detail: `${f.where} (${f.version}): performance_schema statement digests, exact counts and times${options.events ? `; statement events from the ${eventsSource}` : ''}`,
+      detail: `${f.where} (${f.version}): performance_schema statement digests, exact counts and times${options.events ? `; statement events from the ${eventsSource}` : ''}${pooled}`,
     };
   }
   const kind = name === 'mysql-slow-log' ? 'slow-log' : 'general-log';
@@ -257,7 +274,7 @@ export function checkMysql(name: string, f: MysqlFacts, options: OptionValues): 
   };
 }
 
-export function checkPg(name: string, f: PgFacts, options: OptionValues): CheckResult {
+export function checkPg(name: string, f: PgFacts, options: Options): CheckResult {
   const logCheck = (): CheckResult | undefined => {
     if (!f.superuser)
       return {
@@ -306,7 +323,7 @@ export function checkPg(name: string, f: PgFacts, options: OptionValues): CheckR
 }
 
 /** No network, no process: is there something to connect to? */
-function quick(options: OptionValues, technique: string): CheckResult {
+function quick(options: Options, technique: string): CheckResult {
   let c: ConnectionSettings;
   try {
     c = connectionSettings(options);
@@ -323,9 +340,9 @@ function quick(options: OptionValues, technique: string): CheckResult {
 }
 
 /** Walks the engine's techniques (or the forced one): the first that works, else the most fixable problem. */
-export async function check(ctx: CheckContext): Promise<CheckResult> {
+export async function check(ctx: CheckContext<Options>): Promise<CheckResult> {
   const forced = ctx.options.technique;
-  if (typeof forced === 'string' && forced !== 'auto') return checkTechnique(forced, ctx);
+  if (forced !== 'auto') return checkTechnique(forced, ctx);
   const chain = engineOf(ctx.options) === 'mysql' ? MYSQL_TECHNIQUES : PG_TECHNIQUES;
   // Which technique works needs a connection: the quick check does not name one.
   if (ctx.depth === 'quick') return { ...quick(ctx.options, chain[0]!), technique: undefined };

@@ -5,6 +5,7 @@
  * pg_stat_activity.client_port). Unix-socket connections carry no port and cannot be matched.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { processTree, readCmdline, scanProcesses } from '@scalpels/core/procfs';
 import type { Connection as MysqlConnection } from 'mysql2/promise';
 import type { Client as PgClient } from 'pg';
 
@@ -22,37 +23,21 @@ const REFRESH_MS = 250;
 
 /** Pids of processes matching each spec (a pid, or a name matched on comm and argv[0]), with descendants. */
 export function clientPids(specs: readonly string[]): number[] {
-  const all: { pid: number; ppid: number; comm: string; argv0: string }[] = [];
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      const close = stat.lastIndexOf(')');
-      const comm = stat.slice(stat.indexOf('(') + 1, close);
-      const ppid = Number(stat.slice(close + 2).split(' ')[1]);
-      const argv0 = readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
-      all.push({ pid: Number(d), ppid, comm, argv0: argv0.slice(0, 2).join(' ') });
-    } catch {
-      // gone meanwhile
-    }
-  }
+  const procs = scanProcesses();
   const roots = new Set<number>();
   for (const spec of specs) {
     if (/^\d+$/.test(spec)) roots.add(Number(spec));
     else
-      for (const p of all)
-        if (p.comm === spec || p.argv0.split(/[\s/]/).includes(spec)) roots.add(p.pid);
-  }
-  const found = new Set(roots);
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const p of all)
-      if (!found.has(p.pid) && found.has(p.ppid)) {
-        found.add(p.pid);
-        grew = true;
+      for (const p of procs.values()) {
+        if (p.comm === spec) {
+          roots.add(p.pid);
+          continue;
+        }
+        const argv0 = readCmdline(p.pid).slice(0, 2).join(' ');
+        if (argv0.split(/[\s/]/).includes(spec)) roots.add(p.pid);
       }
   }
-  return [...found].filter((pid) => all.some((p) => p.pid === pid));
+  return processTree([...roots], procs).map((p) => p.pid);
 }
 
 /** Local TCP ports of the sockets the given processes hold open. */

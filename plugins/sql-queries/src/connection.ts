@@ -3,11 +3,12 @@
  * `[client]` syntax), the environment (MYSQL_PWD, PGPASSWORD, PGPASSFILE) or socket authentication;
  * never from an option, so they never reach a worker's command line.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { userInfo } from 'node:os';
-import type { OptionValues } from '@scalpels/core';
+import { nodeConfigPath, nodeSettings, readTrustedFile, UserError } from '@scalpels/core';
 import type { Connection as MysqlConnection } from 'mysql2/promise';
 import type { Client as PgClient } from 'pg';
+import type { Options } from './options.js';
 
 export type Engine = 'mysql' | 'postgresql';
 
@@ -30,11 +31,16 @@ const MYSQL_SOCKETS = [
 ];
 const PG_SOCKET_DIRS = ['/var/run/postgresql', '/run/postgresql', '/tmp'];
 
-/** Reads `[client]` (and `[mysql]`, `[client-server]`) keys of a MySQL option file. */
+/**
+ * Reads `[client]` (and `[mysql]`, `[client-server]`) keys of a MySQL option file. Only a file root
+ * protected (readTrustedFile: root's, 0600/0640, no symlink; as root inside /etc/scalpels/): a
+ * request must not make root read /etc/shadow or another user's file.
+ */
 export function readOptionFile(path: string): Record<string, string> {
   const out: Record<string, string> = {};
   let section = '';
-  for (const raw of readFileSync(path, 'utf8').split('\n')) {
+  const text = readTrustedFile(path, { label: 'sql-queries: option "defaults-file"' });
+  for (const raw of text.split('\n')) {
     const line = raw.trim();
     if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
     const head = /^\[([^\]]+)\]$/.exec(line);
@@ -52,22 +58,53 @@ export function readOptionFile(path: string): Record<string, string> {
   return out;
 }
 
-export function engineOf(options: OptionValues): Engine {
+export function engineOf(options: Options): Engine {
   return options.engine === 'postgresql' ? 'postgresql' : 'mysql';
+}
+
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '::1', '[::1]']);
+
+/**
+ * A login with a password (from a protected option file, the environment, or PostgreSQL's
+ * ~/.pgpass) goes only to this host's server: a request must not point `host` or `socket` at a
+ * server of its own to collect it. Other servers and sockets are listed in the node
+ * configuration (`"servers"` of the `"sql-queries"` section); the known sockets outside /tmp
+ * need no listing.
+ */
+function checkCredentialTarget(host: string | undefined, socket: string | undefined): void {
+  const servers = nodeSettings('sql-queries').servers;
+  const listed = (v: string): boolean => Array.isArray(servers) && servers.includes(v);
+  const where = `"servers" of the "sql-queries" section of ${nodeConfigPath()}`;
+  if (
+    host !== undefined &&
+    !host.startsWith('/') &&
+    !LOCAL_HOSTS.has(host.toLowerCase()) &&
+    !listed(host)
+  )
+    throw new UserError(
+      `sql-queries: option "host" refused: a password goes only to this host's server or to one listed in ${where}`,
+    );
+  const path = socket ?? (host?.startsWith('/') ? host : undefined);
+  const known = [...MYSQL_SOCKETS, ...PG_SOCKET_DIRS].filter((p) => !p.startsWith('/tmp'));
+  if (path !== undefined && !known.includes(path) && !listed(path))
+    throw new UserError(
+      `sql-queries: option "socket" refused: a password goes only to a known server socket (${known.join(', ')}) or to one listed in ${where}`,
+    );
 }
 
 /** Resolves where and as whom to connect: options first, then the option file, the environment, defaults. */
 export function connectionSettings(
-  options: OptionValues,
+  options: Options,
   env: NodeJS.ProcessEnv = process.env,
 ): ConnectionSettings {
   const engine = engineOf(options);
-  const str = (k: string): string | undefined => {
+  const str = (
+    k: 'host' | 'socket' | 'user' | 'database' | 'defaults-file',
+  ): string | undefined => {
     const v = options[k];
-    return typeof v === 'string' && v !== '' ? v : undefined;
+    return v !== undefined && v !== '' ? v : undefined;
   };
-  const num = (k: string): number | undefined =>
-    typeof options[k] === 'number' ? (options[k] as number) : undefined;
+  const num = (k: 'port'): number | undefined => options[k];
   if (engine === 'mysql') {
     const file = str('defaults-file') ? readOptionFile(str('defaults-file')!) : {};
     const host = str('host') ?? file.host ?? env.MYSQL_HOST;
@@ -75,6 +112,8 @@ export function connectionSettings(
       num('port') ??
       (file.port ? Number(file.port) : undefined) ??
       (env.MYSQL_TCP_PORT ? Number(env.MYSQL_TCP_PORT) : undefined);
+    const password = file.password ?? env.MYSQL_PWD;
+    if (password !== undefined) checkCredentialTarget(str('host'), str('socket'));
     let socket = str('socket') ?? file.socket ?? env.MYSQL_UNIX_PORT;
     // Like the mysql client: no host (or localhost) means the unix socket.
     if (!socket && (!host || host === 'localhost') && port === undefined)
@@ -86,9 +125,11 @@ export function connectionSettings(
       socket,
       user: str('user') ?? file.user ?? env.MYSQL_USER ?? userInfo().username,
       database: str('database') ?? file.database,
-      password: file.password ?? env.MYSQL_PWD,
+      password,
     };
   }
+  // node-postgres reads ~/.pgpass when no password is given: any login may carry one.
+  checkCredentialTarget(str('host'), str('socket'));
   const host = str('host') ?? str('socket') ?? env.PGHOST;
   const socketDir = PG_SOCKET_DIRS.find((d) => existsSync(d));
   return {

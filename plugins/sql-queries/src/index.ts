@@ -1,6 +1,7 @@
 import {
   definePlugin,
-  type OptionValues,
+  type CheckContext,
+  type LeaseChangeState,
   type SetupContext,
   type UndoAction,
 } from '@scalpels/core';
@@ -20,15 +21,22 @@ import {
   mysqlLogSettings,
   mysqlRestore,
   mysqlRows,
+  mysqlIdentity,
   mysqlSetGlobal,
   pgAutoConfValue,
+  pgIdentity,
   pgRestoreLogging,
+  pgSetLogOwner,
+  PG_LOG_OWNER,
   resolveServerPath,
   type MysqlVariablesUndo,
   type PgLogUndo,
+  type ServerIdentity,
 } from './server.js';
 import { techniqueFor, workerSpec } from './worker.js';
 import { targetConnection, type TargetConnection } from './target.js';
+import { view } from './view.js';
+import { OPTIONS, type Options } from './options.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
@@ -41,7 +49,7 @@ export const UNDO_KINDS = {
 
 /** The per-statement log a technique (or events=true) needs, if any. */
 function logKind(
-  options: OptionValues,
+  options: Options,
   technique: string,
 ): 'slow-log' | 'general-log' | 'pg-log' | undefined {
   if (technique === 'mysql-slow-log') return 'slow-log';
@@ -53,7 +61,7 @@ function logKind(
 }
 
 async function withMysql<T>(
-  options: OptionValues,
+  options: Options,
   fn: (conn: Awaited<ReturnType<typeof connectMysql>>) => Promise<T>,
 ): Promise<T> {
   const settings = connectionSettings(options);
@@ -71,7 +79,7 @@ async function withMysql<T>(
 }
 
 async function withPg<T>(
-  options: OptionValues,
+  options: Options,
   fn: (client: Awaited<ReturnType<typeof connectPg>>) => Promise<T>,
 ): Promise<T> {
   const settings = connectionSettings(options);
@@ -88,112 +96,187 @@ async function withPg<T>(
   }
 }
 
-async function setup(given: OptionValues, ctx: SetupContext): Promise<void> {
+/**
+ * Server settings are shared by every tracer on the server (of any node): each change is a lease
+ * keyed by the server's own identity and the setting. The first holder journals the original
+ * state and changes it; the last to stop restores it.
+ */
+async function setup(given: Options, ctx: SetupContext): Promise<void> {
   const technique = techniqueFor(given, ctx.technique);
   // A pid/service target names the server; undo() only has the options, so the journal keeps
   // where to connect (never credentials).
   const connection = targetConnection(given, ctx.target);
   const options = connection ? { ...given, ...connection } : given;
-  const journal = (a: UndoAction): Promise<void> =>
-    ctx.journal(connection ? { ...a, data: { ...(a.data as object), connection } } : a);
+  const withConnection = (a: UndoAction): UndoAction =>
+    connection ? { ...a, data: { ...(a.data as object), connection } } : a;
+  const lease = (
+    server: ServerIdentity,
+    setting: string,
+    change: (journal: (a: UndoAction) => Promise<void>, state: LeaseChangeState) => Promise<void>,
+  ) =>
+    ctx.lease({
+      resource: `${server.id}/${setting}`,
+      scope: server.scope,
+      change: (journal, state) => change((a) => journal(withConnection(a)), state),
+    });
   const log = logKind(options, technique);
   if (engineOf(options) === 'mysql') {
     await withMysql(options, async (conn) => {
+      const server = await mysqlIdentity(conn);
       if (technique === 'mysql-digest') {
-        const off = await mysqlRows(
-          conn,
-          "SELECT NAME FROM performance_schema.setup_consumers WHERE NAME IN ('global_instrumentation', 'statements_digest') AND ENABLED <> 'YES'",
+        await lease(
+          server,
+          'performance_schema.setup_consumers:global_instrumentation,statements_digest',
+          async (journal) => {
+            const off = await mysqlRows(
+              conn,
+              "SELECT NAME FROM performance_schema.setup_consumers WHERE NAME IN ('global_instrumentation', 'statements_digest') AND ENABLED <> 'YES'",
+            );
+            if (!off.length) return;
+            const names = off.map((r) => String(r.NAME));
+            await journal({
+              kind: UNDO_KINDS.mysqlConsumers,
+              data: { consumers: names },
+              description: `performance_schema consumers ${names.join(', ')} were off`,
+            });
+            await conn.query(
+              "UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME IN (?)",
+              [names],
+            );
+          },
         );
-        if (off.length) {
-          const names = off.map((r) => String(r.NAME));
-          await journal({
-            kind: UNDO_KINDS.mysqlConsumers,
-            data: { consumers: names },
-            description: `performance_schema consumers ${names.join(', ')} were off`,
-          });
-          await conn.query(
-            "UPDATE performance_schema.setup_consumers SET ENABLED = 'YES' WHERE NAME IN (?)",
-            [names],
-          );
-        }
       }
       if (log === 'slow-log' || log === 'general-log') {
-        const current = await mysqlGlobals(conn, [
-          'slow_query_log',
-          'slow_query_log_file',
-          'long_query_time',
-          'log_output',
-          'general_log',
-          'general_log_file',
-          'min_examined_row_limit',
-          'log_slow_rate_limit',
-          'log_slow_min_examined_row_limit',
-          'datadir',
-        ]);
-        const safeId = `${ctx.taskId}-${ctx.tracerId}`.replace(/[^\w-]/g, '_');
-        const fileName = `scalpels-${safeId}-${log}.log`;
-        // Two tracers logging at once would restore each other's settings: the one stopping last
-        // would leave the server logging everything. One at a time.
-        const fileVar = log === 'slow-log' ? 'slow_query_log_file' : 'general_log_file';
-        const onVar = log === 'slow-log' ? 'slow_query_log' : 'general_log';
-        const busy = current[fileVar] ?? '';
-        if (/(^|\/)scalpels-[^/]*\.log$/.test(busy) && busy !== fileName && current[onVar] === 'ON')
-          throw new Error(
-            `another scalpels tracer is logging every statement on this server (${fileVar}=${busy}); stop it first, or run scalpels recover if it died`,
-          );
-        const changes = mysqlLogSettings(log, current, fileName);
-        if (changes.length === 0) return;
-        const data: MysqlVariablesUndo = {
-          variables: Object.fromEntries(changes.map(([k]) => [k, current[k]!])),
-          files: [resolveServerPath(current.datadir ?? '', fileName)],
-        };
-        await journal({
-          kind: UNDO_KINDS.mysqlVariables,
-          data,
-          description: `MySQL/MariaDB ${log} settings: ${Object.entries(data.variables)
-            .map(([k, v]) => `${k}=${v}`)
-            .join(', ')}`,
+        // log_output is shared by both logs: a lease of its own, so that the slow log stopping
+        // does not take FILE away from a general log still running (and the other way round).
+        await lease(server, 'log_output:FILE', async (journal) => {
+          const current = await mysqlGlobals(conn, ['log_output']);
+          const changes = mysqlLogSettings(log, current, '').filter(([k]) => k === 'log_output');
+          await applyMysqlChanges(conn, journal, changes, current, [], 'log_output');
         });
-        for (const [k, v] of changes) await mysqlSetGlobal(conn, k, v);
+        await lease(server, log, async (journal, state) => {
+          const current = await mysqlGlobals(conn, [
+            'slow_query_log',
+            'slow_query_log_file',
+            'long_query_time',
+            'log_output',
+            'general_log',
+            'general_log_file',
+            'min_examined_row_limit',
+            'log_slow_rate_limit',
+            'log_slow_min_examined_row_limit',
+            'datadir',
+          ]);
+          const safeId = `${ctx.taskId}-${ctx.tracerId}`.replace(/[^\w-]/g, '_');
+          const fileName = `scalpels-${safeId}-${log}.log`;
+          // A tracer of another store (its own agent or SQLite file) holds no lease here: taking
+          // its log over would blind it, and each would restore the other into logging everything.
+          if (!state.reapplying) refuseForeignLog(log, current, fileName);
+          const changes = mysqlLogSettings(log, current, fileName).filter(
+            ([k]) => k !== 'log_output',
+          );
+          await applyMysqlChanges(
+            conn,
+            journal,
+            changes,
+            current,
+            [resolveServerPath(current.datadir ?? '', fileName)],
+            log,
+          );
+        });
       }
     });
     return;
   }
   await withPg(options, async (client) => {
+    const server = await pgIdentity(client);
     if (technique === 'pg-stat-statements') {
-      const r = await client.query(
-        "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed",
-      );
-      if (!(r.rows[0] as { installed: boolean }).installed) {
-        const db = (await client.query('SELECT current_database() AS db')).rows[0] as {
-          db: string;
-        };
+      const db = (await client.query('SELECT current_database() AS db')).rows[0] as {
+        db: string;
+      };
+      await lease(server, `database:${db.db}/extension:pg_stat_statements`, async (journal) => {
+        const r = await client.query(
+          "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements') AS installed",
+        );
+        if ((r.rows[0] as { installed: boolean }).installed) return;
         await journal({
           kind: UNDO_KINDS.pgExtension,
           data: { database: db.db },
           description: `extension pg_stat_statements did not exist in database ${db.db}`,
         });
         await client.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
-      }
+      });
     }
     if (log === 'pg-log') {
-      const cur = await client.query("SELECT current_setting('log_min_duration_statement') AS v");
-      if ((cur.rows[0] as { v: string }).v === '0') return;
-      const data: PgLogUndo = {
-        autoConf: await pgAutoConfValue(client, 'log_min_duration_statement'),
-      };
-      await journal({
-        kind: UNDO_KINDS.pgLogging,
-        data,
-        description: `PostgreSQL log_min_duration_statement in postgresql.auto.conf: ${data.autoConf ?? '(not set)'}`,
+      await lease(server, 'log_min_duration_statement=0', async (journal, state) => {
+        // A tracer of another store holds no lease here (see refuseForeignLog).
+        const owner = await pgAutoConfValue(client, PG_LOG_OWNER);
+        if (
+          !state.reapplying &&
+          owner &&
+          (await pgAutoConfValue(client, 'log_min_duration_statement')) === '0'
+        )
+          throw new Error(
+            `another scalpels tracer is logging every statement on this server (${PG_LOG_OWNER}=${owner} in postgresql.auto.conf); stop it first, or run scalpels recover on the store that started it if it died`,
+          );
+        const cur = await client.query("SELECT current_setting('log_min_duration_statement') AS v");
+        if ((cur.rows[0] as { v: string }).v === '0') return;
+        const data: PgLogUndo = {
+          autoConf: await pgAutoConfValue(client, 'log_min_duration_statement'),
+        };
+        await journal({
+          kind: UNDO_KINDS.pgLogging,
+          data,
+          description: `PostgreSQL log_min_duration_statement in postgresql.auto.conf: ${data.autoConf ?? '(not set)'}`,
+        });
+        await client.query('ALTER SYSTEM SET log_min_duration_statement = 0');
+        await pgSetLogOwner(client, `${ctx.taskId}-${ctx.tracerId}`);
+        await client.query('SELECT pg_reload_conf()');
       });
-      await client.query('ALTER SYSTEM SET log_min_duration_statement = 0');
-      await client.query('SELECT pg_reload_conf()');
     }
   });
 }
 
-async function undo(action: UndoAction, given: OptionValues): Promise<void> {
+/** Refuses a server log that another scalpels tracer (of another store) has switched on. */
+function refuseForeignLog(
+  log: 'slow-log' | 'general-log',
+  current: Record<string, string>,
+  fileName: string,
+): void {
+  const fileVar = log === 'slow-log' ? 'slow_query_log_file' : 'general_log_file';
+  const onVar = log === 'slow-log' ? 'slow_query_log' : 'general_log';
+  const busy = current[fileVar] ?? '';
+  if (/(^|\/)scalpels-[^/]*\.log$/.test(busy) && busy !== fileName && current[onVar] === 'ON')
+    throw new Error(
+      `another scalpels tracer is logging every statement on this server (${fileVar}=${busy}); stop it first, or run scalpels recover on the store that started it if it died`,
+    );
+}
+
+/** Journals the old values of the variables about to change (and the files to remove), then sets them. */
+async function applyMysqlChanges(
+  conn: Awaited<ReturnType<typeof connectMysql>>,
+  journal: (a: UndoAction) => Promise<void>,
+  changes: [string, string][],
+  current: Record<string, string>,
+  files: string[],
+  what: string,
+): Promise<void> {
+  if (changes.length === 0) return;
+  const data: MysqlVariablesUndo = {
+    variables: Object.fromEntries(changes.map(([k]) => [k, current[k]!])),
+    files,
+  };
+  await journal({
+    kind: UNDO_KINDS.mysqlVariables,
+    data,
+    description: `MySQL/MariaDB ${what} settings: ${Object.entries(data.variables)
+      .map(([k, v]) => `${k}=${v}`)
+      .join(', ')}`,
+  });
+  for (const [k, v] of changes) await mysqlSetGlobal(conn, k, v);
+}
+
+async function undo(action: UndoAction, given: Options): Promise<void> {
   const connection = (action.data as { connection?: TargetConnection } | null)?.connection;
   const options = connection ? { ...given, ...connection } : given;
   switch (action.kind) {
@@ -236,84 +319,9 @@ export default definePlugin({
   version: pkg.version,
   description:
     'SQL statements of MariaDB/MySQL and PostgreSQL: exact per-digest counts and times, fingerprinted like pt-query-digest',
-  apiVersion: '>=1.0.0 <2',
+  apiVersion: '>=1.3.0 <2',
   target: 'optional',
-  options: {
-    engine: {
-      type: 'string',
-      choices: ['mysql', 'postgresql'],
-      default: 'mysql',
-      description: 'Database server kind (MariaDB counts as mysql)',
-    },
-    technique: {
-      type: 'string',
-      choices: ['auto', ...MYSQL_TECHNIQUES, ...PG_TECHNIQUES],
-      default: 'auto',
-      description: 'Force a technique instead of the first that works here',
-    },
-    interval: {
-      type: 'duration',
-      default: '1s',
-      min: '100ms',
-      max: '1h',
-      description: 'How often statistics are read',
-    },
-    events: {
-      type: 'boolean',
-      default: false,
-      description:
-        'Also record every statement as an event (server log: slow log, general log or PostgreSQL log)',
-    },
-    'events-source': {
-      type: 'string',
-      choices: ['slow-log', 'general-log'],
-      default: 'slow-log',
-      description:
-        'MySQL/MariaDB log for events=true: slow log with long_query_time=0 (durations) or general log (none)',
-    },
-    host: {
-      type: 'string',
-      description: 'Server host (default: the local unix socket, else 127.0.0.1)',
-    },
-    port: { type: 'port', description: 'Server port (default 3306 / 5432)' },
-    socket: {
-      type: 'path',
-      description: 'Unix socket of MySQL/MariaDB (or socket directory of PostgreSQL)',
-    },
-    user: {
-      type: 'string',
-      description:
-        'User (default: from defaults-file, MYSQL_USER/PGUSER, else login name / postgres)',
-    },
-    database: {
-      type: 'string',
-      description:
-        'Database to connect to (PostgreSQL: where pg_stat_statements lives; default postgres)',
-    },
-    'defaults-file': {
-      type: 'path',
-      mustExist: true,
-      description:
-        'MySQL option file with a [client] section (user, password, host, port, socket); passwords only here or in MYSQL_PWD/PGPASSWORD',
-    },
-    'log-file': {
-      type: 'path',
-      description: 'PostgreSQL log file to follow (default: found from the server)',
-    },
-    client: {
-      type: 'list',
-      description:
-        'Only statements of the TCP connections of these client processes (pids or names, with descendants); needs events',
-    },
-    'text-max': {
-      type: 'integer',
-      default: 2048,
-      min: 0,
-      max: 1_000_000,
-      description: 'Statement text kept per event, in characters',
-      unit: 'chars',
-    },
-  },
+  options: OPTIONS,
   requires: [
     {
       kind: 'service',
@@ -329,17 +337,16 @@ export default definePlugin({
   techniques: [...MYSQL_TECHNIQUES, ...PG_TECHNIQUES].map((name) => ({
     name,
     description: TECHNIQUE_DESCRIPTIONS[name]!,
-    check: (ctx) => checkTechnique(name, ctx),
+    check: (ctx: CheckContext<Options>) => checkTechnique(name, ctx),
   })),
   check,
   validate(options) {
     const engine = engineOf(options);
-    const technique = String(options.technique ?? 'auto');
+    const technique = options.technique;
     if (technique !== 'auto' && technique.startsWith('pg-') !== (engine === 'postgresql'))
       return `technique ${technique} does not fit engine=${engine}`;
-    const client = options.client as readonly string[] | undefined;
     if (
-      client?.length &&
+      options.client?.length &&
       !options.events &&
       !['mysql-slow-log', 'mysql-general-log', 'pg-log'].includes(technique)
     )
@@ -349,6 +356,7 @@ export default definePlugin({
   worker: workerSpec,
   parser: createParser,
   schema,
+  report: view,
   setup,
   undo,
 });

@@ -77,10 +77,17 @@ export interface LostLine {
   why: string;
 }
 
+/** What qualifies the figures (events that cannot be complete, and why): the tracer's note. */
+export interface NoteLine {
+  t: 'note';
+  message: string;
+}
+
 /**
  * Longer texts are cut before they are printed, with the fingerprint of the whole text alongside:
  * the core cuts stdout lines at 1 MiB, and a multi-megabyte bulk INSERT must stay one record.
  */
 export const MAX_TEXT = 64 * 1024;
 
-export type CollectorLine = ReadyLine | DigestLine | StatusLine | StatementLine | LostLine;
+export type CollectorLine =
+  ReadyLine | DigestLine | StatusLine | StatementLine | LostLine | NoteLine;

@@ -143,12 +143,31 @@ export async function pgAutoConfValue(client: PgClient, name: string): Promise<s
   return r.rows.length ? String(r.rows[0].setting) : null;
 }
 
+/**
+ * A custom setting beside `log_min_duration_statement = 0` in postgresql.auto.conf naming the
+ * tracer that set it: what MariaDB's `scalpels-*` log file name says there, so that a tracer of
+ * another store sees whose the setting is.
+ */
+export const PG_LOG_OWNER = 'scalpels.log_owner';
+
+/** Sets (or with null removes) the owner mark in postgresql.auto.conf; takes effect on reload. */
+export async function pgSetLogOwner(client: PgClient, owner: string | null): Promise<void> {
+  // ALTER SYSTEM accepts a custom setting only once the session knows it (PostgreSQL 15).
+  await client.query(`SET ${PG_LOG_OWNER} = ${client.escapeLiteral(owner ?? '')}`);
+  await client.query(
+    owner === null
+      ? `ALTER SYSTEM RESET ${PG_LOG_OWNER}`
+      : `ALTER SYSTEM SET ${PG_LOG_OWNER} = ${client.escapeLiteral(owner)}`,
+  );
+}
+
 export async function pgRestoreLogging(client: PgClient, data: PgLogUndo): Promise<void> {
   if (data.autoConf === null) await client.query('ALTER SYSTEM RESET log_min_duration_statement');
   else
     await client.query(
       `ALTER SYSTEM SET log_min_duration_statement = ${client.escapeLiteral(data.autoConf)}`,
     );
+  await pgSetLogOwner(client, null);
   await client.query('SELECT pg_reload_conf()');
 }
 
@@ -170,4 +189,39 @@ export async function pgLogFile(client: PgClient): Promise<string | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The server itself, for lease keys: the same for every node and connection path that reaches
+ * it. A server known only by how this node reaches it is node-scoped.
+ */
+export interface ServerIdentity {
+  id: string;
+  scope: 'node' | 'shared';
+}
+
+export async function mysqlIdentity(conn: MysqlConnection): Promise<ServerIdentity> {
+  const [row] = await mysqlRows(conn, 'SELECT @@hostname AS h, @@port AS p, @@socket AS s');
+  const port = Number(row?.p ?? 0);
+  return port > 0
+    ? { id: `mysql:${String(row?.h)}:${port}`, scope: 'shared' }
+    : { id: `mysql:socket:${String(row?.s)}`, scope: 'node' };
+}
+
+export async function pgIdentity(client: PgClient): Promise<ServerIdentity> {
+  const port = String(
+    (await client.query("SELECT current_setting('port') AS p")).rows[0]?.p ?? '5432',
+  );
+  try {
+    // The cluster's identifier (from initdb) names it whatever address a node uses.
+    const r = await client.query('SELECT system_identifier::text AS id FROM pg_control_system()');
+    const id = (r.rows[0] as { id?: string } | undefined)?.id;
+    if (id) return { id: `postgresql:${id}:${port}`, scope: 'shared' };
+  } catch {
+    // Not allowed to read it: fall back to what this node sees.
+  }
+  const dir = String(
+    (await client.query("SELECT current_setting('data_directory', true) AS d")).rows[0]?.d ?? '',
+  );
+  return { id: `postgresql:${dir || 'unknown'}:${port}`, scope: 'node' };
 }

@@ -4,8 +4,9 @@
  * A `run` target is the workload, a client: the server is then found by the connection options.
  */
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
-import type { OptionValues, Target } from '@scalpels/core';
+import type { Target } from '@scalpels/core';
 import { engineOf } from './connection.js';
+import type { Options } from './options.js';
 
 /** Connection options that come from the target (never credentials). */
 export interface TargetConnection {
@@ -64,12 +65,12 @@ export function listeners(pids: readonly number[]): { unix: string[]; tcp: numbe
  * one-line error when the target is not a server of the engine.
  */
 export function targetConnection(
-  options: OptionValues,
+  options: Options,
   target: Target | undefined,
 ): TargetConnection | undefined {
   if (!target || (target.kind !== 'pid' && target.kind !== 'service') || target.pids.length === 0)
     return undefined;
-  const given = ['host', 'socket', 'port', 'defaults-file'].some(
+  const given = (['host', 'socket', 'port', 'defaults-file'] as const).some(
     (k) => options[k] !== undefined && options[k] !== '',
   );
   if (given) return undefined;
@@ -96,7 +97,7 @@ export function targetConnection(
 }
 
 /** The options with the target's socket or port filled in. */
-export function withTarget(options: OptionValues, target: Target | undefined): OptionValues {
+export function withTarget(options: Options, target: Target | undefined): Options {
   const c = targetConnection(options, target);
   return c ? { ...options, ...c } : options;
 }

@@ -1,9 +1,8 @@
 /** check() as doctor and `plugins list` run it, against the real servers, and its one-line answers. */
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { capability, runWorker } from '@scalpels/core/testing';
+import { capability, runWorker, trustedScratchDir } from '@scalpels/core/testing';
 import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { checkMysql, checkPg } from '../src/checks.js';
@@ -17,14 +16,18 @@ import {
   target,
   serverLock,
 } from './helpers.js';
+import type { Options } from '../src/options.js';
 
 let releaseServer: (() => void) | undefined;
 beforeAll(async () => {
   releaseServer = await serverLock();
-}, 300_000);
+}, 600_000);
 afterAll(() => releaseServer?.());
 
-function ctx(raw: Record<string, unknown>, depth: 'quick' | 'full' = 'full'): CheckContext {
+function ctx(
+  raw: Record<string, unknown>,
+  depth: 'quick' | 'full' = 'full',
+): CheckContext<Options> {
   return {
     options: validateOptions(plugin, raw),
     depth,
@@ -83,7 +86,8 @@ const mysqlOk = capability(
 );
 
 describe.runIf(mysqlOk)('check against MariaDB', () => {
-  const dir = mkdtempSync(join(tmpdir(), 'scalpels-sql-check-'));
+  // Option files must be root's and protected (docs/security.md): a trusted scratch folder.
+  const dir = trustedScratchDir('sql-check-');
   const wrong = join(dir, 'wrong.cnf');
   const limited = join(dir, 'limited.cnf');
   beforeAll(async () => {
@@ -99,6 +103,7 @@ describe.runIf(mysqlOk)('check against MariaDB', () => {
   });
   afterAll(async () => {
     await mysqlQuery("DROP USER IF EXISTS 'scalpels_limited'@'localhost'");
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('full: root on the socket works, with the best technique here', async () => {

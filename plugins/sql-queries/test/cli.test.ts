@@ -1,58 +1,38 @@
 /** End to end through the scalpels CLI: run, report, and recover after a SIGKILL, on this machine's MariaDB. */
-import { execFile, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { capability } from '@scalpels/core/testing';
+import { capability, trustedScratchDir, waitFor } from '@scalpels/core/testing';
 import {
   LOG_VARIABLES,
+  cli,
+  cliScratch,
   digestCounts,
   dropTestSchemas,
   mysqlQuery,
   mysqlUp,
   mysqlVariables,
   serverLock,
+  sqlCalls,
 } from './helpers.js';
 
 let releaseServer: (() => void) | undefined;
 beforeAll(async () => {
   releaseServer = await serverLock();
-}, 300_000);
+}, 600_000);
 afterAll(() => releaseServer?.());
 
-const run = promisify(execFile);
-const cli = fileURLToPath(new URL('../../../cli/dist/main.js', import.meta.url));
-const profileCli = fileURLToPath(new URL('../dist/profile-cli.js', import.meta.url));
 const canRun =
   capability(
     'scalpels CLI built',
-    existsSync(cli),
-    `${cli} missing: build the workspace (npx tsc -b)`,
+    cli !== undefined,
+    'no built @scalpels/cli found: build the workspace (npx tsc -b)',
   ) && capability('mariadb', mysqlUp(), 'no MariaDB answering as root on /run/mysqld/mysqld.sock');
-const scratch = mkdtempSync(join(tmpdir(), 'scalpels-sql-cli-'));
+const scratch = cliScratch('scalpels-sql-cli-');
 afterAll(async () => {
-  rmSync(scratch, { recursive: true, force: true });
+  scratch.remove();
   if (canRun) await dropTestSchemas();
 });
-const env = { ...process.env, XDG_DATA_HOME: scratch, NO_COLOR: '1' };
-
-interface Report {
-  format: string;
-  tracers: {
-    tracer: string;
-    status: string;
-    technique?: string;
-    parseErrors: number;
-    series: { name: string; labels: Record<string, string>; sum?: number }[];
-    events: {
-      count: number;
-      top: { key: string; count: number; totalMs: number; meanMs: number; p95Ms: number }[];
-    };
-  }[];
-}
 
 const K = 25;
 
@@ -65,15 +45,13 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
     const sql = ['CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(32));'];
     for (let i = 1; i <= K; i++) sql.push(`INSERT INTO t VALUES (${i}, 'v${i}');`);
     for (let i = 1; i <= K; i++) sql.push(`SELECT * FROM t WHERE id = ${i};`);
-    const file = join(scratch, 'workload.sql');
+    const file = join(scratch.dir, 'workload.sql');
     writeFileSync(file, sql.join('\n'));
     const varsBefore = await mysqlVariables(LOG_VARIABLES);
     const before = await digestCounts(schema);
-    const store = `sqlite://${join(scratch, 'run.db')}`;
-    await run(
-      process.execPath,
+    const store = `sqlite://${join(scratch.dir, 'run.db')}`;
+    await scratch.ok(
       [
-        cli,
         'run',
         '-t',
         'sql-queries',
@@ -88,17 +66,11 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
         '-c',
         `mariadb -uroot -N ${schema} < ${file}`,
       ],
-      { env, timeout: 60_000 },
+      60_000,
     );
     const after = await digestCounts(schema);
     expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
-    const { stdout } = await run(
-      process.execPath,
-      [cli, 'report', '--last', '--format', 'json', '--store', store],
-      { env },
-    );
-    const report = JSON.parse(stdout) as Report;
-    writeFileSync(join(scratch, 'report.json'), stdout);
+    const report = await scratch.report('--last', { store });
     expect(report.format).toBe('scalpels.report/v1');
     const t = report.tracers.find((x) => x.tracer === 'sql-queries')!;
     expect(t.status).toBe('stopped');
@@ -108,36 +80,30 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
     expect(top('select * from t where id = ?')).toMatchObject({ count: K });
     expect(top('insert into t values(?+)')).toMatchObject({ count: K });
     expect(top('select * from t where id = ?')!.totalMs).toBeGreaterThan(0);
-    // The pt-query-digest profile built from the same report.
-    const prof = JSON.parse(
-      (await run(process.execPath, [profileCli, join(scratch, 'report.json'), '--json'], { env }))
-        .stdout,
-    ) as {
-      tracer: string;
-      profile: {
-        rank: number;
-        fingerprint: string;
-        calls: number;
-        share: number;
-        p95Ms?: number;
-      }[];
-    }[];
-    const rows = prof[0]!.profile;
-    expect(rows.map((r) => r.rank)).toEqual(rows.map((_, i) => i + 1));
+    // The pt-query-digest profile: the plugin's report view, in the same report.
+    const table = report.summary.sections
+      .find((x) => x.tracer === 'sql-queries')!
+      .tables.find((x) => x.title === 'Profile by fingerprint')!;
+    const col = (label: string) => table.columns.findIndex((c) => c.label === label);
+    const rows = table.rows.map((r) => ({
+      fingerprint: r.key[0]!,
+      calls: r.values[col('calls')],
+      time: r.values[col('time')] ?? 0,
+      share: r.values[col('share')] ?? 0,
+      p95Ms: r.values[col('p95')],
+    }));
+    // Ranked by total time.
+    for (let i = 1; i < rows.length; i++)
+      expect(rows[i]!.time).toBeLessThanOrEqual(rows[i - 1]!.time);
     expect(rows.find((r) => r.fingerprint === 'select * from t where id = ?')).toMatchObject({
       calls: K,
       p95Ms: expect.any(Number),
     });
-    expect(rows.reduce((a, r) => a + r.share, 0)).toBeCloseTo(1, 6);
+    // Shares of the rows shown (the top 10 of all) add up to at most 1.
+    expect(rows.reduce((a, r) => a + r.share, 0)).toBeLessThanOrEqual(1 + 1e-9);
     if (ps) {
       expect(t.technique).toBe('mysql-digest');
-      const calls = (fp: string) =>
-        t.series
-          .filter(
-            (s) =>
-              s.name === 'sql.calls' && s.labels.schema === schema && s.labels.fingerprint === fp,
-          )
-          .reduce((a, s) => a + (s.sum ?? 0), 0);
+      const calls = (fp: string) => sqlCalls(t, fp, { schema });
       expect(calls('insert into t values(?+)')).toBe(
         after['INSERT INTO `t` VALUES (...)']! - (before['INSERT INTO `t` VALUES (...)'] ?? 0),
       );
@@ -150,11 +116,9 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
 
   it('after the CLI is killed with SIGKILL, recover puts every server setting back', async () => {
     const varsBefore = await mysqlVariables(LOG_VARIABLES);
-    const store = `sqlite://${join(scratch, 'kill.db')}`;
-    const child = spawn(
-      process.execPath,
+    const store = `sqlite://${join(scratch.dir, 'kill.db')}`;
+    const child = scratch.start(
       [
-        cli,
         'run',
         '-t',
         'sql-queries',
@@ -166,24 +130,27 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
         'sleep',
         '60',
       ],
-      { env, stdio: 'ignore' },
+      'ignore',
     );
-    // Tracing is on once the server logs everything.
-    for (let i = 0; i < 200; i++) {
-      if ((await mysqlVariables(['long_query_time'])).long_query_time === '0.000000') break;
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    const exited = new Promise((r) => child.once('exit', r));
+    // Tracing is on once the server logs everything (or the run ended, which the checks below catch).
+    await waitFor(
+      'the server to log every statement',
+      async () =>
+        child.exitCode !== null ||
+        child.signalCode !== null ||
+        (await mysqlVariables(['long_query_time'])).long_query_time === '0.000000',
+    );
     expect(await mysqlVariables(['slow_query_log', 'long_query_time'])).toEqual({
       slow_query_log: 'ON',
       long_query_time: '0.000000',
     });
     // The workload the killed CLI leaves behind (launcher, sleep) is ended by this test, by pid.
     const leftovers = descendants(child.pid!);
-    const exited = new Promise((r) => child.once('exit', r));
     child.kill('SIGKILL');
     await exited;
     expect((await mysqlVariables(['slow_query_log'])).slow_query_log).toBe('ON');
-    await run(process.execPath, [cli, 'recover', '--store', store], { env, timeout: 60_000 });
+    await scratch.ok(['recover', '--store', store], 60_000);
     expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
     for (const pid of leftovers) {
       try {
@@ -196,8 +163,10 @@ describe.runIf(canRun)('sql-queries through the scalpels CLI', () => {
 });
 
 describe.runIf(canRun)('sql-queries errors through the scalpels CLI', () => {
-  const wrong = join(scratch, 'wrong.cnf');
-  const limited = join(scratch, 'limited.cnf');
+  // Option files must be root's and protected (docs/security.md): a trusted scratch folder.
+  const cnfDir = trustedScratchDir('sql-cli-');
+  const wrong = join(cnfDir, 'wrong.cnf');
+  const limited = join(cnfDir, 'limited.cnf');
   beforeAll(async () => {
     await mysqlQuery(
       "CREATE USER IF NOT EXISTS 'scalpels_cli_limited'@'localhost' IDENTIFIED BY 'cli-secret'",
@@ -211,28 +180,26 @@ describe.runIf(canRun)('sql-queries errors through the scalpels CLI', () => {
   });
   afterAll(async () => {
     await mysqlQuery("DROP USER IF EXISTS 'scalpels_cli_limited'@'localhost'");
+    rmSync(cnfDir, { recursive: true, force: true });
   });
 
   const fails = async (sets: string[]): Promise<string> => {
-    const store = `sqlite://${join(scratch, 'errors.db')}`;
-    const args = [
-      cli,
-      'run',
-      '-t',
-      'sql-queries',
-      ...sets.flatMap((s) => ['--set', `sql-queries.${s}`]),
-      '--store',
-      store,
-      '--',
-      'true',
-    ];
-    const r = await run(process.execPath, args, { env, timeout: 60_000 }).then(
-      () => undefined,
-      (e: { code: number; stderr: string }) => e,
+    const store = `sqlite://${join(scratch.dir, 'errors.db')}`;
+    const r = await scratch.run(
+      [
+        'run',
+        '-t',
+        'sql-queries',
+        ...sets.flatMap((s) => ['--set', `sql-queries.${s}`]),
+        '--store',
+        store,
+        '--',
+        'true',
+      ],
+      60_000,
     );
-    expect(r, 'run should fail').toBeDefined();
-    expect(r!.code).toBe(1);
-    const lines = r!.stderr.trim().split('\n');
+    expect(r.exitCode, `run should fail with 1: ${r.stderr}`).toBe(1);
+    const lines = r.stderr.trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).not.toMatch(/\s+at \S+ \(|not-the-secret|cli-secret/);
     return lines[0]!;

@@ -1,40 +1,52 @@
 /** Shared by the live tests and the testdata recorder: setup/undo as the core runs them, workloads, server counters. */
-import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  execFileSync,
+  spawn,
+  spawnSync,
+  type ChildProcess,
+  type StdioOptions,
+} from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { OptionValues, UndoAction } from '@scalpels/core';
+import type { UndoAction } from '@scalpels/core';
+import {
+  cliEntry,
+  machineTestLock,
+  memorySetupContext,
+  runCli,
+  runCliOk,
+  type CliResult,
+} from '@scalpels/core/testing';
 import mysql from 'mysql2/promise';
 import pg from 'pg';
 import plugin from '../src/index.js';
+import { pgLogFile } from '../src/server.js';
+import type { Options } from '../src/options.js';
 
 export const pluginDir = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const target = { kind: 'none' as const, pids: [], description: 'system-wide' };
 
 /** Runs the plugin's setup with an in-memory journal; returns the journal for undo. */
 export async function runSetup(
-  options: OptionValues,
+  options: Options,
   taskId: string,
   technique?: string,
 ): Promise<UndoAction[]> {
   const journal: UndoAction[] = [];
-  await plugin.setup!(options, {
-    target,
-    taskId,
-    tracerId: 1,
-    technique,
-    runtimeDir: '/tmp',
-    pluginDir,
-    journal: async (a) => void journal.push(structuredClone(a)),
-  });
+  await plugin.setup!(
+    options,
+    memorySetupContext(
+      { target, taskId, tracerId: 1, technique, runtimeDir: '/tmp', pluginDir },
+      journal,
+    ),
+  );
   return journal;
 }
 
 /** Undoes in reverse order, as the core does. */
-export async function runUndo(
-  journal: readonly UndoAction[],
-  options: OptionValues,
-): Promise<void> {
+export async function runUndo(journal: readonly UndoAction[], options: Options): Promise<void> {
   for (const a of [...journal].reverse()) await plugin.undo!(a, options);
 }
 
@@ -163,29 +175,130 @@ export async function dropTestSchemas(): Promise<void> {
   }
 }
 
-const LOCK = '/tmp/scalpels-sql-queries-tests.lock';
+/** The machine-wide lock name of tests that change or compare a database server's global state. */
+export const DATABASE_SERVERS_LOCK = 'database-servers';
 
 /**
  * Test files that change server-wide settings or compare server-wide counters run one at a time
- * (vitest runs files in parallel): a lock directory with the holder's pid, taken over when stale.
+ * (vitest runs files in parallel; test/openstack takes the same lock for its SQL tracer).
  */
-export async function serverLock(): Promise<() => void> {
-  for (;;) {
-    try {
-      mkdirSync(LOCK);
-      writeFileSync(join(LOCK, 'pid'), String(process.pid));
-      return () => rmSync(LOCK, { recursive: true, force: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-      let holder = 0;
-      try {
-        holder = Number(readFileSync(join(LOCK, 'pid'), 'utf8'));
-      } catch {
-        // being created right now
-      }
-      if (holder > 0 && !existsSync(`/proc/${holder}`))
-        rmSync(LOCK, { recursive: true, force: true });
-      else await new Promise((r) => setTimeout(r, 100));
-    }
+export const serverLock = (): Promise<() => void> =>
+  machineTestLock(DATABASE_SERVERS_LOCK, 590_000);
+
+/** The `scalpels` entry script; undefined when it is not built (gate on it with capability()). */
+export const cli = cliEntry();
+
+/** A task's report as `scalpels report --format json` prints it: the parts the CLI tests read. */
+export interface CliReport {
+  format: string;
+  tracers: CliReportTracer[];
+  summary: {
+    sections: {
+      tracer: string;
+      tables: {
+        title: string;
+        columns: { label: string }[];
+        rows: { key: string[]; values: (number | null)[] }[];
+      }[];
+    }[];
+  };
+}
+
+export interface CliReportTracer {
+  tracer: string;
+  status: string;
+  error?: string | null;
+  technique?: string;
+  parseErrors: number;
+  series: { name: string; labels: Record<string, string>; sum?: number }[];
+  events: {
+    count: number;
+    top: { key: string; count: number; totalMs: number; meanMs: number; p95Ms: number }[];
+  };
+}
+
+/** The `sql.calls` of a fingerprint in a tracer's report, summed over the series with `labels`. */
+export const sqlCalls = (
+  t: CliReportTracer,
+  fingerprint: string,
+  labels: Record<string, string> = {},
+): number =>
+  t.series
+    .filter(
+      (s) =>
+        s.name === 'sql.calls' &&
+        s.labels.fingerprint === fingerprint &&
+        Object.entries(labels).every(([k, v]) => s.labels[k] === v),
+    )
+    .reduce((a, s) => a + (s.sum ?? 0), 0);
+
+export interface CliScratch {
+  /** The data folder (XDG_DATA_HOME: the default store is in it); `remove()` deletes it. */
+  readonly dir: string;
+  /** `scalpels ARGS...` run to completion: exit code and output, never a throw for an exit code. */
+  run(args: readonly string[], timeoutMs?: number): Promise<CliResult>;
+  /** `scalpels ARGS...`: its stdout; throws with its stderr when it exits non-zero. */
+  ok(args: readonly string[], timeoutMs?: number): Promise<string>;
+  /** `scalpels report TASK --format json` (`--store`, `--top` when given), parsed. */
+  report(task: string, opts?: { store?: string; top?: number }): Promise<CliReport>;
+  /** A long-lived `scalpels ARGS...` the test itself signals, kills or waits for. */
+  start(args: readonly string[], stdio: StdioOptions): ChildProcess;
+  remove(): void;
+}
+
+/** `scalpels` runs on a scratch data folder of their own, without colours. */
+export function cliScratch(prefix: string): CliScratch {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  const env = { XDG_DATA_HOME: dir, NO_COLOR: '1' };
+  const ok = (args: readonly string[], timeoutMs?: number): Promise<string> =>
+    runCliOk(args, { cli, env, timeoutMs });
+  return {
+    dir,
+    run: (args, timeoutMs) => runCli(args, { cli, env, timeoutMs }),
+    ok,
+    report: async (task, { store, top } = {}) => {
+      const args = ['report', task, '--format', 'json'];
+      if (top !== undefined) args.push('--top', String(top));
+      if (store !== undefined) args.push('--store', store);
+      return JSON.parse(await ok(args)) as CliReport;
+    },
+    start: (args, stdio) => {
+      if (!cli) throw new Error('the scalpels CLI is not built');
+      return spawn(process.execPath, [cli, ...args], { env: { ...process.env, ...env }, stdio });
+    },
+    remove: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+/** How many times `text` occurs in a server log file (0 while it does not exist). */
+export function occurrences(file: string, text: string): number {
+  let body: string;
+  try {
+    body = readFileSync(file, 'utf8');
+  } catch {
+    return 0;
+  }
+  return body.split(text).length - 1;
+}
+
+/** The log file the tracer's setup had MariaDB write (from its journal). */
+export function journaledLogFile(journal: readonly UndoAction[]): string {
+  const file = journal
+    .flatMap((a) => (a.data as { files?: string[] } | null)?.files ?? [])
+    .find((f) => f.includes('scalpels-'));
+  if (!file) throw new Error('setup journaled no log file');
+  return file;
+}
+
+/** The file PostgreSQL logs to on this host (the logging collector's, or the postmaster's stderr). */
+export async function pgServerLogFile(): Promise<string> {
+  const c = new pg.Client({ host: '127.0.0.1', user: 'postgres', database: 'postgres' });
+  await c.connect();
+  try {
+    const file = await pgLogFile(c);
+    if (!file) throw new Error('PostgreSQL logs to no file on this host');
+    return file;
+  } finally {
+    await c.end();
   }
 }

@@ -6,7 +6,7 @@
 import { execFileSync, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { capability, runWorker } from '@scalpels/core/testing';
+import { capability, runWorker, waitFor } from '@scalpels/core/testing';
 import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
 import plugin from '../src/index.js';
 import {
@@ -19,6 +19,8 @@ import {
   mysqlVariables,
   mysqlWorkload,
   pluginDir,
+  journaledLogFile,
+  occurrences,
   runSetup,
   runUndo,
   target,
@@ -28,7 +30,7 @@ import {
 let releaseServer: (() => void) | undefined;
 beforeAll(async () => {
   releaseServer = await serverLock();
-}, 300_000);
+}, 600_000);
 afterAll(() => releaseServer?.());
 
 const up = capability(
@@ -117,12 +119,15 @@ describe.runIf(up && digestOk)('mysql-digest against MariaDB', () => {
     expect(sumBy(records, 'sql.rows_affected', inSchema(INSERT))).toBe(K);
     expect(sumBy(records, 'sql.rows_sent', inSchema(SELECT))).toBe(K);
 
-    // Statement counters of the server: the workload ran K inserts and K+1 selects, and the
-    // tracer's own polling is not counted; the server's deltas include only the workload here.
+    // Statement counters are server-wide: other clients (the OpenStack lab's services, other
+    // suites) add to them. The tracer's window lies inside the test's before/after window, so it
+    // counts at least the workload (K inserts, K+1 selects; its own polling is not counted) and at
+    // most what the server counted over the wider window.
     const com = (c: string) => sumBy(records, 'sql.commands', (l) => l.command === c);
-    expect(com('insert')).toBe(K);
-    expect(com('insert')).toBe(comAfter.Com_insert! - comBefore.Com_insert!);
-    expect(com('select')).toBe(K + 1);
+    expect(com('insert')).toBeGreaterThanOrEqual(K);
+    expect(com('insert')).toBeLessThanOrEqual(comAfter.Com_insert! - comBefore.Com_insert!);
+    expect(com('select')).toBeGreaterThanOrEqual(K + 1);
+    expect(com('select')).toBeLessThanOrEqual(comAfter.Com_select! - comBefore.Com_select!);
   });
 
   it('switches a digest consumer that is off on, journaled, and off again on undo', async () => {
@@ -304,6 +309,24 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
     expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
   });
 
+  it("refuses a log another store's tracer has switched on, so neither blinds nor restores the other", async () => {
+    // Each runSetup journals into its own list: two stores, no lease shared between them.
+    const varsBefore = await mysqlVariables(LOG_VARIABLES);
+    const options = validateOptions(plugin, { technique: 'mysql-slow-log' });
+    const first = await runSetup(options, `first-${process.pid}`, 'mysql-slow-log');
+    try {
+      const during = await mysqlVariables(LOG_VARIABLES);
+      await expect(runSetup(options, `second-${process.pid}`, 'mysql-slow-log')).rejects.toThrow(
+        /^another scalpels tracer is logging every statement on this server \(slow_query_log_file=scalpels-first-\d+-1-slow-log\.log\); stop it first, or run scalpels recover/,
+      );
+      // the first tracer's log untouched
+      expect(await mysqlVariables(LOG_VARIABLES)).toEqual(during);
+    } finally {
+      await runUndo(first, options);
+    }
+    expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
+  });
+
   it('mysqlslap with fixed iterations: every statement of its concurrent connections is an event', async () => {
     const technique = ps ? 'mysql-digest' : 'mysql-slow-log';
     const options = validateOptions(plugin, { events: true, technique });
@@ -364,17 +387,14 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
       spawn('mariadb', ['-h127.0.0.1', '-P3306', '-uroot', '-N', schema]);
     const [a, b] = [client(), client()];
     const send = (c: ChildProcessWithoutNullStreams, sql: string) => c.stdin.write(`${sql}\n`);
-    const connected = async () => {
-      for (let i = 0; i < 100; i++) {
+    const connected = () =>
+      waitFor('both clients connected', async () => {
         const n = await mysqlQuery(
           'SELECT COUNT(*) AS n FROM information_schema.PROCESSLIST WHERE DB = ?',
           [schema],
         );
-        if (Number(n[0]!.n) === 2) return;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      throw new Error('clients did not connect');
-    };
+        return Number(n[0]!.n) === 2;
+      });
     let records: TraceRecord[] = [];
     try {
       await connected();
@@ -386,7 +406,14 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
         during: async () => {
           for (let i = 1; i <= 5; i++) send(a, `INSERT INTO t VALUES (${i});`);
           for (let i = 1; i <= 7; i++) send(b, `SELECT * FROM t WHERE id = ${i};`);
-          await new Promise((r) => setTimeout(r, 600));
+          // Stopped once the server has logged all twelve (b's must be there to be left out).
+          const log = journaledLogFile(journal);
+          await waitFor(
+            'the twelve statements in the slow log',
+            () =>
+              occurrences(log, 'INSERT INTO t VALUES') >= 5 &&
+              occurrences(log, 'SELECT * FROM t WHERE id') >= 7,
+          );
         },
       }));
     } finally {
@@ -396,20 +423,6 @@ describe.runIf(up)('server logs of MariaDB, journaled and restored', () => {
     const ev = events(records).filter((e) => e.data?.schema === schema);
     expect(ev.map((e) => e.key)).toEqual(Array(5).fill('insert into t values(?+)'));
     expect(new Set(ev.map((e) => e.data?.host))).toEqual(new Set(['127.0.0.1']));
-  });
-
-  it("refuses to log while another tracer logs, so neither restores the other's settings", async () => {
-    const varsBefore = await mysqlVariables(LOG_VARIABLES);
-    const options = validateOptions(plugin, { technique: 'mysql-slow-log' });
-    const first = await runSetup(options, `first-${process.pid}`, 'mysql-slow-log');
-    try {
-      await expect(runSetup(options, `second-${process.pid}`, 'mysql-slow-log')).rejects.toThrow(
-        /another scalpels tracer is logging every statement on this server \(slow_query_log_file=scalpels-first-/,
-      );
-    } finally {
-      await runUndo(first, options);
-    }
-    expect(await mysqlVariables(LOG_VARIABLES)).toEqual(varsBefore);
   });
 
   it('a 2 MB bulk INSERT stays one event with its fingerprint', async () => {

@@ -8,7 +8,8 @@ import plugin from '../src/index.js';
 import { redact } from '../src/parser.js';
 import { pluginDir } from './helpers.js';
 
-const cases = loadTestdata(join(pluginDir, 'testdata'));
+// The *-secrets-* cases have their own test (redaction.test.ts): no workload counts to compare.
+const cases = loadTestdata(join(pluginDir, 'testdata')).filter((c) => !c.name.includes('secrets'));
 
 interface Truth {
   inserts: number;

@@ -1,11 +1,13 @@
 /** Live tests against this machine's PostgreSQL: pg_stat_statements deltas and the statement log. */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { capability, runWorker } from '@scalpels/core/testing';
+import { capability, runWorker, waitFor } from '@scalpels/core/testing';
 import { validateOptions, type Sample, type TraceEvent, type TraceRecord } from '@scalpels/core';
 import plugin from '../src/index.js';
 import {
+  occurrences,
   pgQuery,
+  pgServerLogFile,
   pgUp,
   pgWorkload,
   pluginDir,
@@ -18,7 +20,7 @@ import {
 let releaseServer: (() => void) | undefined;
 beforeAll(async () => {
   releaseServer = await serverLock();
-}, 300_000);
+}, 600_000);
 afterAll(() => releaseServer?.());
 
 const up = capability(
@@ -53,6 +55,8 @@ describe.runIf(up && pgssOk)('pg-stat-statements', () => {
       options: { engine: 'postgresql', technique: 'pg-stat-statements', interval: '200ms' },
       pluginDir,
       target,
+      // setup creates the extension (a lease) when the database lacks it; undone afterwards.
+      setup: true,
       during: async () => pgWorkload(table, K),
     });
     expect(outcome.status, outcome.stderrTail).toBe('stopped');
@@ -114,12 +118,40 @@ describe.runIf(up)('pg-log', () => {
       ),
     ).toEqual(before);
   });
+
+  it("refuses the log setting another store's tracer holds, so neither restores the other's", async () => {
+    // Each runSetup journals into its own list: two stores, no lease shared between them.
+    const autoConf = () =>
+      pgQuery(
+        "SELECT name, setting FROM pg_file_settings WHERE sourcefile LIKE '%postgresql.auto.conf' AND name IN ('log_min_duration_statement', 'scalpels.log_owner') ORDER BY name",
+      );
+    const before = await autoConf();
+    const options = validateOptions(plugin, { engine: 'postgresql', technique: 'pg-log' });
+    const first = await runSetup(options, `pgfirst-${process.pid}`, 'pg-log');
+    try {
+      const during = await autoConf();
+      expect(during).toEqual([
+        { name: 'log_min_duration_statement', setting: '0' },
+        { name: 'scalpels.log_owner', setting: `pgfirst-${process.pid}-1` },
+      ]);
+      await expect(runSetup(options, `pgsecond-${process.pid}`, 'pg-log')).rejects.toThrow(
+        new RegExp(
+          `^another scalpels tracer is logging every statement on this server \\(scalpels\\.log_owner=pgfirst-${process.pid}-1 in postgresql\\.auto\\.conf\\); stop it first`,
+        ),
+      );
+      expect(await autoConf()).toEqual(during);
+    } finally {
+      await runUndo(first, options);
+    }
+    expect(await autoConf()).toEqual(before);
+  });
 });
 
 describe.runIf(up)('pg-log with client=', () => {
   it("keeps only the statements of that process's connections", async () => {
     const options = validateOptions(plugin, { engine: 'postgresql', technique: 'pg-log' });
     const journal = await runSetup(options, `pgclient-${process.pid}`, 'pg-log');
+    const log = await pgServerLogFile();
     const table = `scalpels_pgclient_${process.pid}`;
     await pgQuery(`CREATE TABLE ${table} (id int PRIMARY KEY)`);
     const client = (): ChildProcessWithoutNullStreams =>
@@ -127,13 +159,12 @@ describe.runIf(up)('pg-log with client=', () => {
     const [a, b] = [client(), client()];
     let records: TraceRecord[] = [];
     try {
-      for (let i = 0; i < 100; i++) {
+      await waitFor('both psql clients connected', async () => {
         const n = await pgQuery(
           "SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'psql' AND client_port > 0",
         );
-        if (n[0]!.n === 2) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
+        return n[0]!.n === 2;
+      });
       ({ records } = await runWorker(plugin, {
         options: {
           engine: 'postgresql',
@@ -144,9 +175,17 @@ describe.runIf(up)('pg-log with client=', () => {
         pluginDir,
         target,
         during: async () => {
+          const inserts = occurrences(log, `INSERT INTO ${table} VALUES`);
+          const selects = occurrences(log, `SELECT * FROM ${table} WHERE id`);
           for (let i = 1; i <= 4; i++) a.stdin.write(`INSERT INTO ${table} VALUES (${i});\n`);
           for (let i = 1; i <= 6; i++) b.stdin.write(`SELECT * FROM ${table} WHERE id = ${i};\n`);
-          await new Promise((r) => setTimeout(r, 600));
+          // Stopped once the server has logged all ten (b's must be there to be left out).
+          await waitFor(
+            'the ten statements in the server log',
+            () =>
+              occurrences(log, `INSERT INTO ${table} VALUES`) >= inserts + 4 &&
+              occurrences(log, `SELECT * FROM ${table} WHERE id`) >= selects + 6,
+          );
         },
       }));
     } finally {

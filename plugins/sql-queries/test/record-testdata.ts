@@ -5,12 +5,13 @@
  * truth.json (what the server counted, read by an independent connection) and, from the parser,
  * expected.json.
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { it } from 'vitest';
 import { parseTestdataCase, loadTestdata } from '@scalpels/core/testing';
 import { validateOptions } from '@scalpels/core';
+import { MYSQL_SECRET_STATEMENTS, PG_SECRET_STATEMENTS } from './secret-statements.js';
 import plugin from '../src/index.js';
 import {
   mysqlGlobalStatus,
@@ -94,7 +95,7 @@ async function record(
   writeFileSync(join(dir, 'truth.json'), `${JSON.stringify(truth, null, 2)}\n`);
   writeFileSync(
     join(dir, 'README.md'),
-    `# ${name}\n\nRecorded on ${new Date().toISOString().slice(0, 10)} from the real collector (\`dist/collector.js\`, technique \`${technique}\`) with\n\n    npx tsc -b plugins/sql-queries && npx vitest run -c plugins/sql-queries/test/record.vitest.config.ts\n\nOptions: \`${JSON.stringify(raw)}\`. Workload, run by the real client while the collector ran\n(\`mysqlWorkload\`/\`pgWorkload\` in test/helpers.ts), in shell terms:\n\n    ${command}\n\n\`truth.json\` holds what the server itself counted for the workload, read by a separate connection\n(before/after deltas); the parser test checks \`expected.json\` against it.\n`,
+    `# ${name}\n\nRecorded on ${new Date().toISOString().slice(0, 10)} from the real collector (\`dist/worker-main.js\`, technique \`${technique}\`) with\n\n    npx tsc -b plugins/sql-queries && npx vitest run -c plugins/sql-queries/test/record.vitest.config.ts\n\nOptions: \`${JSON.stringify(raw)}\`. Workload, run by the real client while the collector ran\n(\`mysqlWorkload\`/\`pgWorkload\` in test/helpers.ts), in shell terms:\n\n    ${command}\n\n\`truth.json\` holds what the server itself counted for the workload, read by a separate connection\n(before/after deltas); the parser test checks \`expected.json\` against it.\n`,
   );
   const c = loadTestdata(testdata).find((x) => x.name === name)!;
   const out = parseTestdataCase(plugin, c);
@@ -175,5 +176,60 @@ it('records the PostgreSQL statement log', async () => {
     { engine: 'postgresql', technique: 'pg-log', interval: '200ms' },
     pgCase('scalpels_rec_pglog'),
     pgCommand('scalpels_rec_pglog'),
+  );
+});
+
+// ---------------------------------------------------------------------------------------------
+// Statements that carry passwords, as the real server logs them: the redaction test
+// (test/redaction.test.ts) checks that none of SECRETS reaches a record.
+
+const mysqlSecretsCase = () => async () => {
+  // --force: some shapes are refused by MariaDB (they are still logged, which is the point).
+  const out = execFileSync('mariadb', ['-uroot', '-N', '--force'], {
+    input: MYSQL_SECRET_STATEMENTS.join('\n'),
+    encoding: 'utf8',
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  return { statements: MYSQL_SECRET_STATEMENTS.length, output: out.trim() };
+};
+
+const pgSecretsCase = () => async () => {
+  execFileSync('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-qAt'], {
+    input: PG_SECRET_STATEMENTS.join('\n'),
+    encoding: 'utf8',
+  });
+  return { statements: PG_SECRET_STATEMENTS.length };
+};
+
+it('records password statements through MariaDB digests and slow log events', async () => {
+  await record(
+    'mariadb-10.11.19-secrets-digest-slowlog',
+    { technique: 'mysql-digest', events: true, interval: '200ms' },
+    mysqlSecretsCase(),
+    'mariadb -uroot --force <<< "$MYSQL_SECRET_STATEMENTS" (test/record-testdata.ts)',
+  );
+});
+
+it('records password statements through the MariaDB general log', async () => {
+  await record(
+    'mariadb-10.11.19-secrets-general-log',
+    { technique: 'mysql-general-log', interval: '200ms' },
+    mysqlSecretsCase(),
+    'mariadb -uroot --force <<< "$MYSQL_SECRET_STATEMENTS" (test/record-testdata.ts)',
+  );
+});
+
+it('records password statements through the PostgreSQL log and pg_stat_statements', async () => {
+  await record(
+    'postgresql-15.20-secrets-pg-log',
+    { engine: 'postgresql', technique: 'pg-log', interval: '200ms' },
+    pgSecretsCase(),
+    'psql -h 127.0.0.1 -U postgres <<< "$PG_SECRET_STATEMENTS" (test/record-testdata.ts)',
+  );
+  await record(
+    'postgresql-15.20-secrets-pg-stat-statements',
+    { engine: 'postgresql', technique: 'pg-stat-statements', interval: '200ms' },
+    pgSecretsCase(),
+    'psql -h 127.0.0.1 -U postgres <<< "$PG_SECRET_STATEMENTS" (test/record-testdata.ts)',
   );
 });

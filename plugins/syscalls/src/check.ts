@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import type { CheckContext, CheckResult, Technique } from '@scalpels/core';
 import { kernelHasTracefs, lockdownMode, mountedTracefs, TRACEFS } from './tracefs.js';
+import type { Options } from './options.js';
 
 export type TechniqueName = 'bpftrace' | 'perf' | 'strace';
 
@@ -11,7 +12,7 @@ const ok = (technique: TechniqueName, detail: string): CheckResult => ({
 });
 
 /** What the kernel-side techniques (bpftrace, perf) need besides their binary. */
-function kernelTracing(ctx: CheckContext, tool: string): CheckResult | string {
+function kernelTracing(ctx: CheckContext<Options>, tool: string): CheckResult | string {
   if (!ctx.isRoot)
     return {
       status: 'fixable',
@@ -33,7 +34,7 @@ function kernelTracing(ctx: CheckContext, tool: string): CheckResult | string {
   return `tracefs not mounted: it will be mounted on ${TRACEFS} for the run and unmounted after`;
 }
 
-export async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
+export async function checkBpftrace(ctx: CheckContext<Options>): Promise<CheckResult> {
   const bin = await ctx.which('bpftrace');
   if (!bin)
     return {
@@ -66,7 +67,7 @@ export async function checkBpftrace(ctx: CheckContext): Promise<CheckResult> {
   return ok('bpftrace', `${v}: in-kernel aggregation (${kernel})`);
 }
 
-export async function checkPerf(ctx: CheckContext): Promise<CheckResult> {
+export async function checkPerf(ctx: CheckContext<Options>): Promise<CheckResult> {
   const bin = await ctx.which('perf');
   if (!bin)
     return {
@@ -86,7 +87,7 @@ export async function checkPerf(ctx: CheckContext): Promise<CheckResult> {
   return ok('perf', `perf trace -s: one event per call (${kernel})`);
 }
 
-export async function checkStrace(ctx: CheckContext): Promise<CheckResult> {
+export async function checkStrace(ctx: CheckContext<Options>): Promise<CheckResult> {
   const bin = await ctx.which('strace');
   if (!bin)
     return {
@@ -122,7 +123,7 @@ export async function checkStrace(ctx: CheckContext): Promise<CheckResult> {
   );
 }
 
-export const techniques: readonly Technique[] = [
+export const techniques: readonly Technique<Options>[] = [
   {
     name: 'bpftrace',
     description:
@@ -147,8 +148,8 @@ export const techniques: readonly Technique[] = [
  * Walks the chain (or checks the one technique the `technique` option forces) and returns the
  * first that works, saying why the better ones were passed over.
  */
-export async function checkChain(ctx: CheckContext): Promise<CheckResult> {
-  const forced = typeof ctx.options.technique === 'string' ? ctx.options.technique : 'auto';
+export async function checkChain(ctx: CheckContext<Options>): Promise<CheckResult> {
+  const forced = ctx.options.technique;
   if (forced !== 'auto') {
     const t = techniques.find((x) => x.name === forced);
     if (!t) return { status: 'unavailable', detail: `unknown technique ${forced}` };

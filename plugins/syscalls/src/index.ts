@@ -13,70 +13,24 @@ import {
 } from './tracefs.js';
 import { verify } from './verify.js';
 import { worker } from './worker.js';
+import { view } from './view.js';
+import { OPTIONS } from './options.js';
 
 const pkg = createRequire(import.meta.url)('../package.json') as { version: string };
 
 /** Undo kind: tracefs mounted by setup(); data says where. */
 const MOUNT_TRACEFS = 'mount-tracefs';
+/** The lease every tracer attaching to tracefs on this node shares (same key in fs-io, systemtap). */
+const TRACEFS_LEASE = 'tracefs';
 
 export default definePlugin({
   name: 'syscalls',
   version: pkg.version,
   description:
     'System calls per process and per call: counts, errors by errno, latency; aggregated in the kernel',
-  apiVersion: '>=1.0.0 <2',
+  apiVersion: '>=1.2.0 <2',
   target: 'optional',
-  options: {
-    interval: {
-      type: 'duration',
-      default: '1s',
-      min: '100ms',
-      max: '1h',
-      description: 'How often the kernel counters are read and recorded (bpftrace)',
-    },
-    latency: {
-      type: 'boolean',
-      default: false,
-      description:
-        'Also measure time per call: a log2 histogram and the total (bpftrace; costs a second probe per call)',
-    },
-    exits: {
-      type: 'boolean',
-      default: false,
-      description:
-        'Also count exit and exit_group, which never return, on entry (bpftrace; about 10% more cost per call)',
-    },
-    by: {
-      type: 'string',
-      default: 'auto',
-      choices: ['auto', 'process', 'comm', 'total'],
-      description:
-        'Breakdown: per process (pid and comm), per process name, or totals; auto = process with a target, comm system-wide',
-    },
-    top: {
-      type: 'integer',
-      default: 20,
-      min: 1,
-      max: 10_000,
-      description:
-        'Per-name breakdown (by=comm): names kept per interval; the others are summed as "(other)"',
-    },
-    mapKeys: {
-      type: 'integer',
-      default: 16_384,
-      min: 1024,
-      max: 1_048_576,
-      description:
-        'Capacity of each kernel map (keys: pid x syscall, or name x syscall); per-CPU maps preallocate keys x CPUs x 8 bytes',
-    },
-    technique: {
-      type: 'string',
-      default: 'auto',
-      choices: ['auto', 'bpftrace', 'perf', 'strace'],
-      description:
-        'Force a technique instead of the first that works here (bpftrace, then perf trace, then strace)',
-    },
-  },
+  options: OPTIONS,
   requires: [
     {
       kind: 'binary',
@@ -96,24 +50,31 @@ export default definePlugin({
   worker,
   parser: createParser,
   schema,
+  report: view,
   async setup(_options, ctx) {
-    if (
-      ctx.technique === 'strace' ||
-      mountedTracefs() ||
-      !kernelHasTracefs() ||
-      isMountPoint(TRACEFS)
-    )
-      return;
-    await ctx.journal({
-      kind: MOUNT_TRACEFS,
-      data: { path: TRACEFS },
-      description: `mount tracefs on ${TRACEFS} (not mounted before; unmounted at stop)`,
+    if (ctx.technique === 'strace') return;
+    // tracefs is the node's, shared with every tracer that attaches there (fs-io, systemtap's
+    // bpf runtime, other syscalls tracers): whoever mounted it unmounts it only when the last
+    // of them stops.
+    await ctx.lease({
+      resource: TRACEFS_LEASE,
+      scope: 'node',
+      async change(journal) {
+        if (mountedTracefs() || !kernelHasTracefs() || isMountPoint(TRACEFS)) return;
+        await journal({
+          kind: MOUNT_TRACEFS,
+          data: { path: TRACEFS },
+          description: `mount tracefs on ${TRACEFS} (not mounted before; unmounted when the last tracer using it stops)`,
+        });
+        await mountTracefs(TRACEFS);
+      },
     });
-    await mountTracefs(TRACEFS);
   },
   async undo(action) {
     if (action.kind !== MOUNT_TRACEFS) return;
+    // Only the mount point this plugin makes: a journal entry is data, never a free path.
     const path = (action.data as { path?: unknown } | null)?.path;
-    if (typeof path === 'string') await unmountTracefs(path);
+    if (path !== TRACEFS) throw new Error(`refusing to unmount ${JSON.stringify(path)}`);
+    await unmountTracefs(TRACEFS);
   },
 });

@@ -6,21 +6,27 @@ import {
   type Sample,
 } from '@scalpels/core';
 import { errnoName, syscallName, syscallTable } from './names.js';
-import { END_LINE, READY_PREFIX, TICK_LINE, type Grouping } from './program.js';
+import {
+  END_LINE,
+  LEGACY_READY_PREFIX,
+  READY_PREFIX,
+  TICK_LINE,
+  type Grouping,
+} from './program.js';
+import type { Options } from './options.js';
 
 export const OTHER_COMM = '(other)';
 
 /** Picks the parser of the technique check() chose (bpftrace when none was given). */
-export function createParser(ctx: ParseContext): Parser {
-  const top = typeof ctx.options.top === 'number' ? ctx.options.top : 20;
-  const mapKeys = typeof ctx.options.mapKeys === 'number' ? ctx.options.mapKeys : undefined;
+export function createParser(ctx: ParseContext<Options>): Parser {
+  const { top, 'max-keys': maxKeys } = ctx.options;
   switch (ctx.technique) {
     case 'strace':
       return straceSummaryParser();
     case 'perf':
       return perfSummaryParser();
     default:
-      return bpftraceParser({ top, mapKeys });
+      return bpftraceParser({ top, maxKeys });
   }
 }
 
@@ -46,7 +52,7 @@ type JsonLine = { type?: unknown; data?: unknown };
  * Parses the JSON lines of the program in program.ts. bpftrace prints cumulative maps; this
  * keeps the last value of each key and emits the increase, so counters sum to the exact total.
  */
-export function bpftraceParser(opts: { top: number; mapKeys?: number }): Parser {
+export function bpftraceParser(opts: { top: number; maxKeys?: number }): Parser {
   let header: Header | undefined;
   /** Maps seen at their capacity: the kernel silently stops adding keys to a full map. */
   const full = new Set<string>();
@@ -174,10 +180,11 @@ export function bpftraceParser(opts: { top: number; mapKeys?: number }): Parser 
       switch (msg.type) {
         case 'printf': {
           const s = typeof msg.data === 'string' ? msg.data.trim() : '';
-          if (s.startsWith(READY_PREFIX)) {
+          const prefix = [READY_PREFIX, LEGACY_READY_PREFIX].find((p) => s.startsWith(p));
+          if (prefix) {
             const f = Object.fromEntries(
               s
-                .slice(READY_PREFIX.length)
+                .slice(prefix.length)
                 .trim()
                 .split(/\s+/)
                 .map((kv) => kv.split('=') as [string, string]),
@@ -206,7 +213,7 @@ export function bpftraceParser(opts: { top: number; mapKeys?: number }): Parser 
           for (const [name, data] of Object.entries(maps as Record<string, unknown>)) {
             if (data === null || typeof data !== 'object') return diagnostic(`${name}: not a map`);
             const d = data as Record<string, unknown>;
-            if (opts.mapKeys !== undefined && Object.keys(d).length >= opts.mapKeys) full.add(name);
+            if (opts.maxKeys !== undefined && Object.keys(d).length >= opts.maxKeys) full.add(name);
             let got: Sample[] | string;
             if (name === '@comm') {
               for (const [pid, comm] of Object.entries(d))
@@ -231,7 +238,7 @@ export function bpftraceParser(opts: { top: number; mapKeys?: number }): Parser 
       // Counted as a parse error, so the report shows that some counts are missing.
       if (full.size > 0)
         return diagnostic(
-          `kernel map ${[...full].join(', ')} reached mapKeys=${opts.mapKeys}: later keys were not counted (raise mapKeys)`,
+          `kernel map ${[...full].join(', ')} reached max-keys=${opts.maxKeys}: later keys were not counted (raise max-keys)`,
         );
       return null;
     },

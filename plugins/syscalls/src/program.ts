@@ -4,6 +4,7 @@
  * cumulative snapshots into increases, so nothing is lost between a print and a clear.
  */
 
+import { WORKER_READY_LINE } from '@scalpels/core';
 import { syscallTable } from './names.js';
 
 /** How counts are keyed in the kernel. */
@@ -25,8 +26,13 @@ export interface ProgramSpec {
   arch: string;
 }
 
-/** First line the program prints; bpftrace prints it only once every probe is attached. */
-export const READY_PREFIX = 'scalpels-syscalls ready';
+/**
+ * First line the program prints (the plugin API's ready line, then the program's header);
+ * bpftrace prints it only once every probe is attached.
+ */
+export const READY_PREFIX = WORKER_READY_LINE;
+/** The ready line of programs before the plugin API defined one: recorded output has it. */
+export const LEGACY_READY_PREFIX = 'scalpels-syscalls ready';
 export const END_LINE = 'scalpels-syscalls end';
 export const TICK_LINE = 'scalpels-syscalls tick';
 

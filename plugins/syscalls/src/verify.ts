@@ -1,17 +1,18 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CheckContext, OptionValues, VerifyStage } from '@scalpels/core';
+import type { CheckContext, VerifyStage } from '@scalpels/core';
 import { checkChain } from './check.js';
 import { bpftraceProgram } from './program.js';
 import { grouping } from './worker.js';
+import type { Options } from './options.js';
 
 /**
  * `scalpels plugins validate syscalls key=value ...`: which technique would run, and for bpftrace
  * whether the program these options generate compiles here (bpftrace --emit-elf: parsed, checked
  * and compiled to BPF, nothing loaded into the kernel).
  */
-export async function verify(options: OptionValues, ctx: CheckContext): Promise<VerifyStage[]> {
+export async function verify(options: Options, ctx: CheckContext<Options>): Promise<VerifyStage[]> {
   const stages: VerifyStage[] = [];
   const check = await checkChain(ctx);
   stages.push({
@@ -42,9 +43,9 @@ export async function verify(options: OptionValues, ctx: CheckContext): Promise<
       const program = bpftraceProgram({
         grouping: grouping(options, { kind: v.target, pids: [], description: v.what }),
         roots: v.roots,
-        latency: options.latency === true,
-        exits: options.exits === true,
-        intervalMs: typeof options.interval === 'number' ? options.interval : 1000,
+        latency: options.latency,
+        exits: options.exits,
+        intervalMs: options.interval,
         arch: process.arch,
       });
       const file = join(dir, `${v.target}.bt`);

@@ -1,23 +1,14 @@
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { OptionValues, Target, WorkerContext, WorkerSpec } from '@scalpels/core';
+import type { Target, WorkerContext, WorkerSpec } from '@scalpels/core';
+import { readStat, scanProcesses } from '@scalpels/core/procfs';
 import { bpftraceProgram, READY_PREFIX, type Grouping } from './program.js';
+import type { Options } from './options.js';
 
-/** Default capacity of the kernel maps (bpftrace's own default is 4096). */
-export const MAP_KEYS_DEFAULT = 16_384;
-
-export function grouping(options: OptionValues, target: Target): Grouping {
-  const by = typeof options.by === 'string' ? options.by : 'auto';
-  if (by === 'process' || by === 'comm' || by === 'total') return by;
+export function grouping(options: Options, target: Target): Grouping {
+  const by = options.by;
+  if (by !== 'auto') return by;
   return target.kind === 'none' ? 'comm' : 'process';
-}
-
-function comm(pid: number): string {
-  try {
-    return readFileSync(`/proc/${pid}/comm`, 'utf8').trimEnd();
-  } catch {
-    return '?';
-  }
 }
 
 /** Runs the tool under relay.js, which prints the summary file on stdout once the tool exits. */
@@ -32,19 +23,12 @@ function relay(ctx: WorkerContext, name: string, argv: (file: string) => string[
 const MAX_EXISTING = 4096;
 
 function existingProcesses(): { pid: number; comm: string }[] {
-  let entries: string[];
-  try {
-    entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
-  } catch {
-    return [];
-  }
-  return entries
+  return [...scanProcesses().values()]
     .slice(0, MAX_EXISTING)
-    .map((e) => ({ pid: Number(e), comm: comm(Number(e)) }))
-    .filter((p) => p.comm !== '?');
+    .map(({ pid, comm }) => ({ pid, comm }));
 }
 
-export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+export function worker(options: Options, ctx: WorkerContext): WorkerSpec {
   const technique = ctx.technique ?? 'bpftrace';
   const pids = ctx.target.kind === 'none' ? [] : ctx.target.pids;
   if (ctx.target.kind !== 'none' && pids.length === 0)
@@ -103,15 +87,15 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
         grouping: grouping(options, ctx.target),
         roots: pids
           .filter((pid) => pid !== ctx.target.launcher)
-          .map((pid) => ({ pid, comm: comm(pid) })),
+          .map((pid) => ({ pid, comm: readStat(pid)?.comm ?? '?' })),
         launcher: ctx.target.launcher,
         existing:
           pids.length === 0 && grouping(options, ctx.target) === 'process'
             ? existingProcesses()
             : undefined,
-        latency: options.latency === true,
-        exits: options.exits === true,
-        intervalMs: typeof options.interval === 'number' ? options.interval : 1000,
+        latency: options.latency,
+        exits: options.exits,
+        intervalMs: options.interval,
         arch: process.arch,
       });
       const file = join(ctx.runtimeDir, 'syscalls.bt');
@@ -119,9 +103,7 @@ export function worker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
       return {
         argv: ['bpftrace', '-f', 'json', file],
         env: {
-          BPFTRACE_MAP_KEYS_MAX: String(
-            typeof options.mapKeys === 'number' ? options.mapKeys : MAP_KEYS_DEFAULT,
-          ),
+          BPFTRACE_MAP_KEYS_MAX: String(options['max-keys']),
         },
         // SIGINT makes bpftrace detach, run END (the final snapshot) and exit.
         stop: { signal: 'SIGINT', graceMs: 10_000 },

@@ -2,11 +2,11 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { CheckContext, UndoAction } from '@scalpels/core';
-import { capability, runWorker } from '@scalpels/core/testing';
+import { validateOptions, type CheckContext, type UndoAction } from '@scalpels/core';
+import { capability, memorySetupContext, runWorker } from '@scalpels/core/testing';
 import { describe, expect, it } from 'vitest';
 import plugin from '../src/index.js';
-import { isMountPoint } from '../src/tracefs.js';
+import { isMountPoint, unmountTracefs } from '../src/tracefs.js';
 import {
   buildWorkload,
   isRoot,
@@ -16,13 +16,14 @@ import {
   tracefsMounted,
   which,
 } from './helpers.js';
+import type { Options } from '../src/options.js';
 
 function checkContext(
   depth: 'quick' | 'full',
   options: Record<string, unknown> = {},
-): CheckContext {
+): CheckContext<Options> {
   return {
-    options: { technique: 'auto', ...options },
+    options: validateOptions(plugin, options),
     depth,
     isRoot,
     which: async (bin) => {
@@ -75,7 +76,7 @@ describe.runIf(tracing)('check()', () => {
 
   it('verify compiles the program of these options, targeted and system-wide', async () => {
     const stages = await plugin.verify!(
-      { interval: 1000, latency: true, by: 'comm', top: 20, technique: 'auto' },
+      validateOptions(plugin, { interval: 1000, latency: true, by: 'comm', top: 20 }),
       checkContext('full'),
     );
     expect(stages.map((s) => [s.stage, s.status])).toEqual([
@@ -118,17 +119,14 @@ describe.runIf(tracing && capability('strace', which('strace'), 'strace is not i
 
     it('refuses system-wide', () => {
       expect(() =>
-        plugin.worker(
-          { technique: 'strace' },
-          {
-            target: { kind: 'none', pids: [], description: 'system-wide' },
-            taskId: 't',
-            tracerId: 1,
-            technique: 'strace',
-            runtimeDir: tmpdir(),
-            pluginDir,
-          },
-        ),
+        plugin.worker(validateOptions(plugin, { technique: 'strace' }), {
+          target: { kind: 'none', pids: [], description: 'system-wide' },
+          taskId: 't',
+          tracerId: 1,
+          technique: 'strace',
+          runtimeDir: tmpdir(),
+          pluginDir,
+        }),
       ).toThrow(/system-wide/);
     });
   },
@@ -168,20 +166,26 @@ describe.runIf(tracing && capability('perf', which('perf'), 'perf is not install
 );
 
 describe.runIf(capability('root', isRoot, 'mounting tracefs needs root'))('setup and undo', () => {
-  it('undo unmounts a tracefs it mounted, and is idempotent', async () => {
+  it('undo refuses a mount point other than its own; unmounting is idempotent', async () => {
     // A private mount point: the shared /sys/kernel/tracing stays as it is for other tests.
     const dir = mkdtempSync(join(tmpdir(), 'scalpels-tracefs-'));
     try {
       execFileSync('mount', ['-t', 'tracefs', 'nodev', dir]);
       expect(isMountPoint(dir)).toBe(true);
+      // A journal entry is data: undo unmounts only the mount point setup makes, never a path
+      // the entry names.
       const action: UndoAction = {
         kind: 'mount-tracefs',
         data: { path: dir },
         description: 'test',
       };
-      await plugin.undo!(action, {});
+      await expect(plugin.undo!(action, validateOptions(plugin, {}))).rejects.toThrow(
+        /refusing to unmount/,
+      );
+      expect(isMountPoint(dir)).toBe(true);
+      await unmountTracefs(dir);
       expect(isMountPoint(dir)).toBe(false);
-      await plugin.undo!(action, {});
+      await unmountTracefs(dir);
       expect(isMountPoint(dir)).toBe(false);
     } finally {
       if (isMountPoint(dir)) execFileSync('umount', [dir]);
@@ -192,16 +196,18 @@ describe.runIf(capability('root', isRoot, 'mounting tracefs needs root'))('setup
   it('setup journals nothing and changes nothing when tracefs is mounted already', async () => {
     const journal: UndoAction[] = [];
     await plugin.setup!(
-      {},
-      {
-        target: { kind: 'none', pids: [], description: 'system-wide' },
-        taskId: 't',
-        tracerId: 1,
-        technique: 'bpftrace',
-        runtimeDir: tmpdir(),
-        pluginDir,
-        journal: async (a) => void journal.push(a),
-      },
+      validateOptions(plugin, {}),
+      memorySetupContext(
+        {
+          target: { kind: 'none', pids: [], description: 'system-wide' },
+          taskId: 't',
+          tracerId: 1,
+          technique: 'bpftrace',
+          runtimeDir: tmpdir(),
+          pluginDir,
+        },
+        journal,
+      ),
     );
     if (tracefsMounted) expect(journal).toEqual([]);
   });

@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { capability, runWorker } from '@scalpels/core/testing';
+import { capability, runWorker, waitFor } from '@scalpels/core/testing';
 import { describe, expect, it } from 'vitest';
 import plugin from '../src/index.js';
 import {
@@ -32,10 +32,12 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
       technique: 'bpftrace',
       options: { interval: '200ms', exits: true },
       target: { kind: 'pid', pids: [target.pid], description: `pid ${target.pid}` },
-      during: async () => {
+      during: async (live) => {
         await Promise.all([target.go(), other.go()]);
-        // One more interval so a periodic snapshot is parsed too (the final one comes at stop).
-        await new Promise((r) => setTimeout(r, 300));
+        // A periodic snapshot parsed too (the final one comes at stop): waited for, not slept.
+        await waitFor('a periodic snapshot', () =>
+          live.records.some((r) => r.kind === 'sample' && r.series === 'syscalls.calls'),
+        );
       },
     });
     expect(outcome.status).toBe('stopped');
@@ -139,7 +141,7 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
     const { outcome } = await runWorker(plugin, {
       pluginDir,
       technique: 'bpftrace',
-      options: { mapKeys: 1024 },
+      options: { 'max-keys': 1024 },
       target: { kind: 'pid', pids: [sh.pid!], description: `pid ${sh.pid}` },
       during: async () => {
         sh.stdin!.end('go\n');
@@ -148,7 +150,7 @@ describe.runIf(canBpftrace)('bpftrace technique against a real workload', () => 
     });
     expect(outcome.status).toBe('stopped');
     expect(outcome.parseErrors).toBe(1);
-    expect(outcome.diagnostics[0]).toMatch(/@calls reached mapKeys=1024/);
+    expect(outcome.diagnostics[0]).toMatch(/@calls reached max-keys=1024/);
   });
 
   it('with a long interval, the final snapshot at stop still has every call', async () => {

@@ -1,7 +1,9 @@
-import { existsSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { delimiter, isAbsolute, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { OptionValues, Target } from '@scalpels/core';
+import type { Target } from '@scalpels/core';
+import { readExe } from '@scalpels/core/procfs';
+import type { Options } from './options.js';
 
 /** The package root (dist/.. or src/..), where `scripts/` lives. */
 export const packageDir = fileURLToPath(new URL('..', import.meta.url));
@@ -22,11 +24,11 @@ export interface BundledScript {
   /** Runtimes the script compiles for. */
   runtimes: readonly ('kernel' | 'bpf')[];
   /** Positional script arguments, built from the tracer's options. */
-  args(options: OptionValues, target: Target): string[];
+  args(options: Options, target: Target): string[];
 }
 
-function intervalMs(options: OptionValues): string {
-  return String(Math.max(1, Math.round(Number(options.interval ?? 1000))));
+function intervalMs(options: Options): string {
+  return String(Math.max(1, Math.round(options.interval)));
 }
 
 export const BUNDLED: Readonly<Record<string, BundledScript>> = {
@@ -47,7 +49,7 @@ export const BUNDLED: Readonly<Record<string, BundledScript>> = {
     args: (options, target) => [
       pythonBinary(options, target),
       intervalMs(options),
-      ((options.functions as readonly string[] | undefined) ?? DEFAULT_FUNCTIONS).join(','),
+      options.functions.join(','),
     ],
   },
 };
@@ -67,15 +69,12 @@ export function scriptPath(script: string, pluginDir = packageDir): string {
  * option, else the target's own interpreter, else the first python3 binary on PATH. Probes are placed on the
  * binary's file, so symlinks are resolved.
  */
-export function pythonBinary(options: OptionValues, target: Target): string {
-  if (typeof options.python === 'string') return resolveReal(options.python);
+export function pythonBinary(options: Options, target: Target): string {
+  if (options.python !== undefined) return resolveReal(options.python);
   for (const pid of target.pids) {
-    try {
-      const exe = readlinkSync(`/proc/${pid}/exe`);
-      if (/python[\d.]*$/.test(exe)) return exe;
-    } catch {
-      // The process may be gone or not ours to read; fall back to PATH.
-    }
+    // undefined when the process is gone or not ours to read: fall back to PATH.
+    const exe = readExe(pid);
+    if (exe && /python[\d.]*$/.test(exe)) return exe;
   }
   // Shims (pyenv) and wrappers are scripts: take the first real ELF binary, preferring one that
   // carries SDT markers.

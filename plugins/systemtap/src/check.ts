@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { release } from 'node:os';
 import type { CheckContext, CheckResult } from '@scalpels/core';
-import type { Runtime } from './command.js';
+import type { Options } from './options.js';
 
 /** Facts about this host that decide whether stap can run; injectable for tests. */
 export interface Host {
@@ -116,10 +116,10 @@ function otherKernelHint(distro: string): string {
  * / start (full: also runs `stap -V` and asks the package manager whether headers exist).
  */
 export async function checkSystemtap(
-  ctx: CheckContext,
+  ctx: CheckContext<Options>,
   host: Host = probeHost(),
 ): Promise<CheckResult> {
-  const runtime = (ctx.options.runtime ?? 'kernel') as Runtime;
+  const runtime = ctx.options.runtime;
   const rel = host.release;
   const stap = await ctx.which('stap');
   if (!stap) {

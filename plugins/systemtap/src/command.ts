@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
-import type { OptionValues, Target } from '@scalpels/core';
+import type { Target } from '@scalpels/core';
 import { bundledScript, packageDir, scriptPath } from './bundled.js';
 import { stapFlags } from './flags.js';
+import type { Options } from './options.js';
 
 export type Runtime = 'kernel' | 'bpf';
 
@@ -34,15 +35,14 @@ export function moduleName(taskId: string, tracerId: number): string {
 }
 
 /** Cross-option checks, shared by the manifest's validate() and the worker. */
-export function optionProblem(options: OptionValues): string | undefined {
-  const script = String(options.script ?? '');
-  const runtime = (options.runtime ?? 'kernel') as Runtime;
+export function optionProblem(options: Options): string | undefined {
+  const { script, runtime } = options;
   const bundled = bundledScript(script);
   if (bundled) {
     if (!bundled.runtimes.includes(runtime)) {
       return `bundled script "${script}" runs on runtime ${bundled.runtimes.join('/')}, not ${runtime}`;
     }
-    if ((options.args as readonly string[] | undefined)?.length) {
+    if (options.args.length) {
       return `bundled script "${script}" takes its settings from options (interval, functions, python), not args`;
     }
   } else if (!/\.stp$/.test(script) && !script.includes('/')) {
@@ -50,31 +50,24 @@ export function optionProblem(options: OptionValues): string | undefined {
   } else if (!existsSync(script)) {
     return `script file ${script} does not exist`;
   }
-  const flags = stapFlags(
-    (options.flags as readonly string[] | undefined) ?? [],
-    options.guru === true,
-  );
+  const flags = stapFlags(options.flags, options.guru);
   if ('error' in flags) return flags.error;
   return undefined;
 }
 
 /** The stap arguments for a tracer (without the `stap` itself), for running or for validating. */
 export function stapCommand(
-  options: OptionValues,
+  options: Options,
   target: Target,
   opts: { pluginDir?: string; module?: string; ready?: boolean } = {},
 ): StapCommand {
-  const script = String(options.script ?? 'syscalls');
-  const runtime = (options.runtime ?? 'kernel') as Runtime;
+  const { script, runtime } = options;
   const bundled = bundledScript(script);
-  const flags = stapFlags(
-    (options.flags as readonly string[] | undefined) ?? [],
-    options.guru === true,
-  );
+  const flags = stapFlags(options.flags, options.guru);
   if ('error' in flags) throw new Error(flags.error);
   const args: string[] = [];
   if (runtime === 'bpf') args.push('--runtime=bpf');
-  if (options.guru === true) args.push('-g');
+  if (options.guru) args.push('-g');
   if (opts.module) args.push('-m', opts.module);
   args.push(...flags.argv);
   // `-x` makes target() the root pid; scripts follow its children with target_set_pid(). The
@@ -86,6 +79,6 @@ export function stapCommand(
   const path = scriptPath(script, opts.pluginDir ?? packageDir);
   args.push(path);
   if (bundled) args.push(...bundled.args(options, target));
-  else args.push(...((options.args as readonly string[] | undefined) ?? []));
+  else args.push(...options.args);
   return { args, script: path, runtime, extraRoots };
 }

@@ -1,14 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { definePlugin } from '@scalpels/core';
-import { BUNDLED, DEFAULT_FUNCTIONS, functionEntryCaveat, pythonBinary } from './bundled.js';
+import { BUNDLED, functionEntryCaveat, pythonBinary } from './bundled.js';
 import { checkSystemtap } from './check.js';
 import { optionProblem } from './command.js';
-import { FLAGS_HELP } from './flags.js';
 import { journalLeftovers, undoLeftover } from './leftovers.js';
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
 import { verifySystemtap } from './verify.js';
+import { requireTrusted } from './trust.js';
 import { systemtapWorker } from './worker.js';
+import { view } from './view.js';
+import { OPTIONS } from './options.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
   version: string;
@@ -24,68 +26,9 @@ export default definePlugin({
   description:
     'Runs SystemTap scripts as tracers: your own .stp files (output conventions: a number per line, `key value` / `key<TAB>value` rows, column rows, @hist_log tables, tab-separated events and JSON lines, declared with `# scalpels:` header lines; see the README) or bundled ones: ' +
     bundledList,
-  apiVersion: '>=1.0.0 <2',
+  apiVersion: '>=1.2.0 <2',
   target: 'optional',
-  options: {
-    script: {
-      type: 'string',
-      default: 'syscalls',
-      description: `a bundled script (${Object.keys(BUNDLED).join(', ')}) or the path of a .stp file`,
-    },
-    args: {
-      type: 'list',
-      default: [],
-      description:
-        'arguments of a user script ($1, @1, ...), comma-separated; bundled scripts take options instead',
-    },
-    runtime: {
-      type: 'string',
-      choices: ['kernel', 'bpf'],
-      default: 'kernel',
-      description:
-        'SystemTap back end: kernel (a loadable module; the bundled scripts) or bpf (stapbpf; a subset of the language)',
-    },
-    guru: {
-      type: 'boolean',
-      default: false,
-      description:
-        'guru mode (stap -g: embedded C, writes to kernel memory). Only ever set by this option, never by flags',
-    },
-    flags: { type: 'list', default: [], description: FLAGS_HELP },
-    interval: {
-      type: 'duration',
-      default: '1s',
-      min: '10ms',
-      unit: 'ms',
-      description: 'how often the bundled scripts print their counts',
-    },
-    functions: {
-      type: 'list',
-      default: DEFAULT_FUNCTIONS,
-      pattern: /^(\*|[^,:\s]*:[A-Za-z_][A-Za-z0-9_]*)$/,
-      description:
-        'python-calls: FILE_SUFFIX:FUNCTION items to count (`:execute` = any file; `*` = every function, expensive)',
-    },
-    python: {
-      type: 'path',
-      mustExist: true,
-      description:
-        "python-calls: the CPython binary to probe (default: the target's interpreter, else python3 on PATH)",
-    },
-    startTimeout: {
-      type: 'duration',
-      default: '2m',
-      unit: 'ms',
-      description: 'how long stap may take to compile and load the script before the tracer fails',
-    },
-    stopTimeout: {
-      type: 'duration',
-      default: '20s',
-      unit: 'ms',
-      description:
-        'how long stap may take to run its end probes and unload after SIGINT before it is killed',
-    },
-  },
+  options: OPTIONS,
   requires: [
     {
       kind: 'binary',
@@ -109,6 +52,7 @@ export default definePlugin({
     },
   ],
   check: async (ctx) => {
+    requireTrusted(ctx.options, ctx.policy);
     const result = await checkSystemtap(ctx);
     if (ctx.options.script !== 'python-calls') return result;
     const caveat = functionEntryCaveat(
@@ -123,4 +67,5 @@ export default definePlugin({
   worker: systemtapWorker,
   parser: createParser,
   schema,
+  report: view,
 });

@@ -1,15 +1,16 @@
 import { spawnSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
-import type { OptionValues, SetupContext, UndoAction } from '@scalpels/core';
+import type { SetupContext, UndoAction } from '@scalpels/core';
 import { moduleName } from './command.js';
+import type { Options } from './options.js';
 
 /**
  * What a stap killed without warning leaves behind: its kernel module (kernel runtime), or the
  * uprobe/kprobe events stapbpf defined in tracefs (bpf runtime). Journaled before the worker
  * starts so that stop, crash recovery and `scalpels recover` remove them.
  */
-export async function journalLeftovers(options: OptionValues, ctx: SetupContext): Promise<void> {
-  if ((options.runtime ?? 'kernel') === 'kernel') {
+export async function journalLeftovers(options: Options, ctx: SetupContext): Promise<void> {
+  if (options.runtime === 'kernel') {
     const module = moduleName(ctx.taskId, ctx.tracerId);
     await ctx.journal({
       kind: 'stap-module',
@@ -17,6 +18,9 @@ export async function journalLeftovers(options: OptionValues, ctx: SetupContext)
       description: `systemtap module ${module} (unloaded if stap could not)`,
     });
   } else {
+    // stapbpf defines its events in tracefs: a reference on the node's tracefs (lease shared
+    // with syscalls and fs-io), so a tracer that mounted it does not unmount it under stapbpf.
+    await ctx.lease({ resource: 'tracefs', scope: 'node', change: async () => undefined });
     await ctx.journal({
       kind: 'stapbpf-events',
       data: {},
@@ -33,7 +37,7 @@ export function moduleLoaded(name: string, modules = '/proc/modules'): boolean {
 }
 
 /** Idempotent: nothing to do when the module is not loaded or the events are gone. */
-export async function undoLeftover(action: UndoAction, _options?: OptionValues): Promise<void> {
+export async function undoLeftover(action: UndoAction, _options?: Options): Promise<void> {
   if (action.kind === 'stap-module') {
     const module = (action.data as { module?: unknown }).module;
     if (typeof module !== 'string' || !/^[a-z0-9_]+$/.test(module))

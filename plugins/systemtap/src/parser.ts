@@ -1,4 +1,4 @@
-import { diagnostic } from '@scalpels/core';
+import { diagnostic, pythonKeyOfFile, pythonSysPath } from '@scalpels/core';
 import type {
   DroppedNotice,
   ParseContext,
@@ -9,6 +9,7 @@ import type {
   TraceRecord,
 } from '@scalpels/core';
 import { schema } from './schema.js';
+import type { Options } from './options.js';
 
 /**
  * The output conventions a SystemTap script follows so that Scalpels understands it (see the
@@ -66,26 +67,19 @@ function shown(line: string): string {
   return JSON.stringify(line.length > MAX_SHOWN ? `${line.slice(0, MAX_SHOWN)}…` : line);
 }
 
-/** `/usr/lib/python3/dist-packages/oslo_messaging/rpc/client.py:call` → `oslo_messaging.rpc.client:call`. */
-export function pythonKey(raw: string): string {
+/**
+ * `/usr/lib/python3/dist-packages/oslo_messaging/rpc/client.py:call` →
+ * `oslo_messaging.rpc.client:call`: the key python-calls gives the same function (the core's
+ * normalizer), modules found through `sysPath` (the node's python3's by default).
+ */
+export function pythonKey(raw: string, sysPath: readonly string[] = hostSysPath()): string {
   const colon = raw.lastIndexOf(':');
   if (colon <= 0) return raw;
-  const file = raw.slice(0, colon);
-  const fn = raw.slice(colon + 1);
-  let path = file.replace(/\\/g, '/');
-  const pkgs = /\/(?:site|dist)-packages\//.exec(path);
-  if (pkgs) path = path.slice(pkgs.index + pkgs[0].length);
-  else {
-    const lib = /\/lib\/python[\d.]+\//.exec(path);
-    if (lib) path = path.slice(lib.index + lib[0].length);
-    else return `${file}:${fn}`;
-  }
-  const module = path
-    .replace(/\.py[co]?$/, '')
-    .replace(/\/__init__$/, '')
-    .replace(/\//g, '.');
-  return `${module}:${fn}`;
+  return pythonKeyOfFile(raw.slice(0, colon), raw.slice(colon + 1), sysPath);
 }
+
+/** The interpreter python-calls reads module paths from too when the node configures none. */
+const hostSysPath = (): readonly string[] => pythonSysPath('/usr/bin/python3');
 
 /** Parses `a=b c=d flag` header attributes. */
 function attributes(text: string): Map<string, string> {
@@ -110,7 +104,7 @@ export class ConventionParser implements Parser {
   /** Python paths repeat every interval: normalize each once. */
   private readonly pythonKeys = new Map<string, string>();
 
-  constructor(_ctx?: ParseContext) {
+  constructor(_ctx?: ParseContext<Options>) {
     // Lines before any header are counters of a series named `value`.
     this.current = this.declareSeries('value', new Map());
   }
@@ -554,6 +548,6 @@ function records(r: ParseResult): TraceRecord[] {
   return Array.isArray(r) ? [...(r as TraceRecord[])] : [r as TraceRecord];
 }
 
-export function createParser(ctx: ParseContext): Parser {
+export function createParser(ctx: ParseContext<Options>): Parser {
   return new ConventionParser(ctx);
 }

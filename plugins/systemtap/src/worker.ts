@@ -1,6 +1,8 @@
 import { join } from 'node:path';
-import type { OptionValues, WorkerContext, WorkerSpec } from '@scalpels/core';
+import type { WorkerContext, WorkerSpec } from '@scalpels/core';
 import { READY_LINE, moduleName, optionProblem, stapCommand } from './command.js';
+import { requireTrusted } from './trust.js';
+import type { Options } from './options.js';
 
 const READY = new RegExp(`^${READY_LINE}$`);
 
@@ -9,12 +11,14 @@ const READY = new RegExp(`^${READY_LINE}$`);
  * unload its module when stopped, reports a module that stays loaded, and turns stap's skipped
  * probes into drop notices.
  */
-export function systemtapWorker(options: OptionValues, ctx: WorkerContext): WorkerSpec {
+export function systemtapWorker(options: Options, ctx: WorkerContext): WorkerSpec {
   const problem = optionProblem(options);
   if (problem) throw new Error(problem);
+  // Again at use: check() ran earlier, and the worker may be restarted much later.
+  requireTrusted(options, ctx.policy);
   const module = moduleName(ctx.taskId, ctx.tracerId);
   const cmd = stapCommand(options, ctx.target, { pluginDir: ctx.pluginDir, module, ready: true });
-  const stopTimeoutMs = Number(options.stopTimeout ?? 20_000);
+  const stopTimeoutMs = options['stop-timeout'];
   const argv = [
     process.execPath,
     join(ctx.pluginDir, 'dist', 'supervise.js'),
@@ -35,6 +39,6 @@ export function systemtapWorker(options: OptionValues, ctx: WorkerContext): Work
     // Scripts may end themselves (`exit()` after a while): exit code 0 then means done, not failed.
     mayExit: true,
     // Building a kernel module takes seconds to minutes on a cold cache.
-    ready: { stdout: READY, timeoutMs: Number(options.startTimeout ?? 120_000) },
+    ready: { stdout: READY, timeoutMs: options['start-timeout'] },
   };
 }

@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
-import type { CheckContext } from '@scalpels/core';
+import { validateOptions, type CheckContext } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { checkSystemtap, probeHost, type Host } from '../src/check.js';
+import type { Options } from '../src/options.js';
 
 function exec(argv: readonly string[], timeoutMs?: number): ReturnType<CheckContext['exec']> {
   return new Promise((resolve) =>
@@ -24,10 +25,15 @@ async function which(binary: string): Promise<string | undefined> {
 function ctx(
   depth: 'quick' | 'full',
   options: Record<string, unknown> = {},
-  over: Partial<CheckContext> = {},
-): CheckContext {
+  over: Partial<CheckContext<Options>> = {},
+): CheckContext<Options> {
   return {
-    options: { runtime: 'kernel', ...options },
+    // Each option typed and defaulted as the core does; the cross-option check (a bundled script
+    // runs on the kernel runtime only) is left out: these cases probe the host for a runtime.
+    options: validateOptions(
+      { name: plugin.name, options: plugin.options },
+      { runtime: 'kernel', ...options },
+    ),
     depth,
     isRoot: process.getuid?.() === 0,
     exec,

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import type { UndoAction } from '@scalpels/core';
+import { validateOptions, type UndoAction } from '@scalpels/core';
 import plugin from '../src/index.js';
 import { moduleLoaded, removeStaleStapbpfEvents } from '../src/leftovers.js';
 
@@ -19,9 +19,13 @@ describe('systemtap leftovers (journaled in setup, removed by undo)', () => {
       runtimeDir: dir,
       pluginDir: dir,
       journal: async (a: UndoAction) => void actions.push(a),
+      lease: async () => ({ first: true, holders: 1 }),
     };
-    await plugin.setup!({ runtime: 'kernel' }, ctx);
-    await plugin.setup!({ runtime: 'bpf' }, ctx);
+    // Each option typed and defaulted as the core does, without the cross-option check (the
+    // default bundled script runs on the kernel runtime only): setup only reads the runtime.
+    const specs = { name: plugin.name, options: plugin.options };
+    await plugin.setup!(validateOptions(specs, { runtime: 'kernel' }), ctx);
+    await plugin.setup!(validateOptions(specs, { runtime: 'bpf' }), ctx);
     expect(actions.map((a) => [a.kind, a.data])).toEqual([
       ['stap-module', { module: 'scalpels_t1_4' }],
       ['stapbpf-events', {}],
@@ -30,11 +34,12 @@ describe('systemtap leftovers (journaled in setup, removed by undo)', () => {
 
   it('undo is idempotent when nothing is left (twice, no error) and refuses a forged module name', async () => {
     const action = { kind: 'stap-module', data: { module: 'scalpels_t1_4' }, description: '' };
-    await plugin.undo!(action, {});
-    await plugin.undo!(action, {});
-    await expect(plugin.undo!({ ...action, data: { module: 'x; rm -rf /' } }, {})).rejects.toThrow(
-      /bad module name/,
-    );
+    const options = validateOptions(plugin, {});
+    await plugin.undo!(action, options);
+    await plugin.undo!(action, options);
+    await expect(
+      plugin.undo!({ ...action, data: { module: 'x; rm -rf /' } }, options),
+    ).rejects.toThrow(/bad module name/);
   });
 
   it('reads /proc/modules-style lists exactly', () => {

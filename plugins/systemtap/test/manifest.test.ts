@@ -3,19 +3,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { validateOptions, type Target, type WorkerContext } from '@scalpels/core';
+import { validateOptions, type Target, type TrustPolicy, type WorkerContext } from '@scalpels/core';
+import { trustedScratchDir } from '@scalpels/core/testing';
 import plugin from '../src/index.js';
 import { READY_LINE, moduleName } from '../src/command.js';
 import { stapFlags } from '../src/flags.js';
 
 const pluginDir = fileURLToPath(new URL('..', import.meta.url));
 const runtimeDir = mkdtempSync(join(tmpdir(), 'scalpels-stap-test-'));
-const userScript = join(runtimeDir, 'top.stp');
-writeFileSync(userScript, 'probe begin { println(1) }\n');
-afterAll(() => rmSync(runtimeDir, { recursive: true, force: true }));
+// User scripts must be root's and in root's folders (docs/security.md): a trusted scratch folder.
+const scriptDir = trustedScratchDir('stap-test-');
+const userScript = join(scriptDir, 'top.stp');
+writeFileSync(userScript, 'probe begin { println(1) }\n', { mode: 0o644 });
+afterAll(() => {
+  rmSync(runtimeDir, { recursive: true, force: true });
+  rmSync(scriptDir, { recursive: true, force: true });
+});
+const allowAll: TrustPolicy = { allowScripts: true, allowGuru: true };
 
-function ctx(target: Target): WorkerContext {
-  return { target, taskId: '01J9ZK-task', tracerId: 3, runtimeDir, pluginDir };
+function ctx(target: Target, policy: TrustPolicy = allowAll): WorkerContext {
+  return { target, taskId: '01J9ZK-task', tracerId: 3, runtimeDir, pluginDir, policy };
 }
 const none: Target = { kind: 'none', pids: [], description: 'system-wide' };
 
@@ -158,6 +165,20 @@ describe('systemtap worker command', () => {
       '--runtime',
       'bpf',
     ]);
+  });
+
+  it('builds no worker for a user script or guru mode that root did not allow', async () => {
+    const deny: TrustPolicy = { allowScripts: false, allowGuru: false };
+    const scriptOnly: TrustPolicy = { allowScripts: true, allowGuru: false };
+    const build = (raw: Record<string, unknown>, policy: TrustPolicy) =>
+      Promise.resolve().then(() => plugin.worker(validateOptions(plugin, raw), ctx(none, policy)));
+    await expect(build({ script: userScript }, deny)).rejects.toThrow(
+      /^systemtap: option "script": ".*" refused: user scripts need the agent \(or scalpels run\) started with --allow-scripts$/,
+    );
+    await expect(build({ script: userScript, guru: 'true' }, scriptOnly)).rejects.toThrow(
+      /^systemtap: option "guru" refused: .*--allow-guru$/,
+    );
+    await expect(build({ guru: 'true' }, deny)).rejects.toThrow(/--allow-guru/);
   });
 
   it('gives python-calls the interpreter, interval and function filter', async () => {
