@@ -213,6 +213,9 @@ export class WorkerRunner {
         : `worker exited with code ${exit.exitCode} before it was stopped`;
     else if (!exitedAlone && exit.exitCode !== null && exit.exitCode !== 0)
       error = `worker exited with code ${exit.exitCode} while stopping`;
+    // The worker's own last word, when it said one, is usually the reason.
+    const lastLine = this.stderrTail.toString().trim().split('\n').pop()?.trim();
+    if (error && lastLine) error = `${error}: ${lastLine.slice(0, 300)}`;
     if (this.sinkError) error = `store write failed: ${this.sinkError}`;
     return {
       ...this.stats,

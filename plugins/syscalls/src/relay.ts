@@ -16,8 +16,9 @@ if (!file || sep !== '--' || argv.length === 0) {
   process.exit(2);
 }
 const tool = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'inherit', 'inherit'] });
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
 let stopRequested = false;
-for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const)
+for (const sig of STOP_SIGNALS)
   process.on(sig, () => {
     stopRequested = true;
     if (tool.exitCode === null && tool.signalCode === null) tool.kill(sig);
@@ -27,12 +28,21 @@ tool.once('error', (e) => {
   process.exit(127);
 });
 tool.once('exit', (code, signal) => {
-  // The tool creates the file when it starts; the summary is in it only once it is not empty.
-  const written = existsSync(file) && statSync(file).size > 0;
+  const exists = existsSync(file);
+  // The tool creates the file when it starts; the summary is in it once it is not empty.
+  const written = exists && statSync(file).size > 0;
   if (written) process.stdout.write(readFileSync(file));
-  // A tool already leaving (its target gone) when the stop signal came may die of it after its
-  // summary is written: that is a normal stop.
-  if (signal && stopRequested && written) process.exitCode = 0;
-  else process.exitCode = code ?? 128;
-  if (!written) process.stderr.write(`relay: ${argv[0]} wrote no summary\n`);
+  // Ended by a stop signal (ours, or the core's group signal that reached the tool first): the
+  // summary is complete. strace -c writes nothing at all when it saw no call, so an empty file
+  // then means zero calls, not a failure. A tool already leaving (its target gone) when the stop
+  // came may die of the signal after writing: that is a normal stop too.
+  const stopped = signal !== null && (stopRequested || STOP_SIGNALS.includes(signal));
+  if (stopped && exists) process.exitCode = 0;
+  else {
+    process.exitCode = code ?? 128;
+    if (!written)
+      process.stderr.write(
+        `relay: ${argv[0]} wrote no summary (${signal ? `killed by ${signal}` : `exit code ${code}`})\n`,
+      );
+  }
 });

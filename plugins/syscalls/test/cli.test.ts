@@ -124,7 +124,7 @@ describe.runIf(ok)('scalpels run -t syscalls (end to end)', () => {
         store,
       ]);
       const tracer = (JSON.parse(stdout) as Report).tracers.find((t) => t.tracer === 'syscalls')!;
-      expect(tracer.status).toBe('stopped');
+      expect(tracer.status, tracer.error ?? '').toBe('stopped');
       expect(tracer.technique).toBe('strace');
       expect(tracer.parseErrors).toBe(0);
       const getppid = tracer.series.filter(

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -115,6 +115,24 @@ describe.runIf(tracing && capability('strace', which('strace'), 'strace is not i
       expect(outcome.parseErrors).toBe(0);
       expect(total(records, 'syscalls.calls', { syscall: 'getppid' })).toBe(20_300);
       expect(total(records, 'syscalls.errors', { syscall: 'openat', errno: 'unknown' })).toBe(3);
+    });
+
+    it('a target that makes no call while traced is stopped with zero calls, not failed', async () => {
+      // strace -c writes nothing at all when it saw no call: that empty summary is a result.
+      const idle = spawn('sleep', ['600'], { stdio: 'ignore' });
+      try {
+        const { records, outcome } = await runWorker(plugin, {
+          pluginDir,
+          technique: 'strace',
+          target: { kind: 'pid', pids: [idle.pid!], description: `pid ${idle.pid}` },
+          during: async () => undefined,
+        });
+        expect(outcome.status, outcome.error ?? outcome.stderrTail).toBe('stopped');
+        expect(outcome.parseErrors).toBe(0);
+        expect(records.filter((r) => r.name === 'syscalls.calls')).toEqual([]);
+      } finally {
+        idle.kill('SIGKILL');
+      }
     });
 
     it('refuses system-wide', () => {
