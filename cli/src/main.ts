@@ -10,6 +10,20 @@ const yargs = require('yargs/yargs') as (args: string[]) => Argv;
 
 const version = (require('../package.json') as { version: string }).version;
 
+/** What a root process may accept of user scripts: asked of `run` and `agent`, which start tracers themselves. */
+function scriptOptions<T>(y: Argv<T>) {
+  return y
+    .option('allow-scripts', {
+      type: 'boolean',
+      describe:
+        'accept user scripts (SystemTap .stp files, tapset folders) from root-owned files not writable by others',
+    })
+    .option('allow-guru', {
+      type: 'boolean',
+      describe: 'accept SystemTap guru mode (guru=true; needs --allow-scripts)',
+    });
+}
+
 async function main(argv: string[]): Promise<number> {
   warnInlinePasswords(argv);
   let exitCode = 0;
@@ -109,48 +123,43 @@ async function main(argv: string[]): Promise<number> {
       'run',
       'trace a workload from its start to its end: scalpels run -t T[,T..]|--preset P [--set T.key=value].. -- CMD [ARGS..]',
       (y) =>
-        y
-          .option('tracer', {
-            alias: 't',
-            type: 'string',
-            array: true,
-            describe: 'tracers to run (comma-separated or repeated)',
-          })
-          .option('preset', {
-            type: 'string',
-            describe: 'tracers and options of a preset (scalpels presets); -t adds tracers',
-          })
-          .option('set', {
-            type: 'string',
-            array: true,
-            describe: 'tracer option: TRACER.KEY=VALUE (repeatable)',
-          })
-          .option('name', { type: 'string', describe: 'task name' })
-          .option('label', {
-            type: 'string',
-            array: true,
-            describe: 'task label KEY=VALUE (repeatable)',
-          })
-          .option('format', {
-            choices: ['table', 'json', 'none'] as const,
-            default: 'table',
-            describe: 'summary printed to stderr at the end',
-          })
-          .option('allow-scripts', {
-            type: 'boolean',
-            describe:
-              'accept user scripts (SystemTap .stp files, tapset folders) from root-owned files not writable by others',
-          })
-          .option('allow-guru', {
-            type: 'boolean',
-            describe: 'accept SystemTap guru mode (guru=true; needs --allow-scripts)',
-          })
-          .option('top', { type: 'number', describe: 'rows per top table (default 10)' })
-          .option('all', { type: 'boolean', describe: 'print every series, not the summary' })
-          .option('ops', {
-            type: 'number',
-            describe: 'the workload did N operations (N server boots): adds per-operation figures',
-          }),
+        scriptOptions(
+          y
+            .option('tracer', {
+              alias: 't',
+              type: 'string',
+              array: true,
+              describe: 'tracers to run (comma-separated or repeated)',
+            })
+            .option('preset', {
+              type: 'string',
+              describe: 'tracers and options of a preset (scalpels presets); -t adds tracers',
+            })
+            .option('set', {
+              type: 'string',
+              array: true,
+              describe: 'tracer option: TRACER.KEY=VALUE (repeatable)',
+            })
+            .option('name', { type: 'string', describe: 'task name' })
+            .option('label', {
+              type: 'string',
+              array: true,
+              describe: 'task label KEY=VALUE (repeatable)',
+            })
+            .option('format', {
+              choices: ['table', 'json', 'none'] as const,
+              default: 'table',
+              describe: 'summary printed to stderr at the end',
+            })
+
+            .option('top', { type: 'number', describe: 'rows per top table (default 10)' })
+            .option('all', { type: 'boolean', describe: 'print every series, not the summary' })
+            .option('ops', {
+              type: 'number',
+              describe:
+                'the workload did N operations (N server boots): adds per-operation figures',
+            }),
+        ),
       async (args) => {
         const { runCommand } = await import('./commands/run.js');
         setExit(await runCommand(args as unknown as Parameters<typeof runCommand>[0]));
@@ -160,35 +169,28 @@ async function main(argv: string[]): Promise<number> {
       'agent',
       'serve tracers over RPC on this node (unix socket 0600; TCP only with a token)',
       (y) =>
-        y
-          .option('socket', {
-            type: 'string',
-            describe:
-              'unix socket path (default $XDG_RUNTIME_DIR/scalpels/agent.sock or /run/scalpels/agent.sock)',
-          })
-          .option('listen', {
-            type: 'string',
-            describe: 'also listen on TCP HOST:PORT (needs --token-file)',
-          })
-          .option('node', { type: 'string', describe: 'node name (default: hostname)' })
-          .option('heartbeat', {
-            type: 'string',
-            describe: 'cluster heartbeat period (default 2s)',
-          })
-          .option('metrics', {
-            type: 'string',
-            describe:
-              'also serve OpenMetrics of running tasks at http://HOST:PORT/metrics (loopback only)',
-          })
-          .option('allow-scripts', {
-            type: 'boolean',
-            describe:
-              'accept user scripts (SystemTap .stp files, tapset folders) from root-owned files not writable by others',
-          })
-          .option('allow-guru', {
-            type: 'boolean',
-            describe: 'accept SystemTap guru mode (guru=true; needs --allow-scripts)',
-          }),
+        scriptOptions(
+          y
+            .option('socket', {
+              type: 'string',
+              describe:
+                'unix socket path (default $XDG_RUNTIME_DIR/scalpels/agent.sock or /run/scalpels/agent.sock)',
+            })
+            .option('listen', {
+              type: 'string',
+              describe: 'also listen on TCP HOST:PORT (needs --token-file)',
+            })
+            .option('node', { type: 'string', describe: 'node name (default: hostname)' })
+            .option('heartbeat', {
+              type: 'string',
+              describe: 'cluster heartbeat period (default 2s)',
+            })
+            .option('metrics', {
+              type: 'string',
+              describe:
+                'also serve OpenMetrics of running tasks at http://HOST:PORT/metrics (loopback only)',
+            }),
+        ),
       async (args) => {
         const { agentCommand } = await import('./commands/agent.js');
         const metrics = args.metrics

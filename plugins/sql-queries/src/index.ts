@@ -17,6 +17,7 @@ import {
 import { createParser } from './parser.js';
 import { schema } from './schema.js';
 import {
+  MYSQL_LOG_VARIABLES,
   mysqlGlobals,
   mysqlLogSettings,
   mysqlRestore,
@@ -155,18 +156,7 @@ async function setup(given: Options, ctx: SetupContext): Promise<void> {
           await applyMysqlChanges(conn, journal, changes, current, [], 'log_output');
         });
         await lease(server, log, async (journal, state) => {
-          const current = await mysqlGlobals(conn, [
-            'slow_query_log',
-            'slow_query_log_file',
-            'long_query_time',
-            'log_output',
-            'general_log',
-            'general_log_file',
-            'min_examined_row_limit',
-            'log_slow_rate_limit',
-            'log_slow_min_examined_row_limit',
-            'datadir',
-          ]);
+          const current = await mysqlGlobals(conn, [...MYSQL_LOG_VARIABLES, 'datadir']);
           const safeId = `${ctx.taskId}-${ctx.tracerId}`.replace(/[^\w-]/g, '_');
           const fileName = `scalpels-${safeId}-${log}.log`;
           // A tracer of another store (its own agent or SQLite file) holds no lease here: taking

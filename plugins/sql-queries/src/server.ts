@@ -43,7 +43,8 @@ function settingLiteral(conn: MysqlConnection, value: string): string {
   return /^-?\d+(\.\d+)?$/.test(value) ? value : conn.escape(value);
 }
 
-const SETTABLE = new Set([
+/** The server variables a tracer may change (and reads before it does). */
+export const MYSQL_LOG_VARIABLES = [
   'slow_query_log',
   'slow_query_log_file',
   'long_query_time',
@@ -53,7 +54,8 @@ const SETTABLE = new Set([
   'min_examined_row_limit',
   'log_slow_rate_limit',
   'log_slow_min_examined_row_limit',
-]);
+] as const;
+const SETTABLE: ReadonlySet<string> = new Set(MYSQL_LOG_VARIABLES);
 
 export async function mysqlSetGlobal(
   conn: MysqlConnection,
