@@ -36,6 +36,7 @@ interface Report {
     tracer: string;
     status: string;
     technique?: string;
+    error: string | null;
     parseErrors: number;
     dropped: number;
     series: Series[];
