@@ -187,6 +187,13 @@ describe('scalpels agent', () => {
           (s) => s.name === 'proc.rss' && s.labels.pid === String(target.pid),
         ),
       ).toBe(true);
+      // Named by --agent alone, report reads the agent's store (not this user's default one).
+      const viaAgent = await runCli(
+        ['report', '--last', '--format', 'json', '--agent', agent.url],
+        { cli, env: { NO_COLOR: '1', XDG_DATA_HOME: join(scratch, 'empty-home') }, timeoutMs: 0 },
+      );
+      expect(viaAgent.exitCode, viaAgent.stderr).toBe(0);
+      expect((JSON.parse(viaAgent.stdout) as { task: { id: string } }).task.id).toBe(taskId);
     } finally {
       target.kill();
       agent.proc.kill('SIGTERM');
@@ -244,6 +251,15 @@ describe('scalpels agent', () => {
         timeoutMs: 0,
       });
       expect(noToken.exitCode).toBe(1);
+      // A SQLite store is a file on the agent's node: a reader elsewhere is told so, in one line.
+      const remoteReport = await runCli(
+        ['report', '--last', '--agent', `tcp://127.0.0.1:${port}`, '--token-file', tokenFile],
+        { cli, timeoutMs: 0 },
+      );
+      expect(remoteReport.exitCode).toBe(1);
+      expect(remoteReport.stderr.trim()).toMatch(
+        /^scalpels: the agent at tcp:\/\/127\.0\.0\.1:\d+ keeps its tasks in sqlite:\/\/\S+ on its own node: read them there, or give --store$/,
+      );
     } finally {
       agent.proc.kill('SIGTERM');
       await agent.proc;

@@ -15,6 +15,9 @@ export interface GlobalArgs {
   allowScripts?: boolean;
   /** `agent` and `run`: accept SystemTap guru mode (with --allow-scripts). */
   allowGuru?: boolean;
+  /** Commands that talk to an agent: unix:///path or tcp://host:port. */
+  agent?: string;
+  tokenFile?: string;
 }
 
 /** The CLI package folder: plugins installed beside it (or above it) are the installation's. */
@@ -42,6 +45,49 @@ export async function makeConfig(args: GlobalArgs): Promise<Config> {
     env: process.env,
     policy: { allowScripts: args.allowScripts === true, allowGuru: args.allowGuru === true },
   };
+}
+
+/**
+ * The configuration of a command that reads tasks (tasks, report, compare, watch): its store is
+ * --store (or SCALPELS_STORE, --redis), else the store of the agent named by --agent (or
+ * SCALPELS_AGENT), so that `start --agent X` and `report --agent X` see the same tasks; else the
+ * default store.
+ */
+export async function readerConfig(args: GlobalArgs): Promise<Config> {
+  const config = await makeConfig(args);
+  const named =
+    args.store ?? process.env.SCALPELS_STORE ?? args.redis ?? process.env.SCALPELS_REDIS;
+  const agentUrl = args.agent ?? process.env.SCALPELS_AGENT;
+  if (named !== undefined || agentUrl === undefined) return config;
+  const engine = await loadEngine();
+  const tokenFile = args.tokenFile ?? process.env.SCALPELS_TOKEN_FILE;
+  const token = tokenFile ? engine.readTokenFile(tokenFile) : undefined;
+  if (agentUrl.startsWith('tcp://') && !token)
+    throw new engine.UserError(
+      `--agent ${agentUrl}: TCP needs --token-file F (or SCALPELS_TOKEN_FILE)`,
+    );
+  const client = new engine.AgentClient(agentUrl, token);
+  let store: string;
+  try {
+    store = (await client.call<{ store: string }>('ping')).store;
+  } catch (e) {
+    throw new engine.UserError(
+      `cannot ask the agent at ${agentUrl} for its store (${(e as Error).message.split('\n')[0]}); give --store`,
+    );
+  } finally {
+    client.close();
+  }
+  // The agent says its store as it shows it: a password in it is masked, and a SQLite file is
+  // a path on the agent's own node.
+  if (store.includes('***@'))
+    throw new engine.UserError(
+      `the agent at ${agentUrl} uses ${store}: give --store with its password file`,
+    );
+  if (store.startsWith('sqlite:') && agentUrl.startsWith('tcp://'))
+    throw new engine.UserError(
+      `the agent at ${agentUrl} keeps its tasks in ${store} on its own node: read them there, or give --store`,
+    );
+  return { ...config, storeUrl: store };
 }
 
 export const useColor = (stream: NodeJS.WriteStream = process.stdout): boolean =>

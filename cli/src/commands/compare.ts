@@ -1,5 +1,5 @@
 import { writeFileSync } from 'node:fs';
-import { loadEngine, makeConfig, reportViews, type GlobalArgs } from '../context.js';
+import { loadEngine, readerConfig, reportViews, type GlobalArgs } from '../context.js';
 
 interface CompareArgs extends GlobalArgs {
   a: string;
@@ -29,7 +29,7 @@ function parseOps(
 /** `scalpels compare A B`: the same series and top keys of two tasks side by side. */
 export async function compareCommand(args: CompareArgs): Promise<number> {
   const engine = await loadEngine();
-  const config = await makeConfig(args);
+  const config = await readerConfig(args);
   const ops = parseOps(engine, args.ops);
   const store = engine.openStore(config.storeUrl);
   try {

@@ -4,6 +4,7 @@ import {
   loadEngine,
   makeConfig,
   paint,
+  readerConfig,
   reportViews,
   statusColor,
   type GlobalArgs,
@@ -22,7 +23,7 @@ interface ReportArgs extends GlobalArgs {
 
 async function openStore(args: GlobalArgs) {
   const engine = await loadEngine();
-  const config = await makeConfig(args);
+  const config = await readerConfig(args);
   return { engine, config, store: engine.openStore(config.storeUrl) };
 }
 

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadEngine, makeConfig, useColor, type GlobalArgs } from '../context.js';
+import { loadEngine, makeConfig, readerConfig, useColor, type GlobalArgs } from '../context.js';
 
 interface WatchArgs extends GlobalArgs {
   task?: string;
@@ -40,7 +40,7 @@ export async function watchCommand(args: WatchArgs): Promise<number> {
     throw new UserError(`--interval ${args.interval}: expected a duration of 100ms or more`);
   const windowMs = args.window ? engine.parseDuration(args.window) : Math.max(5000, intervalMs);
   if (!windowMs) throw new UserError(`--window ${args.window}: expected a duration like 5s`);
-  const config = await makeConfig(args);
+  const config = await readerConfig(args);
   const store = engine.openStore(config.storeUrl);
   const out = process.stdout;
   const tty = Boolean(out.isTTY);
