@@ -9,9 +9,10 @@
 # Two techniques, chosen per run from the rules (see Agent.plan):
 # - instrument: when every rule names functions or modules, the matching functions are found in the
 #   loaded modules (and in modules imported later, through an import hook) and only they are
-#   instrumented: before 3.12 each function's __code__ is replaced by a small trampoline that counts
-#   and calls the original code (so every reference to the function counts, and nothing else costs
-#   anything); on 3.12+ sys.monitoring events are enabled on their code objects only.
+#   instrumented: each function's __code__ is replaced by a small trampoline that counts and calls
+#   the original code (so every reference to the function counts, and nothing else costs anything);
+#   async generators, which no trampoline can stand in for, get sys.monitoring events on their code
+#   objects only (3.12+).
 # - hook: otherwise (a bare file glob, or no rule) a global hook sees every call: sys.monitoring on
 #   3.12+ (unmatched code objects are disabled after their first call), sys.setprofile before.
 
@@ -267,16 +268,16 @@ class Agent:
             pending = self.instr.main_pending()
         except Exception:
             pending = None
-        if mon is not None:
-            if not self._install_local_monitoring(mon, pending is not None):
-                raise RuntimeError("no free sys.monitoring tool id")
+        # A counting trampoline as __code__ on every version: on 3.12 and 3.13, sys.monitoring
+        # local events cost about three times as much per counted call (bench/
+        # python-calls-overhead.mjs, in-process figures). They serve only what no trampoline
+        # keeps: async generators (skipped when no tool id is free).
+        if mon is not None and self._install_local_monitoring(mon, False):
             self.instr.monitoring = True
-            self.hook = "monitoring-local"
-        else:
-            self.hook = "instrument"
+        self.hook = "instrument"
         self.instr.scan_loaded()
         self.instr.install_import_hook()
-        if pending is not None and mon is None:
+        if pending is not None:
             defined = {(c.co_firstlineno, c.co_name) for _, c, _ in self.instr.done.values() if c.co_filename in pending[0]}
             pending[1].difference_update(defined)
             if pending[1]:
@@ -843,18 +844,20 @@ class Instrumenter:
         stat = self.stats.get(key)
         if stat is None:
             stat = self.stats[key] = Stat(key, bool(flags & CO_GENERATOR_LIKE))
-        if self.monitoring:
-            self.agent.watch_code(code, stat)
-            self.done[id(func)] = (func, code, None)
-            return
         if flags & CO_ASYNC_GENERATOR:
-            self.skipped += 1  # no trampoline keeps an async generator's protocol
+            # No trampoline keeps an async generator's protocol: sys.monitoring events on its
+            # code (3.12+), else it is skipped.
+            if self.monitoring:
+                self.agent.watch_code(code, stat)
+                self.done[id(func)] = (func, code, None)
+            else:
+                self.skipped += 1
             return
         tramp = self.trampoline(func, code, stat)
         func.__code__ = tramp
         self.done[id(func)] = (func, code, tramp)
 
-    # -- trampolines (before 3.12) ---------------------------------------------------------------
+    # -- trampolines ---------------------------------------------------------------------------
 
     def trampoline(self, func, code, stat):
         flags = code.co_flags

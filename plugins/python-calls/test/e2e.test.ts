@@ -87,6 +87,8 @@ describe.runIf(can)('through the scalpels CLI', () => {
     ]);
     try {
       await waitFor('the agent socket', () => existsSync(socket));
+      // Past its record of f's and g's own code, which it checks after the tracer has gone.
+      await target.waitFor('waiting for a profiler', 200_000);
       const a = ['--agent', `unix://${socket}`];
       await scalpels(
         store,

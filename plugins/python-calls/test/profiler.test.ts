@@ -149,6 +149,8 @@ describe.runIf(can)('profiler technique', () => {
         hold,
       ]);
       try {
+        // Past its record of f's and g's own code (see the kinds test).
+        await child.waitFor('waiting for a profiler', 200_000);
         const res = await traceAttach(child.pid, { function: 'f,g' }, () =>
           child.waitFor('holding'),
         );
@@ -181,6 +183,37 @@ describe.runIf(can)('profiler technique', () => {
         child.kill();
       }
     });
+    it('counts generators, coroutines, closures, methods and every parameter kind exactly, which behave as written', async () => {
+      const hold = join(mkdtempSync(join(tmpdir(), 'pycalls-hold-')), 'release');
+      const child = new Child([path, fixture('kinds.py'), '500', '--hold', hold]);
+      try {
+        // Past its imports and its record of each function's own code: attached earlier, the
+        // fixture would take the counting trampolines for the functions' code.
+        await child.waitFor('waiting for a profiler', 200_000);
+        const res = await traceAttach(
+          child.pid,
+          { function: 'gen_fn,coro_fn,agen_fn,closure_fn,kw_fn,method_fn' },
+          () => child.waitFor('holding', 200_000),
+        );
+        writeFileSync(hold, '');
+        expect(await child.closed).toBe(0);
+        const result = child.result();
+        expect(result).toMatchObject({ ok: true, notRestored: [] });
+        expect(res.outcome.status).toBe('stopped');
+        // A generator or coroutine counts once, when it first runs. An async generator has no
+        // trampoline: counted through sys.monitoring (3.12+), else skipped.
+        expect(sums(res.records, 'python.calls')).toEqual({
+          '__main__:gen_fn': 500,
+          '__main__:coro_fn': 500,
+          ...(result.monitoring ? { '__main__:agen_fn': 500 } : {}),
+          '__main__:make_closure.<locals>.closure_fn': 500,
+          '__main__:kw_fn': 500,
+          '__main__:Box.method_fn': 500,
+        });
+      } finally {
+        child.kill();
+      }
+    }, 240_000);
   });
 
   describe.runIf(mainPython)(`details (${mainPython?.path})`, () => {
