@@ -21,7 +21,7 @@ const techniques = [
   {
     name: 'profiler',
     description:
-      'an in-process agent loaded with gdb into running interpreters and at start into new ones, streaming counts over a unix socket: it instruments only the functions the rules name (a counting trampoline as their __code__ before 3.12, sys.monitoring events on their code objects on 3.12+), or, for a bare file glob or no rule, hooks every call (sys.setprofile, sys.monitoring)',
+      'an in-process agent loaded with gdb into running interpreters and at start into new ones, streaming counts over a unix socket: it instruments only the functions the rules name (a counting trampoline as their __code__), or, for a bare file glob or no rule, hooks every call (sys.setprofile, sys.monitoring)',
     check: checkProfiler,
   },
 ] as const;

@@ -29,7 +29,7 @@ export function describePlan(options: Options): string {
     .map((r) => {
       const what = describeRule(r);
       if (every)
-        return `${what}: instrumented (names functions or modules: only the matching functions, found in loaded modules and at import, count; before 3.12 their __code__ becomes a counting trampoline, on 3.12+ sys.monitoring events are enabled on their code objects only)`;
+        return `${what}: instrumented (names functions or modules: only the matching functions, found in loaded modules and at import, count: their __code__ becomes a counting trampoline; async generators get sys.monitoring events on their code objects only, on 3.12+)`;
       if (ruleResolvable(r))
         return `${what}: global hook (another rule needs it, and it counts this one too)`;
       return `${what}: global hook (a bare file glob names no function to resolve; add function or module to instrument instead)`;

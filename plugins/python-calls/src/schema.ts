@@ -53,7 +53,7 @@ export const schema: Schema = {
       fields: {
         pid: 'process id',
         python: 'interpreter version',
-        hook: 'instrument (functions instrumented, before 3.12), monitoring-local (3.12+ events on matching code only), setprofile or monitoring (global hook)',
+        hook: 'instrument (the matching functions instrumented), setprofile or monitoring (global hook)',
         techniques: 'which technique each rule uses and why',
         executable: 'interpreter path',
         attachMs:

@@ -218,7 +218,7 @@ function onMessage(
       emit({
         t: 'technique',
         pid,
-        technique: m.hook === 'instrument' || m.hook === 'monitoring-local' ? 'instrument' : 'hook',
+        technique: m.hook === 'instrument' ? 'instrument' : 'hook',
         ...(m.plan ? { techniques: describePlan(m.plan) } : {}),
       });
       waiters.get(pid!)?.(undefined);
