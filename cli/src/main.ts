@@ -151,7 +151,6 @@ async function main(argv: string[]): Promise<number> {
               default: 'table',
               describe: 'summary printed to stderr at the end',
             })
-
             .option('top', { type: 'number', describe: 'rows per top table (default 10)' })
             .option('all', { type: 'boolean', describe: 'print every series, not the summary' })
             .option('ops', {
