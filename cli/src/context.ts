@@ -83,10 +83,29 @@ export async function readerConfig(args: GlobalArgs): Promise<Config> {
     throw new engine.UserError(
       `the agent at ${agentUrl} uses ${store}: give --store with its password file`,
     );
-  if (store.startsWith('sqlite:') && agentUrl.startsWith('tcp://'))
-    throw new engine.UserError(
-      `the agent at ${agentUrl} keeps its tasks in ${store} on its own node: read them there, or give --store`,
-    );
+  const path = engine.sqlitePath(store);
+  if (path !== undefined) {
+    if (agentUrl.startsWith('tcp://'))
+      throw new engine.UserError(
+        `the agent at ${agentUrl} keeps its tasks in ${store} on its own node: read them there, or give --store`,
+      );
+    // The answer names a file this process will open: only an existing store file of root's
+    // or this user's, never a path an impostor on the socket chose for us to create.
+    const { lstatSync } = await import('node:fs');
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      throw new engine.UserError(
+        `the agent at ${agentUrl} names ${store}, which does not exist here`,
+      );
+    }
+    const uid = process.getuid?.() ?? 0;
+    if (!st.isFile() || (st.uid !== 0 && st.uid !== uid))
+      throw new engine.UserError(
+        `the agent at ${agentUrl} names ${store}, which is not a store file of root or of this user; give --store`,
+      );
+  }
   return { ...config, storeUrl: store };
 }
 

@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  ATTACKER,
   asNobody,
   cli,
   hasRedisServer,
@@ -199,6 +200,65 @@ describe.runIf(hasSetpriv)('an unprivileged local user', () => {
     expect(refused.exitCode).toBe(1);
     expect(refused.stderr).toMatch(/refusing socket folder .*sockdir: owned by uid 65534/);
     expect(readdirSync(theirs)).toEqual([]);
+  });
+  it('cannot have root open or create a store file named by an impostor agent on a socket it made', async () => {
+    // The attacker listens where root may be told to look (`--agent unix://...`) and answers
+    // ping with a store: first a file that does not exist (root would create it), then one of
+    // its own (root would read forged tasks from it).
+    const dir = join(shared, 'impostor');
+    expect((await asNobody('mkdir', ['-m', '755', dir])).exitCode).toBe(0);
+    const sock = join(dir, 'agent.sock');
+    const planted = join(dir, 'planted.db');
+    const own = join(dir, 'own.db');
+    const server = execa(
+      'setpriv',
+      [
+        ...ATTACKER,
+        process.execPath,
+        '-e',
+        `const fs = require('fs');
+         fs.writeFileSync(${JSON.stringify(own)}, 'not a store');
+         let n = 0;
+         require('net').createServer((c) => {
+           let buf = '';
+           c.on('data', (d) => {
+             buf += d;
+             for (let i; (i = buf.indexOf('\\n')) >= 0; buf = buf.slice(i + 1)) {
+               const req = JSON.parse(buf.slice(0, i));
+               const store = 'sqlite://' + (n++ === 0 ? ${JSON.stringify(planted)} : ${JSON.stringify(own)});
+               c.write(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { node: 'x', pid: 1, version: '0', store } }) + '\\n');
+             }
+           });
+         }).listen(${JSON.stringify(sock)}, () => { fs.chmodSync(${JSON.stringify(sock)}, 0o777); console.log('listening'); });`,
+      ],
+      { reject: false, env: {} },
+    );
+    procs.push(server);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        let out = '';
+        server.stdout!.on('data', (c: Buffer) => {
+          out += c.toString();
+          if (out.includes('listening')) resolve();
+        });
+        void server.then((r) => reject(new Error(`impostor exited: ${r.stderr}`)));
+      });
+      const first = await scalpels(['report', '--last', '--agent', `unix://${sock}`]);
+      expect(first.exitCode).toBe(1);
+      expect(first.stderr.trim()).toMatch(
+        /names sqlite:\/\/\S+planted\.db, which does not exist here$/,
+      );
+      expect(existsSync(planted)).toBe(false);
+      const second = await scalpels(['tasks', '--agent', `unix://${sock}`]);
+      expect(second.exitCode).toBe(1);
+      expect(second.stderr.trim()).toMatch(
+        /names sqlite:\/\/\S+own\.db, which is not a store file of root or of this user; give --store$/,
+      );
+      expect(rootOwned(dir)).toEqual([]);
+    } finally {
+      server.kill('SIGKILL');
+      await server;
+    }
   });
 });
 
