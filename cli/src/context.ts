@@ -66,6 +66,23 @@ export async function readerConfig(args: GlobalArgs): Promise<Config> {
     throw new engine.UserError(
       `--agent ${agentUrl}: TCP needs --token-file F (or SCALPELS_TOKEN_FILE)`,
     );
+  // Only a socket of root's or this user's speaks for an agent this process may follow.
+  const address = engine.parseAgentUrl(agentUrl);
+  if (address.kind === 'unix') {
+    const { lstatSync } = await import('node:fs');
+    const uid = process.getuid?.() ?? 0;
+    let owner: number | undefined;
+    try {
+      const st = lstatSync(address.path);
+      owner = st.isSocket() ? st.uid : undefined;
+    } catch {
+      owner = undefined;
+    }
+    if (owner !== undefined && owner !== 0 && owner !== uid)
+      throw new engine.UserError(
+        `the agent socket ${address.path} is owned by uid ${owner}, not root or this user: give --store`,
+      );
+  }
   const client = new engine.AgentClient(agentUrl, token);
   let store: string;
   try {
@@ -79,6 +96,12 @@ export async function readerConfig(args: GlobalArgs): Promise<Config> {
   }
   // The agent says its store as it shows it: a password in it is masked, and a SQLite file is
   // a path on the agent's own node.
+  // Its files are read by this process: a password file or spill folder comes from the
+  // caller (--store, SCALPELS_REDIS_PASSWORD_FILE), never from the agent's answer.
+  if (/[?&](passwordfile|spilldir)=/i.test(store))
+    throw new engine.UserError(
+      `the agent at ${agentUrl} uses a Redis store that names files (${store.split('?')[0]}): give --store`,
+    );
   if (store.includes('***@'))
     throw new engine.UserError(
       `the agent at ${agentUrl} uses ${store}: give --store with its password file`,

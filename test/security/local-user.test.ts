@@ -23,6 +23,7 @@ import {
   startAgent,
 } from './helpers.js';
 import { privateRedisServers } from '../private-redis.js';
+import { listener } from './attacker.js';
 
 /**
  * Promise: an unprivileged local user cannot read stores, inject records, or redirect root's
@@ -78,6 +79,51 @@ const spillRun = (query: string, env: Record<string, string> = {}) =>
     ],
     { reject: false, cwd: testDir, env: { TMPDIR: shared, ...env } },
   );
+
+/**
+ * A fake agent answering every request with the next of `stores` as its store (the last one
+ * repeats), on a unix socket path or a TCP port; as nobody when `asAttacker`.
+ */
+async function impostorAgent(
+  where: string,
+  stores: readonly string[],
+  asAttacker: boolean,
+): Promise<{ stop: () => Promise<void> }> {
+  const listen = /^\d+$/.test(where) ? `${where}, '127.0.0.1'` : JSON.stringify(where);
+  const script = `
+    const stores = ${JSON.stringify(stores)};
+    let n = 0;
+    require('net').createServer((c) => {
+      let buf = '';
+      c.on('data', (d) => {
+        buf += d;
+        for (let i; (i = buf.indexOf('\\n')) >= 0; buf = buf.slice(i + 1)) {
+          const req = JSON.parse(buf.slice(0, i));
+          const store = stores[Math.min(n++, stores.length - 1)];
+          c.write(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { node: 'x', pid: 1, version: '0', store } }) + '\\n');
+        }
+      });
+    }).listen(${listen}, () => console.log('listening'));`;
+  const argv = [process.execPath, '-e', script];
+  const proc = asAttacker
+    ? execa('setpriv', [...ATTACKER, ...argv], { reject: false, env: {} })
+    : execa(argv[0]!, argv.slice(1), { reject: false });
+  procs.push(proc);
+  await new Promise<void>((resolve, reject) => {
+    let out = '';
+    proc.stdout!.on('data', (c: Buffer) => {
+      out += c.toString();
+      if (out.includes('listening')) resolve();
+    });
+    void proc.then((r) => reject(new Error(`fake agent exited: ${r.stderr}`)));
+  });
+  return {
+    stop: async () => {
+      proc.kill('SIGKILL');
+      await proc;
+    },
+  };
+}
 
 describe.runIf(hasSetpriv)('an unprivileged local user', () => {
   it('cannot make root spill into a folder it prepared, nor through a symlink it planted', async () => {
@@ -201,64 +247,85 @@ describe.runIf(hasSetpriv)('an unprivileged local user', () => {
     expect(refused.stderr).toMatch(/refusing socket folder .*sockdir: owned by uid 65534/);
     expect(readdirSync(theirs)).toEqual([]);
   });
-  it('cannot have root open or create a store file named by an impostor agent on a socket it made', async () => {
-    // The attacker listens where root may be told to look (`--agent unix://...`) and answers
-    // ping with a store: first a file that does not exist (root would create it), then one of
-    // its own (root would read forged tasks from it).
+  it('cannot steer root to a store through an impostor agent, on a socket or a TCP port', async () => {
     const dir = join(shared, 'impostor');
     expect((await asNobody('mkdir', ['-m', '755', dir])).exitCode).toBe(0);
+    // A socket of nobody's, where root may be told to look (`--agent unix://...`).
     const sock = join(dir, 'agent.sock');
-    const planted = join(dir, 'planted.db');
-    const own = join(dir, 'own.db');
-    const server = execa(
-      'setpriv',
-      [
-        ...ATTACKER,
-        process.execPath,
-        '-e',
-        `const fs = require('fs');
-         fs.writeFileSync(${JSON.stringify(own)}, 'not a store');
-         let n = 0;
-         require('net').createServer((c) => {
-           let buf = '';
-           c.on('data', (d) => {
-             buf += d;
-             for (let i; (i = buf.indexOf('\\n')) >= 0; buf = buf.slice(i + 1)) {
-               const req = JSON.parse(buf.slice(0, i));
-               const store = 'sqlite://' + (n++ === 0 ? ${JSON.stringify(planted)} : ${JSON.stringify(own)});
-               c.write(JSON.stringify({ jsonrpc: '2.0', id: req.id, result: { node: 'x', pid: 1, version: '0', store } }) + '\\n');
-             }
-           });
-         }).listen(${JSON.stringify(sock)}, () => { fs.chmodSync(${JSON.stringify(sock)}, 0o777); console.log('listening'); });`,
-      ],
-      { reject: false, env: {} },
-    );
-    procs.push(server);
+    const onSocket = await impostorAgent(sock, [`sqlite://${join(dir, 'planted.db')}`], true);
     try {
-      await new Promise<void>((resolve, reject) => {
-        let out = '';
-        server.stdout!.on('data', (c: Buffer) => {
-          out += c.toString();
-          if (out.includes('listening')) resolve();
-        });
-        void server.then((r) => reject(new Error(`impostor exited: ${r.stderr}`)));
-      });
+      const r = await scalpels(['report', '--last', '--agent', `unix://${sock}`]);
+      expect(r.exitCode).toBe(1);
+      expect(r.stderr.trim()).toMatch(
+        /^scalpels: the agent socket \S+agent\.sock is owned by uid 65534, not root or this user: give --store$/,
+      );
+    } finally {
+      await onSocket.stop();
+    }
+    // A TCP port (the real agent is not running): the token authenticates root to the agent,
+    // not the agent to root. A SQLite path, and a Redis store whose password file is /etc/shadow
+    // (root would read it and send it to the attacker's Redis).
+    const redis = await listener('127.0.0.1');
+    const tokenFile = join(scratch, 'impostor-token');
+    writeFileSync(tokenFile, 'a-long-enough-secret-token-5678\n', { mode: 0o600 });
+    const port = 20000 + Math.floor(Math.random() * 20000);
+    const onTcp = await impostorAgent(
+      String(port),
+      [
+        `sqlite://${join(dir, 'planted.db')}`,
+        `redis://127.0.0.1:${redis.port}/0?passwordfile=/etc/shadow`,
+      ],
+      false,
+    );
+    try {
+      const agent = ['--agent', `tcp://127.0.0.1:${port}`, '--token-file', tokenFile];
+      const first = await scalpels(['report', '--last', ...agent]);
+      expect(first.exitCode).toBe(1);
+      expect(first.stderr.trim()).toMatch(
+        /keeps its tasks in sqlite:\/\/\S+planted\.db on its own node: read them there, or give --store$/,
+      );
+      const second = await scalpels(['tasks', ...agent]);
+      expect(second.exitCode).toBe(1);
+      expect(second.stderr.trim()).toMatch(
+        /uses a Redis store that names files \(redis:\/\/127\.0\.0\.1:\d+\/0\): give --store$/,
+      );
+      expect(redis.hits()).toBe(0);
+    } finally {
+      await onTcp.stop();
+      await redis.close();
+    }
+    expect(existsSync(join(dir, 'planted.db'))).toBe(false);
+    expect(rootOwned(dir)).toEqual([]);
+  });
+
+  it("follows a root agent's SQLite store only when it exists and is root's or the caller's", async () => {
+    // Root's own socket (an agent answering oddly): the file checks still hold.
+    const dir = join(shared, 'odd-agent');
+    expect((await asNobody('mkdir', ['-m', '755', dir])).exitCode).toBe(0);
+    const theirs = join(dir, 'theirs.db');
+    expect((await asNobody('touch', [theirs])).exitCode).toBe(0);
+    const sock = join(scratch, 'odd-agent.sock');
+    const odd = await impostorAgent(
+      sock,
+      [`sqlite://${join(dir, 'planted.db')}`, `sqlite://${theirs}`],
+      false,
+    );
+    try {
       const first = await scalpels(['report', '--last', '--agent', `unix://${sock}`]);
       expect(first.exitCode).toBe(1);
       expect(first.stderr.trim()).toMatch(
         /names sqlite:\/\/\S+planted\.db, which does not exist here$/,
       );
-      expect(existsSync(planted)).toBe(false);
       const second = await scalpels(['tasks', '--agent', `unix://${sock}`]);
       expect(second.exitCode).toBe(1);
       expect(second.stderr.trim()).toMatch(
-        /names sqlite:\/\/\S+own\.db, which is not a store file of root or of this user; give --store$/,
+        /names sqlite:\/\/\S+theirs\.db, which is not a store file of root or of this user; give --store$/,
       );
-      expect(rootOwned(dir)).toEqual([]);
     } finally {
-      server.kill('SIGKILL');
-      await server;
+      await odd.stop();
     }
+    expect(existsSync(join(dir, 'planted.db'))).toBe(false);
+    expect(rootOwned(dir)).toEqual([]);
   });
 });
 
