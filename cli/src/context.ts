@@ -84,9 +84,9 @@ export async function readerConfig(args: GlobalArgs): Promise<Config> {
       );
   }
   const client = new engine.AgentClient(agentUrl, token);
-  let store: string;
+  let answer: unknown;
   try {
-    store = (await client.call<{ store: string }>('ping')).store;
+    answer = (await client.call<{ store?: unknown }>('ping'))?.store;
   } catch (e) {
     throw new engine.UserError(
       `cannot ask the agent at ${agentUrl} for its store (${(e as Error).message.split('\n')[0]}); give --store`,
@@ -94,14 +94,19 @@ export async function readerConfig(args: GlobalArgs): Promise<Config> {
   } finally {
     client.close();
   }
-  // The agent says its store as it shows it: a password in it is masked, and a SQLite file is
-  // a path on the agent's own node.
-  // Its files are read by this process: a password file or spill folder comes from the
-  // caller (--store, SCALPELS_REDIS_PASSWORD_FILE), never from the agent's answer.
+  if (typeof answer !== 'string' || answer.length > 4096)
+    throw new engine.UserError(`the agent at ${agentUrl} did not name its store: give --store`);
+  // Echoed in messages: no control character of the answer reaches the terminal.
+  const store = engine.escapeControl(answer, 4096);
+  if (store !== answer)
+    throw new engine.UserError(`the agent at ${agentUrl} named an unusable store: give --store`);
+  // This process reads the store's files: a password file or spill folder comes from the caller
+  // (--store, SCALPELS_REDIS_PASSWORD_FILE), never from the agent's answer.
   if (/[?&](passwordfile|spilldir)=/i.test(store))
     throw new engine.UserError(
       `the agent at ${agentUrl} uses a Redis store that names files (${store.split('?')[0]}): give --store`,
     );
+  // The agent shows its store with any password masked.
   if (store.includes('***@'))
     throw new engine.UserError(
       `the agent at ${agentUrl} uses ${store}: give --store with its password file`,
