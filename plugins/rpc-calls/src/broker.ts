@@ -3,6 +3,7 @@
  * a left-over trace queue. Through `rabbitmqctl` on the broker's host, or through the management
  * HTTP API when `management-url` is set.
  */
+import { createHash } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -29,6 +30,43 @@ export interface BrokerAdmin {
   describe(): string;
   /** The Erlang node whose switch this admin sets (`rabbit@host`): the broker's own name for it. */
   nodeName(): Promise<string>;
+  /**
+   * The scalpels tracer that turned tracing on for the vhost on that node (`task-tracer`), as
+   * marked in a global parameter of the broker; undefined when none is marked.
+   */
+  traceOwner(vhost: string, node: string): Promise<string | undefined>;
+  /** Marks (owner) or unmarks (null) the tracer that turned tracing on. */
+  setTraceOwner(vhost: string, node: string, owner: string | null): Promise<void>;
+}
+
+/**
+ * The global parameter that marks who turned tracing on for a vhost on a node: a tracer of
+ * another store (which shares no lease with it) sees it, and does not take that tracing for
+ * an operator's. Named after a digest: vhost names may hold any character.
+ */
+export function traceOwnerParameter(vhost: string, node: string): string {
+  const digest = createHash('sha256').update(`${node}\0${vhost}`).digest('hex').slice(0, 24);
+  return `scalpels-trace-owner-${digest}`;
+}
+
+interface TraceOwnerValue {
+  node: string;
+  vhost: string;
+  owner: string;
+}
+
+function ownerOf(value: unknown, vhost: string, node: string): string | undefined {
+  const v = (typeof value === 'string' ? safeJson(value) : value) as Partial<TraceOwnerValue>;
+  if (!v || v.vhost !== vhost || v.node !== node || typeof v.owner !== 'string') return undefined;
+  return v.owner;
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
 }
 
 export function run(
@@ -201,6 +239,25 @@ export class RabbitmqctlAdmin implements BrokerAdmin {
     return (JSON.parse(out) as { name: string }[]).map((q) => q.name);
   }
 
+  async traceOwner(vhost: string, node: string): Promise<string | undefined> {
+    const name = traceOwnerParameter(vhost, node);
+    const out = await this.call(['-q', '--formatter', 'json', 'list_global_parameters']);
+    const rows = (safeJson(out) ?? []) as { name?: unknown; value?: unknown }[];
+    const row = Array.isArray(rows) ? rows.find((r) => r.name === name) : undefined;
+    return row ? ownerOf(row.value, vhost, node) : undefined;
+  }
+
+  async setTraceOwner(vhost: string, node: string, owner: string | null): Promise<void> {
+    const name = traceOwnerParameter(vhost, node);
+    if (owner !== null) {
+      const value: TraceOwnerValue = { node, vhost, owner };
+      await this.call(['-q', 'set_global_parameter', name, JSON.stringify(value)]);
+      return;
+    }
+    if ((await this.traceOwner(vhost, node)) === undefined) return;
+    await this.call(['-q', 'clear_global_parameter', name]);
+  }
+
   async nodeName(): Promise<string> {
     if (this.node) return this.node;
     const out = (await this.call(['-q', 'eval', 'node().'])).trim().replace(/^'|'$/g, '');
@@ -287,6 +344,24 @@ export class ManagementAdmin implements BrokerAdmin {
   async queues(vhost: string): Promise<string[]> {
     const res = await this.request('GET', `api/queues/${encodeURIComponent(vhost)}?columns=name`);
     return ((await res.json()) as { name: string }[]).map((q) => q.name);
+  }
+
+  async traceOwner(vhost: string, node: string): Promise<string | undefined> {
+    const path = `api/global-parameters/${encodeURIComponent(traceOwnerParameter(vhost, node))}`;
+    const res = await this.request('GET', path, undefined, true);
+    if (res.status === 404) return undefined;
+    return ownerOf(((await res.json()) as { value?: unknown }).value, vhost, node);
+  }
+
+  async setTraceOwner(vhost: string, node: string, owner: string | null): Promise<void> {
+    const name = traceOwnerParameter(vhost, node);
+    const path = `api/global-parameters/${encodeURIComponent(name)}`;
+    if (owner === null) {
+      await this.request('DELETE', path);
+      return;
+    }
+    const value: TraceOwnerValue = { node, vhost, owner };
+    await this.request('PUT', path, { name, value });
   }
 
   async nodeName(): Promise<string> {

@@ -40,6 +40,9 @@ export interface TraceOnData {
   wasOn: boolean;
   /** Erlang node (option nodes), when not the local one. */
   node?: string;
+  /** The broker's name of that node and the mark left there (`task-tracer`), to remove on undo. */
+  erlangNode?: string;
+  owner?: string;
 }
 export const UNDO_NFT_TABLE = 'nft-table';
 export interface NftTableData {
@@ -214,7 +217,17 @@ async function undo(action: UndoAction, stored: Options): Promise<void> {
   const admin = brokerAdmin(options);
   if (action.kind === UNDO_TRACE_ON) {
     const data = action.data as TraceOnData;
-    if (!data.wasOn) await brokerAdmin(options, data.node).setTracing(data.vhost, false);
+    const nodeAdmin = brokerAdmin(options, data.node);
+    if (!data.wasOn) await nodeAdmin.setTracing(data.vhost, false);
+    // The mark goes with the tracing it marked, and only this tracer's own (data from the store:
+    // checked before it reaches the broker).
+    if (
+      typeof data.erlangNode === 'string' &&
+      /^[^@\s]+@[^@\s]+$/.test(data.erlangNode) &&
+      typeof data.owner === 'string' &&
+      (await nodeAdmin.traceOwner(data.vhost, data.erlangNode)) === data.owner
+    )
+      await nodeAdmin.setTraceOwner(data.vhost, data.erlangNode, null);
   } else if (action.kind === UNDO_TRACE_QUEUE) {
     const data = action.data as TraceQueueData;
     await admin.deleteQueue(data.vhost, data.queue);
@@ -314,13 +327,31 @@ export default definePlugin({
       const erlangNode = await admin.nodeName();
       await ctx.lease({
         resource: `rabbitmq:${erlangNode}/vhost:${vhost}/trace_on`,
-        async change(journal) {
-          if (await admin.tracing(vhost)) return; // On before us: someone else's, left alone.
+        async change(journal, state) {
+          if (await admin.tracing(vhost)) {
+            // A tracer of another store shares no lease with this one: its stop would turn
+            // tracing off under it. Tracing on without a mark is an operator's: left alone.
+            const other = state.reapplying ? undefined : await admin.traceOwner(vhost, erlangNode);
+            if (other !== undefined)
+              throw new Error(
+                `another scalpels tracer (${other}) traces vhost ${vhost} on ${erlangNode}, for another store: its stop would turn tracing off under this one; stop it first, or run scalpels recover on the store that started it if it died`,
+              );
+            return;
+          }
+          const owner = `${ctx.taskId}-${ctx.tracerId}`;
           await journal({
             kind: UNDO_TRACE_ON,
-            data: { vhost, wasOn: false, ...(node ? { node } : {}) } satisfies TraceOnData,
+            data: {
+              vhost,
+              wasOn: false,
+              ...(node ? { node } : {}),
+              erlangNode,
+              owner,
+            } satisfies TraceOnData,
             description: `turn RabbitMQ tracing off again on vhost ${vhost} (${admin.describe()})`,
           });
+          // Marked first: a crash in between leaves a mark without tracing, which nobody heeds.
+          await admin.setTraceOwner(vhost, erlangNode, owner);
           await admin.setTracing(vhost, true);
         },
       });

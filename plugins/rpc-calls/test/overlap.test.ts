@@ -3,6 +3,7 @@
  * still runs: trace_on is a lease, so the firehose stays on for the second, which counts every
  * call of its workload; tracing ends off, as it began.
  */
+import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,13 +18,14 @@ const scratch = cliScratch('scalpels-rpc-overlap-');
 const vhost = `scalpels-test-rpc-overlap-${randomUUID().slice(0, 8)}`;
 
 /** A `scalpels run` whose command says it started, waits for `<name>.go`, then runs `then`. */
-function background(name: string, then: string[] = []) {
+function background(name: string, then: string[] = [], store?: string) {
   const started = join(scratch.dir, `${name}.started`);
   const go = join(scratch.dir, `${name}.go`);
   const quoted = then.map((a) => `'${a}'`).join(' ');
   const script = `touch ${started}; while [ ! -e ${go} ]; do sleep 0.05; done; ${quoted || 'true'}`;
   const child = scratch.start(
     ['run', '-t', 'rpc-calls', '--set', `rpc-calls.vhost=${vhost}`, '--name', name].concat([
+      ...(store ? ['--store', store] : []),
       '--format',
       'none',
       '--',
@@ -82,4 +84,38 @@ describe.runIf(canRun)('two overlapping rpc-calls tracers on one vhost', () => {
     const calls = reportSeries(report, 'rpc.calls').reduce((a, s) => a + (s.sum ?? 0), 0);
     expect(calls).toBe(K);
   }, 300_000);
+
+  it('a tracer of another store is refused while one traces the vhost; the first keeps tracing and ends it', async () => {
+    expect(vhostTracing(vhost)).toBe(false);
+    const first = background('first-of-a');
+    await waitFor('the first run to start', first.started);
+    expect(vhostTracing(vhost)).toBe(true);
+    expect(ownerMarks()).toHaveLength(1);
+    // Its own store: it shares no lease with the first, and would turn tracing off under it.
+    const other = background('of-b', [], `sqlite://${join(scratch.dir, 'b.db')}`);
+    expect(await other.exited).toBe(1);
+    expect(other.stderr().trim()).toMatch(
+      new RegExp(
+        `^scalpels: rpc-calls: another scalpels tracer \\(\\S+\\) traces vhost ${vhost} on \\S+@\\S+, for another store: its stop would turn tracing off under this one; stop it first, or run scalpels recover on the store that started it if it died$`,
+      ),
+    );
+    expect(vhostTracing(vhost)).toBe(true);
+    first.go();
+    expect(await first.exited, first.stderr()).toBe(0);
+    expect(vhostTracing(vhost)).toBe(false);
+    expect(ownerMarks()).toEqual([]);
+  }, 300_000);
 });
+
+/** The broker's global parameters that mark a scalpels tracer's tracing. */
+function ownerMarks(): string[] {
+  const rows = JSON.parse(
+    execFileSync('rabbitmqctl', ['-q', '--formatter', 'json', 'list_global_parameters'], {
+      encoding: 'utf8',
+    }),
+  ) as { name: string; value: unknown }[];
+  return rows
+    .filter((r) => r.name.startsWith('scalpels-trace-owner-'))
+    .filter((r) => JSON.stringify(r.value).includes(JSON.stringify(vhost).slice(1, -1)))
+    .map((r) => r.name);
+}
