@@ -58,7 +58,8 @@ interface TraceOwnerValue {
 function ownerOf(value: unknown, vhost: string, node: string): string | undefined {
   const v = (typeof value === 'string' ? safeJson(value) : value) as Partial<TraceOwnerValue>;
   if (!v || v.vhost !== vhost || v.node !== node || typeof v.owner !== 'string') return undefined;
-  return v.owner;
+  // Echoed in a refusal: a broker value, so only the shape this plugin writes (`task-tracer`).
+  return /^[\w.-]{1,100}$/.test(v.owner) ? v.owner : 'unnamed';
 }
 
 function safeJson(text: string): unknown {

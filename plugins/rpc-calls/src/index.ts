@@ -259,7 +259,7 @@ export default definePlugin({
   version: pkg.version,
   description:
     'OpenStack RPC over RabbitMQ: the firehose decoded method by method (calls, casts, replies, failures, timeouts), call latency, bytes, and traffic to the broker port',
-  apiVersion: '>=1.2.0 <2',
+  apiVersion: '>=1.3.0 <2',
   target: 'none',
   options: OPTIONS,
   retiredOptions: {
