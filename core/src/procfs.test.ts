@@ -150,6 +150,10 @@ describe('procfs: process trees', () => {
       expect(parentOf(child, before)?.pid).toBe(p.pid);
       parent.kill('SIGKILL');
       await exited(parent);
+      // A start time is in clock ticks (10 ms): a process started in the same tick as the
+      // child is told apart by nothing. Recycling a pid takes a wrap-around of the pid space,
+      // never 10 ms; forced here, so let the clock pass the child's tick first.
+      await waitFor('the next clock tick', () => ticksSinceBoot() > child.startTime + 1);
       // Another process takes P's pid (other forks on the host may win the race: retry).
       writeFileSync('/proc/sys/kernel/ns_last_pid', String(p.pid - 1));
       const reuse = start('sh', ['-c', 'read x']);
