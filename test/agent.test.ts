@@ -16,6 +16,7 @@ import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { AgentClient } from '@scalpels/core/engine';
 import { runCli } from '@scalpels/core/testing';
+import { childrenOf, startAgent as startAgentProcess } from './agent-process.js';
 
 const cli = fileURLToPath(new URL('../cli/dist/main.js', import.meta.url));
 const scratch = mkdtempSync(join(tmpdir(), 'scalpels-agent-'));
@@ -44,26 +45,12 @@ async function startAgent(
   const id = ++n;
   const socket = opts.socket ?? join(scratch, `run-${id}`, 'agent.sock');
   const store = opts.store ?? join(scratch, `store-${id}.db`);
-  const proc = execa(
-    process.execPath,
-    [cli, 'agent', '--socket', socket, '--store', `sqlite://${store}`, ...(opts.extra ?? [])],
-    {
-      reject: false,
-      env: { NO_COLOR: '1', SCALPELS_RUNTIME_DIR: runtime },
-      all: true,
-    },
+  const { proc, output } = await startAgentProcess(
+    agents,
+    ['--socket', socket, '--store', `sqlite://${store}`, ...(opts.extra ?? [])],
+    { SCALPELS_RUNTIME_DIR: runtime },
   );
-  agents.push(proc);
-  let out = '';
-  // Ready when it says where it listens.
-  await new Promise<void>((resolve, reject) => {
-    proc.all!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('socket ')) resolve();
-    });
-    void proc.then(() => reject(new Error(`agent exited: ${out}`)));
-  });
-  return { proc, socket, store, url: `unix://${socket}`, output: () => out };
+  return { proc, socket, store, url: `unix://${socket}`, output };
 }
 
 /** Waits on a condition (polling), up to a generous bound for a busy host. */
@@ -81,21 +68,6 @@ function scalpels(args: string[], agent: Agent) {
     env: { NO_COLOR: '1' },
     timeoutMs: 0,
   });
-}
-
-/** Processes whose parent is `pid`. */
-function childrenOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, 'latin1');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
 }
 
 /** A target process; killing it at the end is expected, not an error. */

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli } from '@scalpels/core/testing';
+import { startAgent as startAgentProcess } from './agent-process.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const cli = join(root, 'cli/dist/main.js');
@@ -67,20 +68,7 @@ async function startAgent(): Promise<{ extra: string[]; proc: ResultPromise }> {
   const id = ++n;
   const socket = join(scratch, `agent-${id}`, 'agent.sock');
   const store = `sqlite://${join(scratch, `agent-${id}.db`)}`;
-  const proc = execa(process.execPath, [cli, 'agent', '--socket', socket, '--store', store], {
-    reject: false,
-    env,
-    all: true,
-  });
-  children.push(proc);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    proc.all!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('socket ')) resolve();
-    });
-    void proc.then(() => reject(new Error(`agent exited: ${out}`)));
-  });
+  const { proc } = await startAgentProcess(children, ['--socket', socket, '--store', store], env);
   return { extra: ['--agent', `unix://${socket}`, '--store', store], proc };
 }
 

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { capability, machineTestLock } from '@scalpels/core/testing';
+import { startAgent as startAgentProcess } from '../agent-process.js';
 import {
   LAB_SERVICES,
   adminEnv,
@@ -59,20 +60,7 @@ function scalpels(args: string[], extra: string[] = [], timeout = 15 * 60_000) {
 
 async function startAgent(): Promise<string[]> {
   const socket = join(scratch, 'agent', 'agent.sock');
-  const proc = execa(process.execPath, [cli, 'agent', '--socket', socket, '--store', store], {
-    reject: false,
-    env,
-    all: true,
-  });
-  children.push(proc);
-  let out = '';
-  await new Promise<void>((resolve, reject) => {
-    proc.all!.on('data', (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('socket ')) resolve();
-    });
-    void proc.then(() => reject(new Error(`agent exited: ${out}`)));
-  });
+  await startAgentProcess(children, ['--socket', socket, '--store', store], env);
   return ['--agent', `unix://${socket}`];
 }
 

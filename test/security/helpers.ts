@@ -1,17 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import {
-  chmodSync,
-  existsSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  writeFileSync,
-} from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { execa, type ResultPromise } from 'execa';
+import { execa } from 'execa';
 import { capability } from '@scalpels/core/testing';
 import { hasRedisServer as hasPrivateRedisServer } from '../private-redis.js';
 
@@ -71,58 +64,10 @@ export async function waitFor(
   }
 }
 
-/** Processes whose parent is `pid`. */
-export function childrenOf(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        const stat = readFileSync(`/proc/${d}/stat`, 'latin1');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
-
 /** Resident memory of a process, in bytes. */
 export function rssOf(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : 0;
 }
 
-export interface RunningAgent {
-  proc: ResultPromise;
-  output: () => string;
-}
-
-/** Starts `scalpels agent ARGS` and waits until it says where it listens. */
-export async function startAgent(
-  procs: ResultPromise[],
-  args: string[],
-  env: Record<string, string> = {},
-  readyText = 'socket ',
-): Promise<RunningAgent> {
-  const proc = execa(process.execPath, [cli, 'agent', ...args], {
-    reject: false,
-    all: true,
-    env: { NO_COLOR: '1', ...env },
-  });
-  procs.push(proc);
-  let out = '';
-  proc.all!.on('data', (c: Buffer) => (out += c.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const t = setInterval(() => {
-      if (out.includes(readyText)) {
-        clearInterval(t);
-        resolve();
-      }
-    }, 20);
-    void proc.then(() => {
-      clearInterval(t);
-      reject(new Error(`agent exited: ${out}`));
-    });
-  });
-  return { proc, output: () => out };
-}
+export { childrenOf, startAgent, type RunningAgent } from '../agent-process.js';
